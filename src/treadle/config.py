@@ -1,0 +1,49 @@
+"""Engine configuration: one frozen dataclass, validated at construction."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+_DTYPES = ("float32", "bfloat16")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Everything that shapes an engine instance.
+
+    ``kv_cache_gb`` sizes the paged KV cache unless ``num_kv_blocks`` is given (tests use that).
+    ``threads`` defaults to every core; replicas sharing a machine split the cores between them.
+    """
+
+    model: str = "default"
+    dtype: str = "float32"
+    max_model_len: int | None = None  # None: the model's own context length
+    block_size: int = 16
+    kv_cache_gb: float = 2.0
+    num_kv_blocks: int | None = None
+    max_num_seqs: int = 128
+    max_num_batched_tokens: int = 512
+    long_prefill_token_threshold: int = 0
+    enable_prefix_caching: bool = True
+    threads: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {_DTYPES}, got {self.dtype!r}")
+        for name in ("block_size", "max_num_seqs", "max_num_batched_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_model_len is not None and self.max_model_len < 2:
+            raise ValueError(f"max_model_len must be >= 2, got {self.max_model_len}")
+        if self.kv_cache_gb <= 0:
+            raise ValueError(f"kv_cache_gb must be > 0, got {self.kv_cache_gb}")
+        if self.num_kv_blocks is not None and self.num_kv_blocks < 1:
+            raise ValueError(f"num_kv_blocks must be >= 1, got {self.num_kv_blocks}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
+
+    @property
+    def num_threads(self) -> int:
+        return self.threads or os.cpu_count() or 1

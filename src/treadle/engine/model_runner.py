@@ -1,0 +1,149 @@
+"""Model runner: turns a :class:`SchedulerOutput` into tensors, runs the model, samples.
+
+It owns the KV cache tensors and the per-request random generators, and makes no scheduling
+decision: what to compute, where the KV goes and whether to sample all come from the scheduler.
+Rows of a step: single-token entries (decodes) first, batched through one attention call, then
+each multi-token chunk (prefill) as its own contiguous run.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from treadle.engine.outputs import RunnerOutput, ScheduledRequest, SchedulerOutput
+from treadle.engine.sampler import Sampler, SamplingRow, top_logprobs
+from treadle.models.attention import AttentionMetadata, PrefillChunk
+from treadle.models.config import ModelConfig
+from treadle.models.llama import LlamaModel
+
+
+class ModelRunner:
+    def __init__(
+        self,
+        model: LlamaModel,
+        cfg: ModelConfig,
+        num_blocks: int,
+        block_size: int,
+        eos_token_ids: tuple[int, ...],
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        self.model = model
+        self.cfg = cfg
+        self.block_size = block_size
+        self.eos_token_ids = eos_token_ids
+        slots = num_blocks * block_size
+        self.kv_caches = [
+            (
+                torch.zeros(slots, cfg.num_kv_heads, cfg.head_dim, dtype=dtype),
+                torch.zeros(slots, cfg.num_kv_heads, cfg.head_dim, dtype=dtype),
+            )
+            for _ in range(cfg.num_layers)
+        ]
+        self.sampler = Sampler()
+        self.generators: dict[str, torch.Generator] = {}
+
+    @torch.inference_mode()
+    def execute(self, out: SchedulerOutput) -> RunnerOutput:
+        for rid in out.finished_ids:
+            self.generators.pop(rid, None)
+        if out.is_empty:
+            return RunnerOutput({})
+        entries = sorted(out.scheduled, key=lambda s: s.num_tokens != 1)  # decodes first (stable)
+        input_ids, positions, meta, last_rows = self._prepare(entries)
+        hidden = self.model(input_ids, positions, meta, self.kv_caches)
+
+        sampling = [(e, last_rows[i]) for i, e in enumerate(entries) if e.sample]
+        prompt_lp = [(e, last_rows[i] - e.num_tokens + 1) for i, e in enumerate(entries) if e.prompt_logprob_targets]
+        sampled: dict[str, int] = {}
+        logprobs: dict[str, dict[int, float]] = {}
+        if sampling:
+            logits = self.model.compute_logits(hidden[torch.tensor([r for _, r in sampling])])
+            raw = logits.clone() if any(e.params.logprobs is not None for e, _ in sampling) else None
+            rows = [
+                SamplingRow(e.params, e.all_token_ids, e.num_prompt_tokens, self.eos_token_ids, self._generator(e))
+                for e, _ in sampling
+            ]
+            tokens = self.sampler(logits, rows)
+            for (e, _), t in zip(sampling, tokens.tolist(), strict=True):
+                sampled[e.request_id] = t
+            if raw is not None:
+                want = [j for j, (e, _) in enumerate(sampling) if e.params.logprobs is not None]
+                lps = top_logprobs(raw[want], tokens[want], [sampling[j][0].params.logprobs for j in want])
+                for j, lp in zip(want, lps, strict=True):
+                    logprobs[sampling[j][0].request_id] = lp
+        prompt_logprobs: dict[str, list[dict[int, float]]] = {}
+        for e, first_row in prompt_lp:
+            targets = e.prompt_logprob_targets
+            logits = self.model.compute_logits(hidden[first_row : first_row + len(targets)])
+            k = e.params.prompt_logprobs or 0
+            prompt_logprobs[e.request_id] = top_logprobs(logits, torch.tensor(targets), [k] * len(targets))
+        return RunnerOutput(sampled, logprobs, prompt_logprobs)
+
+    def _generator(self, e: ScheduledRequest) -> torch.Generator | None:
+        if e.params.seed is None or e.params.greedy:
+            return None
+        g = self.generators.get(e.request_id)
+        if g is None:
+            g = torch.Generator().manual_seed(e.params.seed)
+            self.generators[e.request_id] = g
+        return g
+
+    def _prepare(
+        self, entries: list[ScheduledRequest]
+    ) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata, list[int]]:
+        bs = self.block_size
+        ids: list[int] = []
+        pos: list[int] = []
+        slots: list[int] = []
+        last_rows: list[int] = []
+        decodes = [e for e in entries if e.num_tokens == 1]
+        prefills: list[PrefillChunk] = []
+        for e in entries:
+            start_row = len(ids)
+            ids.extend(e.token_ids)
+            table = e.block_ids
+            for p in range(e.start_pos, e.start_pos + e.num_tokens):
+                pos.append(p)
+                slots.append(table[p // bs] * bs + p % bs)
+            last_rows.append(len(ids) - 1)
+            if e.num_tokens > 1:
+                prefills.append(self._prefill_chunk(e, start_row, len(ids)))
+        decode_gather = decode_mask = None
+        if decodes:
+            decode_gather, decode_mask = self._decode_gather(decodes)
+        meta = AttentionMetadata(
+            slot_mapping=torch.tensor(slots),
+            num_decode=len(decodes),
+            decode_gather=decode_gather,
+            decode_mask=decode_mask,
+            prefills=prefills,
+        )
+        return torch.tensor(ids), torch.tensor(pos), meta, last_rows
+
+    def _slots(self, block_ids: list[int], length: int) -> torch.Tensor:
+        bs = self.block_size
+        table = torch.tensor(block_ids[: -(-length // bs)])
+        return (table.unsqueeze(1) * bs + torch.arange(bs)).flatten()[:length]
+
+    def _prefill_chunk(self, e: ScheduledRequest, start_row: int, end_row: int) -> PrefillChunk:
+        if e.start_pos == 0:
+            return PrefillChunk(start_row, end_row, 0, None, None)
+        total = e.start_pos + e.num_tokens
+        q_pos = torch.arange(e.start_pos, total).unsqueeze(1)
+        mask = torch.arange(total).unsqueeze(0) <= q_pos  # causal with an offset
+        return PrefillChunk(start_row, end_row, e.start_pos, self._slots(e.block_ids, total), mask)
+
+    def _decode_gather(self, decodes: list[ScheduledRequest]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        bs = self.block_size
+        lengths = [e.start_pos + 1 for e in decodes]
+        max_len = max(lengths)
+        max_blocks = -(-max_len // bs)
+        table = torch.zeros(len(decodes), max_blocks, dtype=torch.long)
+        for i, e in enumerate(decodes):
+            n = -(-lengths[i] // bs)
+            table[i, :n] = torch.tensor(e.block_ids[:n])
+        gather = (table.unsqueeze(2) * bs + torch.arange(bs)).view(len(decodes), -1)[:, :max_len]
+        if min(lengths) == max_len:
+            return gather, None
+        mask = torch.arange(max_len).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)
+        return gather, mask.view(len(decodes), 1, 1, max_len)

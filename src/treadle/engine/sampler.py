@@ -1,0 +1,114 @@
+"""Sampler: logits of the rows that sample -> next token ids (and log-probabilities).
+
+Order of operations per row (as vLLM and transformers apply them):
+1. penalties: repetition (on prompt + output tokens, divides positive logits and multiplies
+   negative ones), presence and frequency (on output tokens only, OpenAI's definition);
+2. ``min_tokens``: EOS and stop token ids are masked until that many tokens were generated;
+3. greedy rows (temperature 0) take the argmax; the others divide by temperature, keep the
+   top-k, the top-p nucleus and tokens with probability >= min_p x the maximum, and draw with
+   the exponential race ``argmax(p / E)``, ``E ~ Exp(1)``, from the request's own generator when
+   it has a seed (so a seeded request samples the same tokens whatever else is in the batch).
+Log-probabilities are those of the model (log-softmax of the raw logits), as vLLM reports them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from treadle.sampling_params import SamplingParams
+
+
+@dataclass
+class SamplingRow:
+    params: SamplingParams
+    all_token_ids: list[int]
+    num_prompt_tokens: int
+    eos_token_ids: tuple[int, ...]
+    generator: torch.Generator | None
+
+
+class Sampler:
+    def __call__(self, logits: torch.Tensor, rows: list[SamplingRow]) -> torch.Tensor:
+        """Return one token id per row. ``logits`` is modified in place."""
+        logits = logits.float()
+        for i, row in enumerate(rows):
+            p = row.params
+            if p.needs_penalties:
+                _apply_penalties(logits[i], row)
+            if p.min_tokens and len(row.all_token_ids) - row.num_prompt_tokens < p.min_tokens:
+                banned = list(p.stop_token_ids) + ([] if p.ignore_eos else list(row.eos_token_ids))
+                if banned:
+                    logits[i, banned] = float("-inf")
+        tokens = logits.argmax(dim=-1)
+        random_rows = [i for i, r in enumerate(rows) if not r.params.greedy]
+        if random_rows:
+            idx = torch.tensor(random_rows)
+            sub = logits[idx]
+            temps = torch.tensor([rows[i].params.temperature for i in random_rows]).unsqueeze(1)
+            sub = _filter(sub / temps, [rows[i].params for i in random_rows])
+            probs = torch.softmax(sub, dim=-1)
+            noise = torch.empty_like(probs)
+            unseeded = [j for j, i in enumerate(random_rows) if rows[i].generator is None]
+            if unseeded:
+                noise[unseeded] = torch.empty(len(unseeded), probs.shape[1]).exponential_()
+            for j, i in enumerate(random_rows):
+                if rows[i].generator is not None:
+                    noise[j].exponential_(generator=rows[i].generator)
+            tokens[idx] = (probs / noise).argmax(dim=-1)
+        return tokens
+
+
+def _apply_penalties(logits: torch.Tensor, row: SamplingRow) -> None:
+    p = row.params
+    if p.repetition_penalty != 1.0 and row.all_token_ids:
+        seen = torch.tensor(sorted(set(row.all_token_ids)))
+        vals = logits[seen]
+        logits[seen] = torch.where(vals > 0, vals / p.repetition_penalty, vals * p.repetition_penalty)
+    out = row.all_token_ids[row.num_prompt_tokens :]
+    if out and (p.presence_penalty or p.frequency_penalty):
+        ids, counts = torch.tensor(out).unique(return_counts=True)
+        logits[ids] -= p.frequency_penalty * counts.float() + p.presence_penalty
+
+
+def _filter(logits: torch.Tensor, params: list[SamplingParams]) -> torch.Tensor:
+    """Apply top-k, top-p and min-p per row (rows with nothing to filter are left alone)."""
+    vocab = logits.shape[1]
+    top_k = [p.top_k if 0 < p.top_k < vocab else vocab for p in params]
+    top_p = [p.top_p for p in params]
+    min_p = [p.min_p for p in params]
+    if any(k < vocab for k in top_k) or any(v < 1.0 for v in top_p):
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        ranks = torch.arange(vocab).unsqueeze(0)
+        drop = ranks >= torch.tensor(top_k).unsqueeze(1)
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        probs = sorted_logits.softmax(dim=-1)
+        before = probs.cumsum(dim=-1) - probs  # mass strictly above each token
+        drop = before >= torch.tensor(top_p).unsqueeze(1)
+        drop[:, 0] = False  # always keep the most likely token
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(1, order, sorted_logits)
+    if any(v > 0.0 for v in min_p):
+        probs = logits.softmax(dim=-1)
+        threshold = probs.max(dim=-1, keepdim=True).values * torch.tensor(min_p).unsqueeze(1)
+        logits = logits.masked_fill(probs < threshold, float("-inf"))
+    return logits
+
+
+def top_logprobs(
+    logits: torch.Tensor, chosen: torch.Tensor, k: list[int]
+) -> list[dict[int, float]]:
+    """Per row: {chosen token: logprob, then the top-k tokens: logprob} from raw logits."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    chosen_lp = logp.gather(1, chosen.unsqueeze(1)).squeeze(1).tolist()
+    kmax = max(k) if k else 0
+    top_vals, top_ids = (logp.topk(kmax, dim=-1) if kmax else (None, None))
+    out = []
+    for i, c in enumerate(chosen.tolist()):
+        d = {c: chosen_lp[i]}
+        if k[i]:
+            for t, v in zip(top_ids[i, : k[i]].tolist(), top_vals[i, : k[i]].tolist(), strict=True):
+                d.setdefault(t, v)
+        out.append(d)
+    return out

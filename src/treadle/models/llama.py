@@ -1,0 +1,120 @@
+"""Llama-family decoder (Llama, SmolLM, Mistral, Qwen2) for a flattened batch of tokens.
+
+Weights are stored fused for fewer, fatter matmuls: ``qkv`` = [q; k; v] and ``gate_up`` =
+[gate; up]. The forward pass takes ``T`` token rows from many sequences at once and returns
+hidden states; logits are computed only for the rows that need them (``compute_logits``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from treadle.models.attention import AttentionMetadata, paged_attention
+from treadle.models.config import ModelConfig
+
+
+def rope_inv_freq(cfg: ModelConfig) -> torch.Tensor:
+    dim = cfg.head_dim
+    # Computed in float32 exactly as transformers does, so positions far into the context agree.
+    inv_freq = 1.0 / (cfg.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+    rs = cfg.rope_scaling
+    if rs:  # llama3 frequency-dependent scaling
+        factor = rs["factor"]
+        low, high = rs.get("low_freq_factor", 1.0), rs.get("high_freq_factor", 4.0)
+        old_len = rs.get("original_max_position_embeddings", 8192)
+        low_wavelen, high_wavelen = old_len / low, old_len / high
+        wavelen = 2 * math.pi / inv_freq
+        scaled = torch.where(wavelen > low_wavelen, inv_freq / factor, inv_freq)
+        smooth = (old_len / wavelen - low) / (high - low)
+        mid = (1 - smooth) * scaled / factor + smooth * scaled
+        is_mid = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+        inv_freq = torch.where(is_mid, mid, scaled)
+    return inv_freq
+
+
+class LlamaLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        h, q, kv, i = cfg.hidden_size, cfg.q_size, cfg.kv_size, cfg.intermediate_size
+        self.cfg = cfg
+        self.input_norm = nn.Parameter(torch.ones(h), requires_grad=False)
+        self.post_norm = nn.Parameter(torch.ones(h), requires_grad=False)
+        self.qkv = nn.Parameter(torch.empty(q + 2 * kv, h), requires_grad=False)
+        self.qkv_bias = nn.Parameter(torch.zeros(q + 2 * kv), requires_grad=False) if cfg.attention_bias else None
+        self.o_proj = nn.Parameter(torch.empty(h, q), requires_grad=False)
+        self.gate_up = nn.Parameter(torch.empty(2 * i, h), requires_grad=False)
+        self.down = nn.Parameter(torch.empty(h, i), requires_grad=False)
+        self.scale = cfg.head_dim**-0.5
+
+    def forward(
+        self,
+        h: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        meta: AttentionMetadata,
+        k_cache: torch.Tensor,
+        v_cache: torch.Tensor,
+    ) -> torch.Tensor:
+        cfg = self.cfg
+        eps = cfg.rms_norm_eps
+        x = F.rms_norm(h, (cfg.hidden_size,), self.input_norm, eps)
+        qkv = F.linear(x, self.qkv, self.qkv_bias)
+        t = qkv.shape[0]
+        q, k, v = qkv.split([cfg.q_size, cfg.kv_size, cfg.kv_size], dim=-1)
+        q = apply_rope(q.view(t, cfg.num_heads, cfg.head_dim), cos, sin)
+        k = apply_rope(k.view(t, cfg.num_kv_heads, cfg.head_dim), cos, sin)
+        v = v.view(t, cfg.num_kv_heads, cfg.head_dim)
+        attn = paged_attention(q, k, v, k_cache, v_cache, meta, self.scale)
+        h = h + F.linear(attn, self.o_proj)
+        x = F.rms_norm(h, (cfg.hidden_size,), self.post_norm, eps)
+        gu = F.linear(x, self.gate_up)
+        gate, up = gu.chunk(2, dim=-1)
+        return h + F.linear(F.silu(gate) * up, self.down)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate-half RoPE. x: [T, H, D]; cos/sin: [T, 1, D/2]."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+
+
+class LlamaModel(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Parameter(torch.empty(cfg.vocab_size, cfg.hidden_size), requires_grad=False)
+        self.layers = nn.ModuleList(LlamaLayer(cfg) for _ in range(cfg.num_layers))
+        self.norm = nn.Parameter(torch.ones(cfg.hidden_size), requires_grad=False)
+        self.lm_head = (
+            self.embed
+            if cfg.tie_word_embeddings
+            else nn.Parameter(torch.empty(cfg.vocab_size, cfg.hidden_size), requires_grad=False)
+        )
+        self.register_buffer("inv_freq", rope_inv_freq(cfg), persistent=False)
+
+    def rope_tables(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        freqs = positions.to(torch.float32).unsqueeze(1) * self.inv_freq.unsqueeze(0)
+        return freqs.cos().unsqueeze(1), freqs.sin().unsqueeze(1)
+
+    @torch.inference_mode()
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        meta: AttentionMetadata,
+        kv_caches: list[tuple[torch.Tensor, torch.Tensor]],
+    ) -> torch.Tensor:
+        """Hidden states after the final norm, one row per input token. Writes the KV cache."""
+        cos, sin = self.rope_tables(positions)
+        h = F.embedding(input_ids, self.embed)
+        for layer, (k_cache, v_cache) in zip(self.layers, kv_caches, strict=True):
+            h = layer(h, cos, sin, meta, k_cache, v_cache)
+        return F.rms_norm(h, (self.cfg.hidden_size,), self.norm, self.cfg.rms_norm_eps)
+
+    @torch.inference_mode()
+    def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return F.linear(hidden, self.lm_head)
