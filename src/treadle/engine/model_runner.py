@@ -32,10 +32,11 @@ class ModelRunner:
         self.block_size = block_size
         self.eos_token_ids = eos_token_ids
         slots = num_blocks * block_size
+        # Uninitialised on purpose: every slot is written before it is read (fresh pages cost nothing).
         self.kv_caches = [
             (
-                torch.zeros(slots, cfg.num_kv_heads, cfg.head_dim, dtype=dtype),
-                torch.zeros(slots, cfg.num_kv_heads, cfg.head_dim, dtype=dtype),
+                torch.empty(slots, cfg.num_kv_heads, cfg.head_dim, dtype=dtype),
+                torch.empty(slots, cfg.num_kv_heads, cfg.head_dim, dtype=dtype),
             )
             for _ in range(cfg.num_layers)
         ]

@@ -1,0 +1,46 @@
+"""The ``treadle`` command. Each subcommand lives in its own module with ``register``/``run``.
+
+A command module defines ``NAME``, ``HELP``, ``register(parser)`` (adds its flags) and
+``run(args) -> int``. Modules are imported only when their command runs, so ``treadle --help``
+stays fast and a missing optional extra only breaks the command that needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "generate": ("treadle.commands.generate", "generate text offline with the engine (no server)"),
+    "model-path": ("treadle.commands.model_path", "print the folder of the converted default model"),
+    "serve": ("treadle.server.command", "run the OpenAI-compatible server"),
+    "bench": ("treadle.bench.command", "benchmarks: `bench engine` (engine vs transformers)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="treadle", description="Treadle: LLM serving and operations")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        if name in sys.argv[1:2]:  # only the chosen command's flags need importing
+            importlib.import_module(module).register(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is not None:
+        sys.argv = [sys.argv[0], *argv]
+    args = build_parser().parse_args()
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except ValueError as e:  # bad input: say what is wrong, no traceback
+        print(f"treadle {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

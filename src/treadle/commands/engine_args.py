@@ -1,0 +1,36 @@
+"""Engine flags shared by every command that builds an engine (generate, serve, bench)."""
+
+from __future__ import annotations
+
+import argparse
+
+from treadle.config import EngineConfig
+
+
+def add_engine_args(p: argparse.ArgumentParser) -> None:
+    d = EngineConfig()
+    p.add_argument("--model", default="default", help="'default' (bundled SmolLM2-135M-Instruct) or a local HF folder")
+    p.add_argument("--max-model-len", type=int, default=None, help="context length (default: the model's)")
+    p.add_argument("--max-num-seqs", type=int, default=d.max_num_seqs, help="most sequences in one step")
+    p.add_argument(
+        "--max-num-batched-tokens", type=int, default=d.max_num_batched_tokens, help="token budget of one step"
+    )
+    p.add_argument("--kv-cache-gb", type=float, default=d.kv_cache_gb, help="memory for the paged KV cache")
+    p.add_argument("--block-size", type=int, default=d.block_size, help="tokens per KV block")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--no-prefix-cache", action="store_true", help="turn automatic prefix caching off")
+    p.add_argument("--dtype", default=d.dtype, choices=["float32", "bfloat16"])
+
+
+def engine_config_from_args(args: argparse.Namespace) -> EngineConfig:
+    return EngineConfig(
+        model=args.model,
+        dtype=args.dtype,
+        max_model_len=args.max_model_len,
+        block_size=args.block_size,
+        kv_cache_gb=args.kv_cache_gb,
+        max_num_seqs=args.max_num_seqs,
+        max_num_batched_tokens=args.max_num_batched_tokens,
+        enable_prefix_caching=not args.no_prefix_cache,
+        threads=args.threads,
+    )
