@@ -86,6 +86,9 @@ def make_tiny_model(folder: Path, arch: str = "llama", seed: int = 0, **override
         for p in model.parameters():
             if p.dim() == 2:
                 p.normal_(0.0, 0.08)
+        for name, p in model.named_parameters():  # non-zero q/k/v biases (Qwen2), so they are tested
+            if name.endswith(".bias"):
+                p.normal_(0.0, 0.1)
     model.save_pretrained(folder, safe_serialization=True)
     return folder
 

@@ -12,7 +12,7 @@ import torch
 
 from treadle.engine.outputs import RunnerOutput, ScheduledRequest, SchedulerOutput
 from treadle.engine.sampler import Sampler, SamplingRow, top_logprobs
-from treadle.models.attention import AttentionMetadata, PrefillChunk
+from treadle.models.attention import AttentionMetadata, DecodeGroup, PrefillChunk, Workspace
 from treadle.models.config import ModelConfig
 from treadle.models.llama import LlamaModel
 
@@ -35,11 +35,12 @@ class ModelRunner:
         # Uninitialised on purpose: every slot is written before it is read (fresh pages cost nothing).
         self.kv_caches = [
             (
-                torch.empty(slots, cfg.num_kv_heads, cfg.head_dim, dtype=dtype),
-                torch.empty(slots, cfg.num_kv_heads, cfg.head_dim, dtype=dtype),
+                torch.empty(cfg.num_kv_heads, slots, cfg.head_dim, dtype=dtype),
+                torch.empty(cfg.num_kv_heads, slots, cfg.head_dim, dtype=dtype),
             )
             for _ in range(cfg.num_layers)
         ]
+        self.workspace = Workspace()
         self.sampler = Sampler()
         self.generators: dict[str, torch.Generator] = {}
 
@@ -49,7 +50,8 @@ class ModelRunner:
             self.generators.pop(rid, None)
         if out.is_empty:
             return RunnerOutput({})
-        entries = sorted(out.scheduled, key=lambda s: s.num_tokens != 1)  # decodes first (stable)
+        # Decodes first, shortest context first (decode groups are contiguous rows), then prefills.
+        entries = sorted(out.scheduled, key=lambda s: (s.num_tokens != 1, s.start_pos if s.num_tokens == 1 else 0))
         input_ids, positions, meta, last_rows = self._prepare(entries)
         hidden = self.model(input_ids, positions, meta, self.kv_caches)
 
@@ -92,12 +94,12 @@ class ModelRunner:
     def _prepare(
         self, entries: list[ScheduledRequest]
     ) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata, list[int]]:
+        """Flatten ``entries`` (decodes first, sorted by context length) into model inputs."""
         bs = self.block_size
         ids: list[int] = []
         pos: list[int] = []
         slots: list[int] = []
         last_rows: list[int] = []
-        decodes = [e for e in entries if e.num_tokens == 1]
         prefills: list[PrefillChunk] = []
         for e in entries:
             start_row = len(ids)
@@ -109,16 +111,9 @@ class ModelRunner:
             last_rows.append(len(ids) - 1)
             if e.num_tokens > 1:
                 prefills.append(self._prefill_chunk(e, start_row, len(ids)))
-        decode_gather = decode_mask = None
-        if decodes:
-            decode_gather, decode_mask = self._decode_gather(decodes)
-        meta = AttentionMetadata(
-            slot_mapping=torch.tensor(slots),
-            num_decode=len(decodes),
-            decode_gather=decode_gather,
-            decode_mask=decode_mask,
-            prefills=prefills,
-        )
+        decodes = [e for e in entries if e.num_tokens == 1]
+        groups = [self._decode_group(decodes[a:b], a, b) for a, b in group_by_length([e.start_pos + 1 for e in decodes])]
+        meta = AttentionMetadata(torch.tensor(slots), groups, prefills, self.workspace)
         return torch.tensor(ids), torch.tensor(pos), meta, last_rows
 
     def _slots(self, block_ids: list[int], length: int) -> torch.Tensor:
@@ -134,17 +129,35 @@ class ModelRunner:
         mask = torch.arange(total).unsqueeze(0) <= q_pos  # causal with an offset
         return PrefillChunk(start_row, end_row, e.start_pos, self._slots(e.block_ids, total), mask)
 
-    def _decode_gather(self, decodes: list[ScheduledRequest]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _decode_group(self, decodes: list[ScheduledRequest], start_row: int, end_row: int) -> DecodeGroup:
         bs = self.block_size
         lengths = [e.start_pos + 1 for e in decodes]
         max_len = max(lengths)
         max_blocks = -(-max_len // bs)
-        table = torch.zeros(len(decodes), max_blocks, dtype=torch.long)
-        for i, e in enumerate(decodes):
-            n = -(-lengths[i] // bs)
-            table[i, :n] = torch.tensor(e.block_ids[:n])
+        table = torch.tensor([e.block_ids[:max_blocks] + [0] * (max_blocks - len(e.block_ids[:max_blocks])) for e in decodes])
         gather = (table.unsqueeze(2) * bs + torch.arange(bs)).view(len(decodes), -1)[:, :max_len]
-        if min(lengths) == max_len:
-            return gather, None
-        mask = torch.arange(max_len).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)
-        return gather, mask.view(len(decodes), 1, 1, max_len)
+        mask = None
+        if min(lengths) != max_len:
+            pad = torch.arange(max_len).unsqueeze(0) >= torch.tensor(lengths).unsqueeze(1)
+            mask = torch.zeros(len(decodes), max_len).masked_fill_(pad, float("-inf"))
+            mask = mask.unsqueeze(1).repeat(self.cfg.num_kv_heads, 1, 1)
+        return DecodeGroup(start_row, end_row, max_len, gather.reshape(-1), mask)
+
+
+def group_by_length(lengths: list[int], max_waste: float = 1.25, min_size: int = 4) -> list[tuple[int, int]]:
+    """Cut an ascending list of context lengths into [start, end) groups for padded attention.
+
+    A group grows while its padded size (count x longest) stays within ``max_waste`` x the sum of
+    its real lengths, or while it has fewer than ``min_size`` members.
+    """
+    groups: list[tuple[int, int]] = []
+    start, total = 0, 0
+    for i, n in enumerate(lengths):
+        count = i - start
+        if count >= min_size and (count + 1) * n > max_waste * (total + n):
+            groups.append((start, i))
+            start, total = i, 0
+        total += n
+    if lengths:
+        groups.append((start, len(lengths)))
+    return groups

@@ -1,15 +1,18 @@
 """Paged attention over a flattened batch, in plain torch.
 
-Layout of one step's batch (built by the model runner): ``T`` token rows, decode rows first
-(one per decoding sequence), then each prefill chunk as a contiguous run of rows.
+Layout of one step's batch (built by the model runner): ``T`` token rows; decode rows first,
+sorted by context length and cut into groups, then each prefill chunk as a contiguous run.
 
-KV cache of one layer: ``k_cache``/``v_cache`` of shape ``[num_blocks * block_size, kv_heads,
-head_dim]`` (flat slots; slot = block_id * block_size + offset).
+KV cache of one layer: ``k_cache``/``v_cache`` of shape ``[kv_heads, num_slots, head_dim]``
+(head-major, slot = block_id * block_size + offset), so that the K of one head for a list of
+slots is a single ``index_select`` of contiguous 256-byte rows.
 
-Per layer: (1) the step's new K/V rows are written to their slots (``slot_mapping``), all of
-them before any read, so a request may read a block another request fills in the same step;
-(2) decode rows attend, batched, to their context gathered from the slots (padded to the
-longest, masked); (3) each prefill chunk attends causally to its earlier context plus itself.
+Per layer: (1) the step's new K/V rows are written to their slots, all before any read, so a
+request may read a block another request fills in the same step; (2) each decode group gathers
+its context into a reusable workspace (no allocation, so no page faults on the hot path) and
+attends with two batched matmuls over (kv head x sequence), the query heads of a GQA group
+stacked as rows; padding to the group's longest context is masked; (3) each prefill chunk
+attends causally to its earlier context plus itself with SDPA.
 """
 
 from __future__ import annotations
@@ -18,6 +21,15 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+
+@dataclass
+class DecodeGroup:
+    start_row: int
+    end_row: int
+    max_len: int  # L: longest context in the group
+    gather: torch.Tensor  # [B * L] slots (padding points at a valid slot)
+    mask: torch.Tensor | None  # [kv_heads * B, 1, L] additive (0 / -inf), None when no padding
 
 
 @dataclass
@@ -32,10 +44,24 @@ class PrefillChunk:
 @dataclass
 class AttentionMetadata:
     slot_mapping: torch.Tensor  # [T] long
-    num_decode: int  # rows [0, num_decode) are single-token decodes
-    decode_gather: torch.Tensor | None  # [num_decode, L] slots (padded)
-    decode_mask: torch.Tensor | None  # [num_decode, 1, 1, L] bool, None when no padding
+    decode_groups: list[DecodeGroup]
     prefills: list[PrefillChunk]
+    workspace: Workspace
+
+
+class Workspace:
+    """Reusable gather buffers, grown on demand and never shrunk."""
+
+    def __init__(self) -> None:
+        self.k = torch.empty(0)
+        self.v = torch.empty(0)
+
+    def get(self, kv_heads: int, rows: int, head_dim: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        need = kv_heads * rows * head_dim
+        if self.k.numel() < need or self.k.dtype != dtype:
+            self.k = torch.empty(need, dtype=dtype)
+            self.v = torch.empty(need, dtype=dtype)
+        return (self.k[:need].view(kv_heads, rows, head_dim), self.v[:need].view(kv_heads, rows, head_dim))
 
 
 def paged_attention(
@@ -48,35 +74,43 @@ def paged_attention(
     scale: float,
 ) -> torch.Tensor:
     """q: [T, Hq, D]; k, v: [T, Hkv, D]. Writes k/v into the cache. Returns [T, Hq * D]."""
-    k_cache.index_copy_(0, meta.slot_mapping, k)
-    v_cache.index_copy_(0, meta.slot_mapping, v)
+    k_cache.index_copy_(1, meta.slot_mapping, k.transpose(0, 1))
+    v_cache.index_copy_(1, meta.slot_mapping, v.transpose(0, 1))
     num_heads, head_dim = q.shape[1], q.shape[2]
+    kv_heads = k_cache.shape[0]
+    group = num_heads // kv_heads
     outs: list[torch.Tensor] = []
-    nd = meta.num_decode
-    if nd:
-        kd = k_cache[meta.decode_gather].transpose(1, 2)  # [B, Hkv, L, D]
-        vd = v_cache[meta.decode_gather].transpose(1, 2)
-        qd = q[:nd].unsqueeze(2)  # [B, Hq, 1, D]
-        od = F.scaled_dot_product_attention(
-            qd, kd, vd, attn_mask=meta.decode_mask, scale=scale, enable_gqa=True
-        )
-        outs.append(od.reshape(nd, num_heads * head_dim))
+    for g in meta.decode_groups:
+        b = g.end_row - g.start_row
+        kb, vb = meta.workspace.get(kv_heads, b * g.max_len, head_dim, k_cache.dtype)
+        for h in range(kv_heads):
+            torch.index_select(k_cache[h], 0, g.gather, out=kb[h])
+            torch.index_select(v_cache[h], 0, g.gather, out=vb[h])
+        kb = kb.view(kv_heads * b, g.max_len, head_dim)
+        vb = vb.view(kv_heads * b, g.max_len, head_dim)
+        # [b, Hq, D] -> [Hkv * b, group, D]: the query heads sharing one KV head become rows.
+        qg = q[g.start_row : g.end_row].view(b, kv_heads, group, head_dim).transpose(0, 1)
+        qg = qg.reshape(kv_heads * b, group, head_dim)
+        if g.mask is None:
+            scores = torch.bmm(qg, kb.transpose(1, 2)).mul_(scale)
+        else:
+            scores = torch.baddbmm(g.mask, qg, kb.transpose(1, 2), alpha=scale)
+        out = torch.bmm(scores.softmax(dim=-1), vb)  # [Hkv * b, group, D]
+        outs.append(out.view(kv_heads, b, group, head_dim).transpose(0, 1).reshape(b, num_heads * head_dim))
     for chunk in meta.prefills:
         qp = q[chunk.start_row : chunk.end_row].transpose(0, 1).unsqueeze(0)  # [1, Hq, C, D]
         if chunk.gather is None:
-            kp = k[chunk.start_row : chunk.end_row]
-            vp = v[chunk.start_row : chunk.end_row]
-            causal = True
+            kp = k[chunk.start_row : chunk.end_row].transpose(0, 1)
+            vp = v[chunk.start_row : chunk.end_row].transpose(0, 1)
         else:
-            kp = k_cache[chunk.gather]
-            vp = v_cache[chunk.gather]
-            causal = False
+            kp = k_cache[:, chunk.gather]
+            vp = v_cache[:, chunk.gather]
         op = F.scaled_dot_product_attention(
             qp,
-            kp.transpose(0, 1).unsqueeze(0),
-            vp.transpose(0, 1).unsqueeze(0),
+            kp.unsqueeze(0),
+            vp.unsqueeze(0),
             attn_mask=chunk.mask,
-            is_causal=causal,
+            is_causal=chunk.gather is None,
             scale=scale,
             enable_gqa=True,
         )

@@ -1,0 +1,119 @@
+"""``treadle bench``: benchmark subcommands (``engine`` for now)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def register(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="bench", required=True)
+    e = sub.add_parser("engine", help="engine vs transformers: throughput, prefix-cache TTFT, single stream, load")
+    e.add_argument("--model", default="default", help="'default' or a local HF folder (same weights both sides)")
+    e.add_argument("--json", dest="json_out", default="bench-engine.json", help="where to write the result")
+    e.add_argument("--threads", type=int, default=None, help="threads for both sides (default: all cores)")
+    e.add_argument("--num-prompts", type=int, default=64)
+    e.add_argument("--skip-hf", action="store_true", help="skip the transformers side (ratios become null)")
+    e.add_argument("--only", default="throughput,prefix,single,load", help="comma list of parts to run")
+    e.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.bench == "engine":
+        return run_engine(args)
+    raise ValueError(f"unknown bench {args.bench!r}")
+
+
+def _log(msg: str) -> None:
+    print(f"[bench engine] {msg}", file=sys.stderr, flush=True)
+
+
+def run_engine(args: argparse.Namespace) -> int:
+    import torch
+
+    from treadle.bench import engine_bench as eb
+    from treadle.bench.meta import make_meta
+    from treadle.config import EngineConfig
+    from treadle.engine.llm_engine import LLMEngine
+
+    parts = set(args.only.split(","))
+    threads = args.threads or EngineConfig().num_threads
+    torch.manual_seed(args.seed)
+    cfg = EngineConfig(model=args.model, threads=threads, kv_cache_gb=4.0)
+    engine = LLMEngine(cfg)
+    folder = engine.model_path
+    _log(f"model {engine.model_name} from {folder}, {threads} threads")
+    hf = None
+    if not args.skip_hf:
+        from transformers import AutoModelForCausalLM
+
+        hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    result: dict = {}
+    ratio = lambda a, b: (a / b) if (a is not None and b) else None  # noqa: E731
+
+    if "throughput" in parts:
+        prompts = eb.throughput_prompts(engine.tokenizer, args.num_prompts)
+        _log(f"throughput: {len(prompts)} prompts, {sum(map(len, prompts))} prompt tokens, {eb.OUTPUT_TOKENS} out each")
+        result["throughput_tok_s"] = eb.treadle_throughput(engine, prompts)
+        _log(f"  treadle {result['throughput_tok_s']:.1f} tok/s")
+        result["hf_throughput_tok_s"] = None
+        if hf is not None:
+            pad = engine.eos_token_ids[0] if engine.eos_token_ids else 0
+            result["hf_throughput_tok_s"] = eb.hf_throughput(hf, prompts, pad)
+            _log(f"  transformers {result['hf_throughput_tok_s']:.1f} tok/s")
+        result["throughput_ratio"] = ratio(result["throughput_tok_s"], result["hf_throughput_tok_s"])
+        result["throughput_prompt_tokens"] = sum(map(len, prompts))
+
+    if "prefix" in parts:
+        system, questions = eb.system_prompt_and_questions(engine.tokenizer)
+        off = LLMEngine(EngineConfig(model=args.model, threads=threads, enable_prefix_caching=False))
+        cold, _ = eb.median_ttft(off, system, questions)
+        del off
+        on = LLMEngine(EngineConfig(model=args.model, threads=threads, enable_prefix_caching=True))
+        cached, first = eb.median_ttft(on, system, questions)
+        stats = on.get_stats()
+        del on
+        result.update(
+            ttft_cold_ms=cold, ttft_cached_ms=cached, ttft_ratio=cold / cached, ttft_first_request_ms=first,
+            prefix_hit_rate=stats["prefix_cache_hit_tokens"] / max(1, stats["prefix_cache_queried_tokens"]),
+        )
+        _log(f"prefix cache: TTFT off {cold:.0f} ms, on {cached:.0f} ms (x{cold / cached:.1f})")
+
+    if "single" in parts:
+        msgs = [{"role": "user", "content": "Write a short story about a lighthouse keeper."}]
+        result["single_stream_tok_s"] = eb.treadle_single_stream(engine, msgs)
+        result["hf_single_stream_tok_s"] = None
+        if hf is not None:
+            result["hf_single_stream_tok_s"] = eb.hf_single_stream(hf, engine.tokenizer.encode_chat(msgs))
+        result["single_stream_ratio"] = ratio(result["single_stream_tok_s"], result["hf_single_stream_tok_s"])
+        _log(f"single stream: treadle {result['single_stream_tok_s']:.1f} tok/s, hf {result['hf_single_stream_tok_s']}")
+
+    if "load" in parts:
+        del engine
+        result["load_s"] = eb.measure_load_seconds(args.model, threads)
+        _log(f"load: {result['load_s']:.2f} s from process start")
+
+    result["meta"] = make_meta(threads=threads, seed=args.seed, model=args.model, dtype="float32",
+                               engine_config={"max_num_batched_tokens": cfg.max_num_batched_tokens,
+                                              "max_num_seqs": cfg.max_num_seqs, "block_size": cfg.block_size})
+    Path(args.json_out).write_text(json.dumps(result, indent=2))
+    _print_table(result)
+    _log(f"wrote {args.json_out} at {time.strftime('%H:%M:%S')}")
+    return 0
+
+
+def _print_table(r: dict) -> None:
+    rows = [
+        ("throughput (tok/s)", r.get("throughput_tok_s"), r.get("hf_throughput_tok_s"), r.get("throughput_ratio")),
+        ("single stream (tok/s)", r.get("single_stream_tok_s"), r.get("hf_single_stream_tok_s"),
+         r.get("single_stream_ratio")),
+        ("TTFT, prefix cache on/off (ms)", r.get("ttft_cached_ms"), r.get("ttft_cold_ms"), r.get("ttft_ratio")),
+        ("load (s)", r.get("load_s"), None, None),
+    ]
+    fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    print(f"{'metric':34} {'treadle':>10} {'baseline':>10} {'ratio':>8}")
+    for name, a, b, c in rows:
+        print(f"{name:34} {fmt(a):>10} {fmt(b):>10} {fmt(c):>8}")
