@@ -111,7 +111,7 @@ class KVCacheManager:
         On shortage: changes nothing and returns ``None``.
         """
         new_computed_blocks = new_computed_blocks or []
-        table = self.req_blocks.setdefault(request.request_id, [])
+        table = self.req_blocks.get(request.request_id, [])
         num_computed = request.num_computed_tokens + len(new_computed_blocks) * self.block_size
         total = num_computed + num_new_tokens
         needed = -(-total // self.block_size) - len(table) - len(new_computed_blocks)
@@ -119,6 +119,7 @@ class KVCacheManager:
         num_free_hits = sum(1 for b in new_computed_blocks if b.ref_cnt == 0)
         if max(needed, 0) > self.pool.num_free_blocks - num_free_hits:
             return None
+        table = self.req_blocks.setdefault(request.request_id, table)  # only once it succeeds
         self.pool.touch(new_computed_blocks)
         table.extend(new_computed_blocks)
         fresh = self.pool.get_new_blocks(max(needed, 0)) or []
