@@ -100,6 +100,8 @@ class Scheduler:
         while i < len(self.running) and budget > 0:
             req = self.running[i]
             n = min(req.num_tokens - req.num_computed_tokens, budget)
+            if cfg.long_prefill_token_threshold:  # caps every prefill chunk, not only the first
+                n = min(n, cfg.long_prefill_token_threshold)
             if n <= 0:
                 i += 1
                 continue
