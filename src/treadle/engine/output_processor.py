@@ -175,7 +175,8 @@ class OutputProcessor:
     def _prompt_logprobs(updated: list[Request], first_child: str) -> list | None:
         for r in updated:
             if r.request_id == first_child and r.params.prompt_logprobs is not None:
-                return r.prompt_logprobs
+                # One entry per prompt token; a one-token prompt has only the context-free None.
+                return r.prompt_logprobs or [None]
         return None
 
     def _drop(self, request_id: str) -> None:
