@@ -74,6 +74,7 @@ def test_shortage_returns_none_and_changes_nothing() -> None:
     assert kv.allocate_slots(big, big.num_tokens) is None
     assert (ref_counts(kv), kv.pool.free_block_ids(), dict(kv.pool.cached)) == before
     assert kv.block_ids("big") == []
+    assert "big" not in kv.req_blocks  # a failed allocation leaves no (empty) table behind
     kv.check_integrity()
 
 

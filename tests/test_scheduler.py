@@ -129,10 +129,8 @@ def test_long_prefill_token_threshold_caps_a_chunk() -> None:
     r = make_req("r", 15, max_tokens=1)
     s.add_request(r)
     sizes = [chunks(o)["r"] for o in run_to_end(s)]
-    assert sizes == [(0, 6, False), (6, 9, True)] or sizes == [(0, 6, False), (6, 6, False), (12, 3, True)]
-    # Only the admission chunk is capped by the threshold in this design; either way no chunk
-    # is longer than the budget and the prompt is covered exactly once.
-    assert sum(n for _, n, _ in sizes) == 15
+    # Every prefill chunk is capped, not only the one that admits the request.
+    assert sizes == [(0, 6, False), (6, 6, False), (12, 3, True)]
 
 
 def test_max_num_seqs_is_respected() -> None:
@@ -189,16 +187,16 @@ def test_new_requests_join_the_running_batch() -> None:
 
 # ------------------------------------------------------------------------- preemption
 def test_preemption_by_recompute() -> None:
-    # 6 blocks of 4 tokens; three 7-token prompts take 2 blocks each. The 9th token of the
+    # 6 blocks of 4 tokens; three 8-token prompts take 2 blocks each. The 9th token of the
     # first request needs a third block: the most recently admitted request ("c") is preempted.
     s = make_sched(num_blocks=6, max_num_batched_tokens=64)
-    a = make_req("a", 7, max_tokens=4)
-    b = make_req("b", 7, max_tokens=4, base=10)
-    c = make_req("c", 7, max_tokens=4, base=20)
+    a = make_req("a", 8, max_tokens=4)
+    b = make_req("b", 8, max_tokens=4, base=10)
+    c = make_req("c", 8, max_tokens=4, base=20)
     for r in (a, b, c):
         s.add_request(r)
-    out, _ = step(s)  # prefill all three (+1 token each: 8 tokens, 2 full blocks each)
-    assert chunks(out) == {"a": (0, 7, True), "b": (0, 7, True), "c": (0, 7, True)}
+    out, _ = step(s)  # prefill all three (2 full blocks each), one token sampled each
+    assert chunks(out) == {"a": (0, 8, True), "b": (0, 8, True), "c": (0, 8, True)}
     assert s.kv.pool.num_free_blocks == 0
     late = make_req("late", 3, max_tokens=1, base=30)
     s.add_request(late)
@@ -206,7 +204,7 @@ def test_preemption_by_recompute() -> None:
 
     out, _ = step(s)
     assert out.preempted_ids == ["c"]
-    assert chunks(out) == {"a": (7, 1, True), "b": (7, 1, True)}
+    assert chunks(out) == {"a": (8, 1, True), "b": (8, 1, True)}
     assert c.status == RequestStatus.PREEMPTED
     assert c.num_computed_tokens == 0
     assert c.num_preemptions == 1 and s.num_preemptions == 1
@@ -224,7 +222,7 @@ def test_preemption_by_recompute() -> None:
             resumed_at = c_chunk
     # c resumes from position 0 (or a cached prefix, block aligned), recomputing prompt + its token.
     assert resumed_at is not None
-    assert resumed_at[0] % 4 == 0 and resumed_at[0] + resumed_at[1] == 8 and resumed_at[2]
+    assert resumed_at[0] % 4 == 0 and resumed_at[0] + resumed_at[1] == 9 and resumed_at[2]
     for r in (a, b, c, late):
         assert r.finish_reason == FinishReason.LENGTH
     assert c.output_token_ids == [TOKEN] * 4
@@ -254,8 +252,8 @@ def test_preemption_without_prefix_cache_restarts_from_zero() -> None:
 
 
 def test_a_request_may_preempt_itself() -> None:
-    # One block of 4 for a 3-token prompt: after 2 tokens it needs a second block that never comes
-    # unless other requests release theirs; alone it preempts itself and waits to resume.
+    # Three 3-token prompts in 3 blocks: when "b" needs a second block, "c" is preempted and then
+    # "b" is the last running request and preempts itself; both resume once "a" is done.
     s = make_sched(num_blocks=3, max_model_len=12)
     a = make_req("a", 3, max_tokens=8)
     b = make_req("b", 3, max_tokens=8, base=5)
@@ -274,7 +272,7 @@ def test_a_request_may_preempt_itself() -> None:
 
 def test_integrity_after_preemption_and_abort_of_a_preempted_request() -> None:
     s = make_sched(num_blocks=6)
-    reqs = [make_req(n, 7, max_tokens=6, base=10 * i) for i, n in enumerate("abc")]
+    reqs = [make_req(n, 8, max_tokens=6, base=10 * i) for i, n in enumerate("abc")]
     for r in reqs:
         s.add_request(r)
     step(s)
