@@ -1,0 +1,205 @@
+"""One API request end to end: parse, admit, run on the engine, answer (JSON or SSE)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from treadle.engine.async_engine import EngineDeadError
+from treadle.server.errors import ApiError, not_found_model
+from treadle.server.metrics import RequestTracker, ServerMetrics
+from treadle.server.middleware import ServerState
+from treadle.server.requests import _PARAM_NAMES, Limits, Prepared
+from treadle.server.responses import Collector, TokenText, sse
+from treadle.server.streams import ClientDisconnected, merge, until_disconnect
+
+log = logging.getLogger("treadle.server")
+_UNION_HINTS = {
+    "prompt": "prompt must be a string, a list of strings, a list of token ids or a list of such lists",
+    "stop": "stop must be a string or a list of strings",
+}
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    served_model_name: str
+    api_key: str | None = None
+    default_max_tokens: int = 256
+    max_queue: int | None = None  # most sequences allowed to wait; None: unlimited
+    max_num_seqs: int = 128
+
+
+def _loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not out:
+            out = str(part)
+        elif part in ("str", "list[str]", "list[int]", "list[list[int]]") or "[" in str(part):
+            break  # a union member's name, not a field
+        else:
+            out += f".{part}"
+    return out
+
+
+async def parse_body(request: Request, model: type[BaseModel]) -> Any:
+    raw = await request.body()
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ApiError.bad_param(None, f"The request body is not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise ApiError.bad_param(None, "The request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise validation_error(e.errors()) from e
+
+
+def validation_error(errors: list) -> ApiError:
+    err = errors[0]
+    param = _loc(tuple(err.get("loc", ()))) or None
+    if param in _UNION_HINTS:
+        return ApiError.bad_param(param, f"{_UNION_HINTS[param]}, got {json.dumps(err.get('input'))[:80]}")
+    if err.get("type") == "missing":
+        return ApiError.bad_param(param, f"'{param}' is a required property")
+    return ApiError.bad_param(param, f"{param}: {err.get('msg')}, got {json.dumps(err.get('input'), default=str)[:80]}")
+
+
+class _Stream(StreamingResponse):
+    """A streaming response that always runs its cleanup, even when the body never started."""
+
+    def __init__(self, content: AsyncIterator[str], on_close: Callable[[], Awaitable[None]]) -> None:
+        super().__init__(content, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()  # type: ignore[union-attr]
+            await self._on_close()
+
+
+class Handler:
+    def __init__(self, state: ServerState, settings: ServerSettings, metrics: ServerMetrics) -> None:
+        self.state, self.settings, self.metrics = state, settings, metrics
+        self._text: TokenText | None = None
+
+    def _admit(self, seqs: int) -> None:
+        limit = self.settings.max_queue
+        if limit is None:
+            return
+        waiting = float(self.state.engine.stats.get("waiting", 0))
+        slot_wait = max(0, self.state.seqs + seqs - self.settings.max_num_seqs)
+        kv_wait = waiting + seqs if waiting > 0 else 0
+        if max(slot_wait, kv_wait) > limit:
+            raise ApiError(429, f"The server is busy: the waiting queue is full (--max-queue {limit}). "
+                           "Retry later.", None, "queue_full")
+
+    async def handle(self, request: Request, body: Any, prepare: Callable[..., Prepared]) -> Response:
+        engine = self.state.engine
+        if body.model is not None and body.model != self.settings.served_model_name:
+            raise not_found_model(body.model, self.settings.served_model_name)
+        limits = Limits(engine.engine.max_model_len, self.settings.default_max_tokens)
+        prep = prepare(body, engine.engine.tokenize_prompt, limits)
+        seqs = len(prep.prompts) * prep.n
+        self._admit(seqs)
+        if self._text is None:
+            self._text = TokenText(engine.tokenizer)
+        rid = ("chatcmpl-" if prep.chat else "cmpl-") + uuid.uuid4().hex
+        request.state.engine_request_id = rid
+        self.state.seqs += seqs
+        released = False
+
+        async def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.state.seqs -= seqs
+                await merged.aclose()
+                tracker.aborted()
+
+        streams = [
+            engine.generate(p.text if p.text is not None else list(p.token_ids), params, f"{rid}-{i}",
+                            prompt_token_ids=list(p.token_ids))
+            for i, (p, params) in enumerate(zip(prep.prompts, prep.params, strict=True))
+        ]
+        merged = until_disconnect(request.receive, merge(streams))
+        tracker = self.metrics.tracker(seqs)
+        col = Collector(prep, rid, self.settings.served_model_name, int(time.time()), self._text)
+        try:
+            first = await merged.__anext__()
+        except BaseException as e:
+            await release()
+            raise _api_error(e) from e
+        if prep.stream:
+            return _Stream(self._sse(request, prep, col, tracker, first, merged), release)
+        try:
+            tracker.observe(*first)
+            col.add(*first)
+            async for pidx, out in merged:
+                tracker.observe(pidx, out)
+                col.add(pidx, out)
+        except BaseException as e:
+            raise _api_error(e) from e
+        finally:
+            await release()
+        self._record(request, col)
+        return JSONResponse(col.chat_response() if prep.chat else col.completion_response())
+
+    async def _sse(self, request: Request, prep: Prepared, col: Collector, tracker: RequestTracker,
+                   first: tuple, merged: AsyncIterator) -> AsyncIterator[str]:
+        if prep.chat:
+            for chunk in col.chat_role_chunks():
+                yield chunk
+        try:
+            tracker.observe(*first)
+            for chunk in col.stream_chunks(*first):
+                yield chunk
+            async for pidx, out in merged:
+                tracker.observe(pidx, out)
+                for chunk in col.stream_chunks(pidx, out):
+                    yield chunk
+        except ClientDisconnected:
+            return
+        except Exception as e:  # noqa: BLE001 - reported in the stream: the status is already sent
+            log.exception("request %s failed mid-stream", col.rid)
+            yield sse(_api_error(e).body())
+        else:
+            if prep.include_usage:
+                yield col.usage_chunk()
+            self._record(request, col)
+        yield sse("[DONE]")
+
+    @staticmethod
+    def _record(request: Request, col: Collector) -> None:
+        u = col.usage()
+        request.state.prompt_tokens = u["prompt_tokens"]
+        request.state.completion_tokens = u["completion_tokens"]
+        request.state.cached_tokens = u["prompt_tokens_details"]["cached_tokens"]
+
+
+def _api_error(e: BaseException) -> BaseException:
+    if isinstance(e, ApiError):
+        return e
+    if isinstance(e, ValueError):
+        return ApiError.from_value_error(e, _PARAM_NAMES)
+    if isinstance(e, EngineDeadError):
+        return ApiError(503, str(e), None, "engine_dead")
+    if isinstance(e, ClientDisconnected):
+        return e
+    if isinstance(e, Exception):
+        return ApiError(500, f"Internal error: {e!r}", None, "internal_error")
+    return e  # CancelledError and friends propagate unchanged
