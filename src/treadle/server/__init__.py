@@ -1,0 +1,1 @@
+"""The OpenAI-compatible HTTP server (`treadle serve`). Needs the `server` extra (FastAPI, uvicorn)."""
