@@ -21,7 +21,7 @@ from treadle.server.metrics import RequestTracker, ServerMetrics
 from treadle.server.middleware import ServerState
 from treadle.server.requests import _PARAM_NAMES, Limits, Prepared
 from treadle.server.responses import Collector, TokenText, sse
-from treadle.server.streams import ClientDisconnected, merge, until_disconnect
+from treadle.server.streams import ClientDisconnected, cancel_on_disconnect, merge
 
 log = logging.getLogger("treadle.server")
 _UNION_HINTS = {
@@ -136,26 +136,27 @@ class Handler:
                             prompt_token_ids=list(p.token_ids))
             for i, (p, params) in enumerate(zip(prep.prompts, prep.params, strict=True))
         ]
-        merged = until_disconnect(request.receive, merge(streams))
+        merged = merge(streams)
         tracker = self.metrics.tracker(seqs)
         col = Collector(prep, rid, self.settings.served_model_name, int(time.time()), self._text)
         try:
-            first = await merged.__anext__()
+            async with cancel_on_disconnect(request.receive):
+                first = await merged.__anext__()
+                if not prep.stream:
+                    tracker.observe(*first)
+                    col.add(*first)
+                    async for pidx, out in merged:
+                        tracker.observe(pidx, out)
+                        col.add(pidx, out)
         except BaseException as e:
             await release()
-            raise _api_error(e) from e
-        if prep.stream:
+            mapped = _api_error(e)
+            if mapped is e:
+                raise
+            raise mapped from e
+        if prep.stream:  # from here Starlette cancels the body if the client leaves
             return _Stream(self._sse(request, prep, col, tracker, first, merged), release)
-        try:
-            tracker.observe(*first)
-            col.add(*first)
-            async for pidx, out in merged:
-                tracker.observe(pidx, out)
-                col.add(pidx, out)
-        except BaseException as e:
-            raise _api_error(e) from e
-        finally:
-            await release()
+        await release()
         self._record(request, col)
         return JSONResponse(col.chat_response() if prep.chat else col.completion_response())
 
@@ -172,11 +173,10 @@ class Handler:
                 tracker.observe(pidx, out)
                 for chunk in col.stream_chunks(pidx, out):
                     yield chunk
-        except ClientDisconnected:
-            return
         except Exception as e:  # noqa: BLE001 - reported in the stream: the status is already sent
             log.exception("request %s failed mid-stream", col.rid)
-            yield sse(_api_error(e).body())
+            err = _api_error(e)
+            yield sse((err if isinstance(err, ApiError) else ApiError(500, repr(e))).body())
         else:
             if prep.include_usage:
                 yield col.usage_chunk()

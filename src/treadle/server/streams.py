@@ -67,31 +67,35 @@ async def _wait_disconnect(receive: Receive) -> None:
             return
 
 
-async def until_disconnect(receive: Receive, it: AsyncIterator) -> AsyncIterator:
-    """Iterate ``it``; raise :class:`ClientDisconnected` (closing ``it``) if the client leaves first.
+@contextlib.asynccontextmanager
+async def cancel_on_disconnect(receive: Receive) -> AsyncIterator[None]:
+    """Run the body; if the client leaves first, cancel it and raise :class:`ClientDisconnected`.
 
     Starlette only watches for a disconnect once a streaming body has started; this covers the
-    time before it (queueing, prefill) and whole non-streaming requests.
+    time before it (queueing, prefill) and whole non-streaming requests. One watcher task per
+    request, nothing per token.
     """
-    gone = asyncio.ensure_future(_wait_disconnect(receive))
-    nxt: asyncio.Future | None = None
+    task = asyncio.current_task()
+    assert task is not None
+    fired = False
+
+    async def watch() -> None:
+        nonlocal fired
+        await _wait_disconnect(receive)
+        fired = True
+        task.cancel()
+
+    watcher = asyncio.create_task(watch())
     try:
-        while True:
-            nxt = asyncio.ensure_future(it.__anext__())
-            await asyncio.wait({nxt, gone}, return_when=asyncio.FIRST_COMPLETED)
-            if not nxt.done():
-                raise ClientDisconnected()
-            try:
-                item = nxt.result()
-            except StopAsyncIteration:
-                return
-            nxt = None
-            yield item
+        yield
+    except asyncio.CancelledError:
+        if fired and task.uncancel() == 0:
+            raise ClientDisconnected() from None
+        raise
+    else:
+        if fired:  # the watcher fired as the body ended: take its cancel back
+            task.uncancel()
     finally:
-        for fut in (nxt, gone):
-            if fut is not None and not fut.done():
-                fut.cancel()
-                with contextlib.suppress(BaseException):
-                    await fut
-        with contextlib.suppress(RuntimeError):
-            await it.aclose()  # type: ignore[attr-defined]
+        watcher.cancel()
+        with contextlib.suppress(BaseException):
+            await watcher
