@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
     def on_ready(engine) -> None:  # noqa: ANN001
         e = engine.engine
-        source = "bundled default (converted cache)" if args.model in ("default", e.model_name) else "local folder"
+        source = "bundled default, converted cache" if args.model in ("default", e.model_name) else "local folder"
         print(f"[treadle] serving {settings.served_model_name} from {e.model_path} ({source}); "
               f"loaded in {e.load_seconds:.2f} s, ready {time.perf_counter() - t0:.2f} s after start; "
               f"max_model_len={e.max_model_len} on http://{args.host}:{args.port}", file=sys.stderr, flush=True)

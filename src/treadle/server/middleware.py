@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from treadle.server.errors import ApiError, unavailable
 
 log = logging.getLogger("treadle.server")
+_PROBES = frozenset({"/health", "/ready", "/metrics"})  # polled often: not logged
 
 
 class ServerState:
@@ -88,7 +89,7 @@ class RequestContextMiddleware:
                 if api:
                     self.state.inflight -= 1
         finally:
-            if api or status[0] >= 400:
+            if api or (status[0] >= 400 and path not in _PROBES):
                 st = scope["state"]
                 log.info(
                     "request_id=%s method=%s path=%s status=%s prompt_tokens=%s completion_tokens=%s "
