@@ -336,8 +336,6 @@ def test_prompt_over_context_is_rejected_while_others_finish(tiny_llama, hf_gree
     assert_all_free(eng)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (src/treadle/llm.py): a rejected prompt leaves the earlier "
-                   "prompts of the same generate() call queued, and the next generate() fails with KeyError")
 def test_llm_generate_recovers_after_a_rejected_prompt(tiny_llama) -> None:
     llm = make_llm(tiny_llama, max_model_len=64)
     with pytest.raises(ValueError):

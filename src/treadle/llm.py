@@ -46,7 +46,14 @@ class LLM:
             plist = list(params)
             if len(plist) != len(items):
                 raise ValueError(f"params has {len(plist)} entries for {len(items)} prompts")
-        ids = [self.engine.add_request(None, p, sp) for p, sp in zip(items, plist, strict=True)]
+        ids: list[str] = []
+        try:
+            for p, sp in zip(items, plist, strict=True):
+                ids.append(self.engine.add_request(None, p, sp))
+        except ValueError:
+            for rid in ids:  # a rejected prompt leaves nothing of this call queued
+                self.engine.abort_request(rid)
+            raise
         final: dict[str, RequestOutput] = {}
         merged: dict[str, dict[int, object]] = {rid: {} for rid in ids}
         while self.engine.has_unfinished_requests():

@@ -42,7 +42,7 @@ def make_meta(threads: int | None = None, seed: int | None = None, **extra: obje
     return {
         "command": " ".join(["treadle", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("treadle") else " ".join(sys.argv),
         "git_commit": _git_commit(),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {
             "cpu": _cpu_model(),
             "cores": os.cpu_count(),

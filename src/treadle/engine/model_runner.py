@@ -130,15 +130,21 @@ class ModelRunner:
         return PrefillChunk(start_row, end_row, e.start_pos, self._slots(e.block_ids, total), mask)
 
     def _decode_group(self, decodes: list[ScheduledRequest], start_row: int, end_row: int) -> DecodeGroup:
+        """Gather slots for a group of decodes, padded to the longest context.
+
+        Padding points at each sequence's own first slot, which is always written, so the masked
+        (weight 0) positions never read uninitialised memory (0 x NaN would still be NaN).
+        """
         bs = self.block_size
         lengths = [e.start_pos + 1 for e in decodes]
         max_len = max(lengths)
         max_blocks = -(-max_len // bs)
-        table = torch.tensor([e.block_ids[:max_blocks] + [0] * (max_blocks - len(e.block_ids[:max_blocks])) for e in decodes])
+        table = torch.tensor([e.block_ids[:max_blocks] + [e.block_ids[0]] * (max_blocks - len(e.block_ids[:max_blocks])) for e in decodes])
         gather = (table.unsqueeze(2) * bs + torch.arange(bs)).view(len(decodes), -1)[:, :max_len]
         mask = None
         if min(lengths) != max_len:
             pad = torch.arange(max_len).unsqueeze(0) >= torch.tensor(lengths).unsqueeze(1)
+            gather = torch.where(pad, table[:, :1] * bs, gather)
             mask = torch.zeros(len(decodes), max_len).masked_fill_(pad, float("-inf"))
             mask = mask.unsqueeze(1).repeat(self.cfg.num_kv_heads, 1, 1)
         return DecodeGroup(start_row, end_row, max_len, gather.reshape(-1), mask)
