@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/treadle generate --prompt "What is continuous batching in LLM serving?" --max-tokens 96
+	$(VENV)/bin/treadle serve --model default --host 127.0.0.1 --port 8000
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q

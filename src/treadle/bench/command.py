@@ -17,7 +17,7 @@ def register(p: argparse.ArgumentParser) -> None:
     e.add_argument("--threads", type=int, default=None, help="threads for both sides (default: all cores)")
     e.add_argument("--num-prompts", type=int, default=64)
     e.add_argument("--skip-hf", action="store_true", help="skip the transformers side (ratios become null)")
-    e.add_argument("--only", default="throughput,prefix,single,load", help="comma list of parts to run")
+    e.add_argument("--only", default="throughput,http,prefix,single,load", help="comma list of parts to run")
     e.add_argument("--seed", type=int, default=0)
 
 
@@ -67,6 +67,15 @@ def run_engine(args: argparse.Namespace) -> int:
         result["throughput_ratio"] = ratio(result["throughput_tok_s"], result["hf_throughput_tok_s"])
         result["throughput_prompt_tokens"] = sum(map(len, prompts))
 
+    if "http" in parts:
+        from treadle.bench.http_throughput import http_throughput
+
+        prompts = eb.throughput_prompts(engine.tokenizer, args.num_prompts)
+        result.update(http_throughput(args.model, threads, prompts, eb.OUTPUT_TOKENS))
+        result["http_throughput_ratio"] = ratio(result["http_throughput_tok_s"], result.get("throughput_tok_s"))
+        _log(f"http: {result['http_throughput_tok_s']:.1f} tok/s over {len(prompts)} streaming clients, "
+             f"server ready {result['server_ready_s']:.2f} s after start")
+
     if "prefix" in parts:
         system, questions = eb.system_prompt_and_questions(engine.tokenizer)
         off = LLMEngine(EngineConfig(model=args.model, threads=threads, enable_prefix_caching=False))
@@ -111,7 +120,10 @@ def _print_table(r: dict) -> None:
         ("single stream (tok/s)", r.get("single_stream_tok_s"), r.get("hf_single_stream_tok_s"),
          r.get("single_stream_ratio")),
         ("TTFT, prefix cache on/off (ms)", r.get("ttft_cached_ms"), r.get("ttft_cold_ms"), r.get("ttft_ratio")),
+        ("HTTP throughput vs offline (tok/s)", r.get("http_throughput_tok_s"), r.get("throughput_tok_s"),
+         r.get("http_throughput_ratio")),
         ("load (s)", r.get("load_s"), None, None),
+        ("server start to ready (s)", r.get("server_ready_s"), None, None),
     ]
     fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
     print(f"{'metric':34} {'treadle':>10} {'baseline':>10} {'ratio':>8}")

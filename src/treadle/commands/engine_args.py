@@ -20,6 +20,8 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--no-prefix-cache", action="store_true", help="turn automatic prefix caching off")
     p.add_argument("--dtype", default=d.dtype, choices=["float32", "bfloat16"])
+    p.add_argument("--no-decode-kernel", action="store_true",
+                   help="plain fp32 matmuls only (no GGUF-block decode kernel)")
 
 
 def engine_config_from_args(args: argparse.Namespace) -> EngineConfig:
@@ -33,4 +35,5 @@ def engine_config_from_args(args: argparse.Namespace) -> EngineConfig:
         max_num_batched_tokens=args.max_num_batched_tokens,
         enable_prefix_caching=not args.no_prefix_cache,
         threads=args.threads,
+        decode_kernel=not args.no_decode_kernel,
     )

@@ -18,7 +18,7 @@ from treadle.engine.output_processor import OutputProcessor
 from treadle.engine.outputs import RequestOutput
 from treadle.engine.request import FinishReason, Request
 from treadle.engine.scheduler import Scheduler, SchedulerConfig
-from treadle.models.loader import load_model, read_generation_eos
+from treadle.models.loader import attach_decode_kernel, load_model, read_generation_eos
 from treadle.models.registry import resolve_model
 from treadle.models.tokenizer import Tokenizer
 from treadle.sampling_params import SamplingParams
@@ -34,6 +34,9 @@ class LLMEngine:
         self.model_path, self.model_name = resolve_model(config.model)
         dtype = getattr(torch, config.dtype)
         self.model, self.model_config = load_model(self.model_path, dtype)
+        self.decode_kernel = bool(
+            config.decode_kernel and dtype == torch.float32 and attach_decode_kernel(self.model, self.model_path)
+        )
         self.tokenizer = Tokenizer(self.model_path)
         eos = read_generation_eos(self.model_path) or self.model_config.eos_token_ids
         if not eos and self.tokenizer.eos_token_id is not None:

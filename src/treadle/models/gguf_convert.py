@@ -29,6 +29,7 @@ _LAYER_NAMES = {
     "ffn_up.weight": "mlp.up_proj.weight",
     "ffn_down.weight": "mlp.down_proj.weight",
 }
+BLOCKS_FILE = "gguf_blocks.safetensors"
 # pre-tokenizer regexes by GGUF ``tokenizer.ggml.pre`` (what llama.cpp uses for each)
 _GPT2_SPLIT = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
 
@@ -38,6 +39,45 @@ def _unpermute(w: np.ndarray, n_head: int) -> np.ndarray:
     rows = w.shape[0]
     # llama.cpp's converter did reshape(n_head, 2, half, ...).swapaxes(1, 2); this is its inverse.
     return w.reshape(n_head, rows // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def gguf_block_weights(reader) -> dict[str, tuple[str, np.ndarray]] | None:  # noqa: ANN001
+    """Raw GGUF blocks of every matmul weight, under Treadle's fused names.
+
+    Returns ``{"layers.{i}.qkv" | "layers.{i}.o_proj" | "layers.{i}.gate_up" | "layers.{i}.down" |
+    "lm_head": (qtype, uint8 [rows, row_bytes])}`` with Q/K rows un-permuted like the fp32 weights,
+    or None when a tensor is not Q4_1/Q8_0 (the decode kernel then stays off).
+    """
+    n_head = int(_field(reader, "llama.attention.head_count"))
+    n_kv = int(_field(reader, "llama.attention.head_count_kv", n_head))
+    raw: dict[str, tuple[str, np.ndarray]] = {}
+    for t in reader.tensors:
+        qtype = t.tensor_type.name
+        if t.name.endswith("norm.weight"):
+            continue
+        if qtype not in ("Q4_1", "Q8_0"):
+            return None
+        data = np.asarray(t.data)
+        if t.name.endswith("attn_q.weight"):
+            data = _unpermute(data, n_head)
+        elif t.name.endswith("attn_k.weight"):
+            data = _unpermute(data, n_kv)
+        raw[t.name] = (qtype, data)
+    if "output.weight" in raw:
+        return None  # untied head: not needed for the bundled model
+    out = {"lm_head": raw["token_embd.weight"]}
+    n_layers = int(_field(reader, "llama.block_count"))
+    for i in range(n_layers):
+        b = f"blk.{i}."
+        groups = {"qkv": ["attn_q", "attn_k", "attn_v"], "o_proj": ["attn_output"],
+                  "gate_up": ["ffn_gate", "ffn_up"], "down": ["ffn_down"]}
+        for name, parts in groups.items():
+            types = {raw[b + p + ".weight"][0] for p in parts}
+            if len(types) != 1:
+                return None
+            arrays = [raw[b + p + ".weight"][1] for p in parts]
+            out[f"layers.{i}.{name}"] = (types.pop(), np.ascontiguousarray(np.concatenate(arrays, axis=0)))
+    return out
 
 
 def _field(reader, key: str, default=None):  # noqa: ANN001, ANN202
@@ -126,6 +166,13 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
         if template:
             (tmp / "chat_template.jinja").write_text(template)
         (tmp / "SOURCE.txt").write_text(f"converted by treadle from {Path(gguf_path).name}, dequantised to float32\n")
+        blocks = gguf_block_weights(reader)
+        if blocks is not None:  # the quantised blocks, for the decode kernel (treadle.kernels)
+            save_file(
+                {name: torch.from_numpy(np.array(arr, order="C")) for name, (_, arr) in blocks.items()},
+                str(tmp / BLOCKS_FILE),
+                metadata={name: qtype for name, (qtype, _) in blocks.items()},
+            )
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from treadle.kernels.ggml import BlockWeight
 from treadle.models.attention import AttentionMetadata, paged_attention
 from treadle.models.config import ModelConfig
 
@@ -49,6 +50,17 @@ class LlamaLayer(nn.Module):
         self.gate_up = nn.Parameter(torch.empty(2 * i, h), requires_grad=False)
         self.down = nn.Parameter(torch.empty(h, i), requires_grad=False)
         self.scale = cfg.head_dim**-0.5
+        # Optional GGUF-block copies of the weights for steps with few rows (treadle.kernels).
+        self.blocks: dict[str, BlockWeight] = {}
+        self.kernel = None
+        self.kernel_rows = 0
+
+    def _linear(self, x: torch.Tensor, name: str, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        bw = self.blocks.get(name)
+        if bw is not None and x.shape[0] <= self.kernel_rows:
+            y = bw.matmul(x, self.kernel)
+            return y if bias is None else y.add_(bias)
+        return F.linear(x, weight, bias)
 
     def forward(
         self,
@@ -62,18 +74,18 @@ class LlamaLayer(nn.Module):
         cfg = self.cfg
         eps = cfg.rms_norm_eps
         x = F.rms_norm(h, (cfg.hidden_size,), self.input_norm, eps)
-        qkv = F.linear(x, self.qkv, self.qkv_bias)
+        qkv = self._linear(x, "qkv", self.qkv, self.qkv_bias)
         t = qkv.shape[0]
         q, k, v = qkv.split([cfg.q_size, cfg.kv_size, cfg.kv_size], dim=-1)
         q = apply_rope(q.view(t, cfg.num_heads, cfg.head_dim), cos, sin)
         k = apply_rope(k.view(t, cfg.num_kv_heads, cfg.head_dim), cos, sin)
         v = v.view(t, cfg.num_kv_heads, cfg.head_dim)
         attn = paged_attention(q, k, v, k_cache, v_cache, meta, self.scale)
-        h = h + F.linear(attn, self.o_proj)
+        h = h + self._linear(attn, "o_proj", self.o_proj)
         x = F.rms_norm(h, (cfg.hidden_size,), self.post_norm, eps)
-        gu = F.linear(x, self.gate_up)
+        gu = self._linear(x, "gate_up", self.gate_up)
         gate, up = gu.chunk(2, dim=-1)
-        return h + F.linear(F.silu(gate) * up, self.down)
+        return h + self._linear(F.silu(gate) * up, "down", self.down)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -95,6 +107,18 @@ class LlamaModel(nn.Module):
             else nn.Parameter(torch.empty(cfg.vocab_size, cfg.hidden_size), requires_grad=False)
         )
         self.register_buffer("inv_freq", rope_inv_freq(cfg), persistent=False)
+        self.head_blocks: BlockWeight | None = None
+        self.kernel = None
+        self.kernel_rows = 0
+
+    def attach_block_weights(self, blocks: dict[str, BlockWeight], kernel, max_rows: int) -> None:  # noqa: ANN001
+        """Serve steps of at most ``max_rows`` rows from GGUF blocks (names as in ``gguf_block_weights``)."""
+        self.kernel, self.kernel_rows = kernel, max_rows
+        self.head_blocks = blocks.get("lm_head")
+        for i, layer in enumerate(self.layers):
+            layer.kernel, layer.kernel_rows = kernel, max_rows
+            layer.blocks = {n: blocks[f"layers.{i}.{n}"] for n in ("qkv", "o_proj", "gate_up", "down")
+                            if f"layers.{i}.{n}" in blocks}
 
     def rope_tables(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         freqs = positions.to(torch.float32).unsqueeze(1) * self.inv_freq.unsqueeze(0)
@@ -117,4 +141,6 @@ class LlamaModel(nn.Module):
 
     @torch.inference_mode()
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        if self.head_blocks is not None and hidden.shape[0] <= self.kernel_rows:
+            return self.head_blocks.matmul(hidden, self.kernel)
         return F.linear(hidden, self.lm_head)

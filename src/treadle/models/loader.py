@@ -92,3 +92,48 @@ def read_generation_eos(folder: str | Path) -> tuple[int, ...]:
             if eos is not None:
                 return tuple(eos) if isinstance(eos, list) else (eos,)
     return ()
+
+
+def attach_decode_kernel(model: LlamaModel, folder: str | Path) -> bool:
+    """Give ``model`` the GGUF blocks its weights came from, for steps with few rows.
+
+    Every block matrix is checked against its fp32 twin on a random row before use; any mismatch
+    (or no GGUF source, no compiler, no AVX2) leaves the model on plain fp32 matmuls.
+    Returns whether the kernel is in use.
+    """
+    import logging
+
+    from treadle.kernels import ggml
+    from treadle.models.gguf_convert import BLOCKS_FILE
+
+    log = logging.getLogger("treadle.models")
+    path = Path(folder) / BLOCKS_FILE
+    if not path.is_file():
+        return False
+    with safe_open(str(path), framework="pt") as f:
+        qtypes = f.metadata() or {}
+        raw = {name: (qtypes.get(name, ""), f.get_tensor(name)) for name in f.keys()}
+    lib = ggml.load()
+    if lib is None:
+        return False
+    fp32 = {"lm_head": model.lm_head}
+    for i, layer in enumerate(model.layers):
+        for n in ("qkv", "o_proj", "gate_up", "down"):
+            fp32[f"layers.{i}.{n}"] = getattr(layer, n)
+    blocks = {}
+    gen = torch.Generator().manual_seed(0)
+    for name, (qtype, arr) in raw.items():
+        w = fp32[name]
+        try:
+            bw = ggml.BlockWeight(arr, qtype, w.shape[0], w.shape[1])
+        except ValueError as e:
+            log.warning("decode kernel disabled: %s", e)
+            return False
+        x = torch.randn(1, w.shape[1], generator=gen)
+        ref = torch.nn.functional.linear(x, w)
+        if not torch.allclose(bw.matmul(x, lib), ref, rtol=1e-4, atol=1e-4):
+            log.warning("GGUF blocks of %s do not match the fp32 weights; decode kernel disabled", name)
+            return False
+        blocks[name] = bw
+    model.attach_block_weights(blocks, lib, lib.max_rows())
+    return True

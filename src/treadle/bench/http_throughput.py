@@ -1,0 +1,86 @@
+"""The throughput workload over HTTP: a real ``treadle serve`` process, 64 streaming clients.
+
+Each client sends one prompt (as token ids, so both paths compute exactly the same tokens) to
+``/v1/completions`` with ``stream: true`` and ``include_usage``; tok/s = the sum of the servers'
+reported completion tokens / wall time from the first request to the last byte.
+Also reports seconds from process start to ``/ready``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(model: str, threads: int, port: int, extra: list[str] | None = None) -> tuple[subprocess.Popen, float]:
+    """Start ``treadle serve`` on 127.0.0.1; return (process, seconds from spawn to /ready)."""
+    cmd = [sys.executable, "-m", "treadle.cli", "serve", "--model", model, "--port", str(port),
+           "--threads", str(threads), "--log-level", "warning", *(extra or [])]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = t0 + 300
+    while time.perf_counter() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before it was ready: {' '.join(cmd)}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1.0).status_code == 200:
+                return proc, time.perf_counter() - t0
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("server not ready within 300 s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+async def _one(client: httpx.AsyncClient, url: str, model: str, prompt: list[int], max_tokens: int) -> int:
+    body = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0.0, "ignore_eos": True,
+            "stream": True, "stream_options": {"include_usage": True}}
+    tokens = 0
+    async with client.stream("POST", url, json=body) as resp:
+        resp.raise_for_status()
+        async for line in resp.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if chunk.get("usage"):
+                tokens = chunk["usage"]["completion_tokens"]
+    return tokens
+
+
+async def _run(base: str, model: str, prompts: list[list[int]], max_tokens: int) -> tuple[int, float]:
+    limits = httpx.Limits(max_connections=len(prompts) + 4)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(900.0), limits=limits) as client:
+        t0 = time.perf_counter()
+        counts = await asyncio.gather(*(_one(client, f"{base}/v1/completions", model, p, max_tokens) for p in prompts))
+        return sum(counts), time.perf_counter() - t0
+
+
+def http_throughput(model: str, threads: int, prompts: list[list[int]], max_tokens: int) -> dict[str, float]:
+    port = free_port()
+    proc, ready_s = start_server(model, threads, port, ["--kv-cache-gb", "4", "--max-queue", "-1"])
+    try:
+        served = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10).json()["data"][0]["id"]
+        tokens, elapsed = asyncio.run(_run(f"http://127.0.0.1:{port}", served, prompts, max_tokens))
+    finally:
+        stop_server(proc)
+    return {"http_throughput_tok_s": tokens / elapsed, "http_output_tokens": tokens, "server_ready_s": ready_s}
