@@ -120,6 +120,7 @@ def test_greedy_identity_with_transformers(model_dir, hf_model) -> None:
     from treadle.sampling_params import SamplingParams
 
     llm = LLM(str(model_dir))
+    assert llm.engine.decode_kernel, "the default configuration uses the GGUF decode kernel; test that"
     prompts = _first_prompts(llm.tokenizer)
     eos = list(llm.engine.eos_token_ids)
     params = SamplingParams(temperature=0, max_tokens=NEW_TOKENS, min_tokens=NEW_TOKENS)

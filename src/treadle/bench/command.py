@@ -51,8 +51,15 @@ def run_engine(args: argparse.Namespace) -> int:
         from transformers import AutoModelForCausalLM
 
         hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-    result: dict = {}
-    ratio = lambda a, b: (a / b) if (a is not None and b) else None  # noqa: E731
+    result: dict = {"decode_kernel": engine.decode_kernel}
+    fp32: list = []
+
+    def fp32_engine() -> LLMEngine:
+        if not fp32:
+            fp32.append(LLMEngine(EngineConfig(model=args.model, threads=threads, kv_cache_gb=4.0, decode_kernel=False)))
+        return fp32[0]
+
+    ratio = ratio_of
 
     if "throughput" in parts:
         prompts = eb.throughput_prompts(engine.tokenizer, args.num_prompts)
@@ -65,6 +72,9 @@ def run_engine(args: argparse.Namespace) -> int:
             result["hf_throughput_tok_s"] = eb.hf_throughput(hf, prompts, pad)
             _log(f"  transformers {result['hf_throughput_tok_s']:.1f} tok/s")
         result["throughput_ratio"] = ratio(result["throughput_tok_s"], result["hf_throughput_tok_s"])
+        if engine.decode_kernel:  # the default is more than plain fp32: report plain fp32 too
+            result["throughput_fp32_tok_s"] = eb.treadle_throughput(fp32_engine(), prompts)
+            _log(f"  treadle, plain fp32 (no decode kernel) {result['throughput_fp32_tok_s']:.1f} tok/s")
         result["throughput_prompt_tokens"] = sum(map(len, prompts))
 
     if "http" in parts:
@@ -98,10 +108,15 @@ def run_engine(args: argparse.Namespace) -> int:
         if hf is not None:
             result["hf_single_stream_tok_s"] = eb.hf_single_stream(hf, engine.tokenizer.encode_chat(msgs))
         result["single_stream_ratio"] = ratio(result["single_stream_tok_s"], result["hf_single_stream_tok_s"])
+        if engine.decode_kernel:
+            result["single_stream_fp32_tok_s"] = eb.treadle_single_stream(fp32_engine(), msgs)
+            result["single_stream_fp32_ratio"] = ratio(result["single_stream_fp32_tok_s"],
+                                                       result["hf_single_stream_tok_s"])
         _log(f"single stream: treadle {result['single_stream_tok_s']:.1f} tok/s, hf {result['hf_single_stream_tok_s']}")
 
     if "load" in parts:
         del engine
+        fp32.clear()
         result["load_s"] = eb.measure_load_seconds(args.model, threads)
         _log(f"load: {result['load_s']:.2f} s from process start")
 
@@ -114,11 +129,19 @@ def run_engine(args: argparse.Namespace) -> int:
     return 0
 
 
+def ratio_of(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
 def _print_table(r: dict) -> None:
     rows = [
         ("throughput (tok/s)", r.get("throughput_tok_s"), r.get("hf_throughput_tok_s"), r.get("throughput_ratio")),
         ("single stream (tok/s)", r.get("single_stream_tok_s"), r.get("hf_single_stream_tok_s"),
          r.get("single_stream_ratio")),
+        ("throughput, plain fp32 (tok/s)", r.get("throughput_fp32_tok_s"), r.get("hf_throughput_tok_s"),
+         ratio_of(r.get("throughput_fp32_tok_s"), r.get("hf_throughput_tok_s"))),
+        ("single stream, plain fp32 (tok/s)", r.get("single_stream_fp32_tok_s"), r.get("hf_single_stream_tok_s"),
+         r.get("single_stream_fp32_ratio")),
         ("TTFT, prefix cache on/off (ms)", r.get("ttft_cached_ms"), r.get("ttft_cold_ms"), r.get("ttft_ratio")),
         ("HTTP throughput vs offline (tok/s)", r.get("http_throughput_tok_s"), r.get("throughput_tok_s"),
          r.get("http_throughput_ratio")),

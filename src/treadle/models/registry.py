@@ -29,10 +29,11 @@ def bundled_gguf_path() -> Path:
 
 def default_model_path(convert: bool = True) -> Path:
     """Folder of the converted default model; converts it on first use when ``convert``."""
-    folder = cache_root() / "models" / DEFAULT_MODEL_NAME
-    if not (folder / "model.safetensors").is_file() and convert:
-        from treadle.models.gguf_convert import convert_gguf
+    from treadle.models.gguf_convert import BLOCKS_FILE, convert_gguf
 
+    folder = cache_root() / "models" / DEFAULT_MODEL_NAME
+    complete = (folder / "model.safetensors").is_file() and (folder / BLOCKS_FILE).is_file()
+    if not complete and convert:  # first use, or a folder from an older conversion
         convert_gguf(bundled_gguf_path(), folder)
     return folder
 
