@@ -60,6 +60,11 @@ def throughput_prompts(tokenizer, n: int = 64, max_len: int = 512) -> list[list[
 def treadle_throughput(engine, prompts: list[list[int]]) -> float:  # noqa: ANN001
     from treadle.sampling_params import SamplingParams
 
+    warm = SamplingParams(max_tokens=8, temperature=0.0, ignore_eos=True)  # untimed warm-up
+    for i, p in enumerate(prompts[:8]):
+        engine.add_request(f"warm-{i}", p, warm)
+    while engine.has_unfinished_requests():
+        engine.step()
     params = SamplingParams(max_tokens=OUTPUT_TOKENS, temperature=0.0, ignore_eos=True)
     t0 = time.perf_counter()
     for i, p in enumerate(prompts):
@@ -80,6 +85,9 @@ def hf_throughput(hf_model, prompts: list[list[int]], pad_id: int) -> float:  # 
     for i, p in enumerate(prompts):
         ids[i, width - len(p) :] = torch.tensor(p)
         mask[i, width - len(p) :] = 1
+    with torch.inference_mode():  # untimed warm-up
+        hf_model.generate(input_ids=ids[:2], attention_mask=mask[:2], do_sample=False, max_new_tokens=4,
+                          pad_token_id=pad_id)
     t0 = time.perf_counter()
     with torch.inference_mode():
         out = hf_model.generate(

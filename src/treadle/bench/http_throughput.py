@@ -80,7 +80,9 @@ def http_throughput(model: str, threads: int, prompts: list[list[int]], max_toke
     proc, ready_s = start_server(model, threads, port, ["--kv-cache-gb", "4", "--max-queue", "-1"])
     try:
         served = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10).json()["data"][0]["id"]
-        tokens, elapsed = asyncio.run(_run(f"http://127.0.0.1:{port}", served, prompts, max_tokens))
+        base = f"http://127.0.0.1:{port}"
+        asyncio.run(_run(base, served, prompts[:8], 8))  # untimed warm-up, as the offline side has
+        tokens, elapsed = asyncio.run(_run(base, served, prompts, max_tokens))
     finally:
         stop_server(proc)
     return {"http_throughput_tok_s": tokens / elapsed, "http_output_tokens": tokens, "server_ready_s": ready_s}
