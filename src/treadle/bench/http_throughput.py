@@ -75,9 +75,11 @@ async def _run(base: str, model: str, prompts: list[list[int]], max_tokens: int)
         return sum(counts), time.perf_counter() - t0
 
 
-def http_throughput(model: str, threads: int, prompts: list[list[int]], max_tokens: int) -> dict[str, float]:
+def http_throughput(
+    model: str, threads: int, prompts: list[list[int]], max_tokens: int, extra: list[str] | None = None
+) -> dict[str, float]:
     port = free_port()
-    proc, ready_s = start_server(model, threads, port, ["--kv-cache-gb", "4", "--max-queue", "-1"])
+    proc, ready_s = start_server(model, threads, port, ["--kv-cache-gb", "4", "--max-queue", "-1", *(extra or [])])
     try:
         served = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10).json()["data"][0]["id"]
         base = f"http://127.0.0.1:{port}"
