@@ -17,6 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "model-path": ("treadle.commands.model_path", "print the folder of the converted default model"),
     "serve": ("treadle.server.command", "run the OpenAI-compatible server"),
     "bench": ("treadle.bench.command", "benchmarks: `bench engine` (engine vs transformers)"),
+    "eval": ("treadle.evals.command", "run quality eval suites (accuracy, coherence, safety) against an endpoint"),
+    "gate": ("treadle.evals.gate_command", "validation gate: candidate eval results vs production's"),
 }
 
 
