@@ -1,0 +1,1 @@
+"""The fleet: the autoscaler (pure decision), its control loop, and replica launchers (local, Ray)."""

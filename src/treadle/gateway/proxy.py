@@ -1,0 +1,282 @@
+"""Forward one OpenAI request to a replica chosen by the policy; relay its answer (JSON or SSE).
+
+Retries: a request goes to another replica (never one it already tried, at most ``max_attempts``
+in all) when the replica cannot be reached, answers 429 or 503, or its stream breaks before the
+first token. Until then nothing has reached the client: the first events of a stream (e.g. the
+chat role chunk) are held back until one carries a token. After that, a failure ends the stream
+with an OpenAI error event and ``data: [DONE]``. Timeouts are not retried (the replica may still
+be working on the request): 504, or an error event mid-stream.
+
+Each request holds one unit of its replica's ``inflight`` from send to the last byte relayed, so
+draining a replica waits for exactly the requests it is serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from treadle.gateway.metrics import GatewayMetrics
+from treadle.gateway.policies import Decision, RouteRequest, RoutingPolicy
+from treadle.gateway.prefix import PrefixHasher
+from treadle.gateway.replicas import Replica, ReplicaSet
+from treadle.server.errors import ApiError, unavailable
+from treadle.server.responses import sse
+from treadle.server.streams import ClientDisconnected, cancel_on_disconnect
+
+log = logging.getLogger("treadle.gateway")
+RETRY_STATUSES = (429, 503)
+
+
+def _cached_tokens(usage: Any) -> int | None:
+    if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens_details"), dict):
+        value = usage["prompt_tokens_details"].get("cached_tokens")
+        return value if isinstance(value, int) else None
+    return None
+
+
+def carries_token(line: str) -> bool:
+    """Whether an SSE line ends the held-back part of a stream: a token, a finish, usage, an error, DONE."""
+    if not line.startswith("data:"):
+        return False
+    data = line[5:].strip()
+    if data == "[DONE]":
+        return True
+    try:
+        chunk = json.loads(data)
+    except ValueError:
+        return True
+    if not isinstance(chunk, dict) or "error" in chunk or chunk.get("usage"):
+        return True
+    for c in chunk.get("choices") or []:
+        delta = c.get("delta") or {}
+        if c.get("text") or delta.get("content") or c.get("finish_reason") is not None:
+            return True
+    return False
+
+
+class Proxy:
+    def __init__(self, replicas: ReplicaSet, policy: RoutingPolicy, metrics: GatewayMetrics,
+                 client: httpx.AsyncClient, hasher: PrefixHasher | None = None, max_attempts: int = 3,
+                 request_timeout_s: float = 600.0, replica_api_key: str | None = None) -> None:
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+        self.replicas, self.policy, self.metrics, self.client = replicas, policy, metrics, client
+        self.hasher, self.max_attempts, self.timeout_s = hasher, max_attempts, request_timeout_s
+        self.replica_api_key = replica_api_key
+
+    def model_ids(self) -> list[str]:
+        ids: list[str] = []
+        for r in self.replicas.replicas.values():
+            for card in r.models:
+                if card.get("id") not in ids:
+                    ids.append(card.get("id"))
+        return ids
+
+    def _headers(self, rid: str) -> dict[str, str]:
+        h = {"content-type": "application/json", "x-request-id": rid}
+        if self.replica_api_key:
+            h["authorization"] = f"Bearer {self.replica_api_key}"
+        return h
+
+    async def handle(self, request: Request, path: str, chat: bool) -> Response:
+        t0 = time.monotonic()
+        raw = await request.body()
+        try:
+            body = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ApiError.bad_param(None, f"The request body is not valid JSON: {e}") from e
+        if not isinstance(body, dict):
+            raise ApiError.bad_param(None, "The request body must be a JSON object")
+        ids = self.model_ids()
+        model = body.get("model")
+        if model is not None and ids and model not in ids:
+            raise ApiError(404, f"The model `{model}` does not exist. This gateway serves {', '.join(ids)}.",
+                           "model", "model_not_found")
+        route = (self.hasher.route_request(body, chat) if self.policy.needs_prefix and self.hasher
+                 else RouteRequest())
+        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+        try:
+            async with cancel_on_disconnect(request.receive), asyncio.timeout(self.timeout_s):
+                return await self._attempts(raw, bool(body.get("stream")), route, path, rid, t0)
+        except TimeoutError:
+            raise ApiError(504, f"The request timed out after {self.timeout_s:g} s (--request-timeout).",
+                           None, "timeout") from None
+
+    async def _attempts(self, raw: bytes, stream: bool, route: RouteRequest, path: str, rid: str,
+                        t0: float) -> Response:
+        tried: set[str] = set()
+        last: Response | None = None
+        for _ in range(self.max_attempts):
+            cands = [r for r in self.replicas.routable() if r.replica_id not in tried]
+            if not cands:
+                break
+            d = self.policy.choose(route, [r.load() for r in cands])
+            self.metrics.decisions.labels(self.policy.name, d.reason).inc()
+            r = self.replicas.replicas[d.replica_id]
+            tried.add(r.replica_id)
+            r.inflight += 1
+            self.policy.on_routed(route, d)
+            held = _Hold(r)
+            try:
+                resp, retry_reason, last = await self._send(r, raw, stream, path, rid)
+                if resp is None:
+                    self.metrics.retries.labels(r.replica_id, retry_reason).inc()
+                    continue
+                if not stream or resp.status_code != 200:
+                    return await self._whole(r, resp, route, d, t0)
+                lines = resp.aiter_lines()
+                try:
+                    first = await _read_until_token(lines)
+                except httpx.TransportError as e:
+                    await resp.aclose()
+                    self.replicas.mark_failed(r, f"stream broke before the first token: {e!r}")
+                    self.metrics.retries.labels(r.replica_id, "stream_start").inc()
+                    last = unavailable(f"replica {r.replica_id} failed before streaming", "replica_failed").response()
+                    continue
+                held.keep = True  # the relay (or the response's cleanup) releases it
+                return _Stream(self._relay(r, resp, lines, first, route, d, t0, held), resp, held,
+                               {"Cache-Control": "no-cache", "x-request-id": rid, "x-treadle-replica": r.replica_id})
+            except (asyncio.CancelledError, ClientDisconnected):
+                self.metrics.routed.labels(r.replica_id, "499").inc()
+                raise
+            finally:
+                held.release_unless_kept()
+        if last is not None:
+            return last
+        self.metrics.rejected.labels("503", "no_replica").inc()
+        return unavailable("No replica is available to serve the request; retry later.", "no_replica").response()
+
+    async def _send(self, r: Replica, raw: bytes, stream: bool, path: str, rid: str
+                    ) -> tuple[httpx.Response | None, str, Response | None]:
+        """(response, "", None) to use it; (None, retry reason, response to give if nothing else works)."""
+        req = self.client.build_request("POST", f"{r.url}{path}", content=raw, headers=self._headers(rid))
+        try:
+            resp = await self.client.send(req, stream=True)
+        except httpx.TimeoutException:
+            raise TimeoutError from None
+        except httpx.TransportError as e:
+            self.replicas.mark_failed(r, f"request failed: {e!r}")
+            return None, "connect", unavailable(f"replica {r.replica_id} is unreachable", "replica_failed").response()
+        if resp.status_code in RETRY_STATUSES:
+            content = await resp.aread()
+            await resp.aclose()
+            self.metrics.routed.labels(r.replica_id, str(resp.status_code)).inc()
+            keep = Response(content, resp.status_code, media_type="application/json",
+                            headers={"x-treadle-replica": r.replica_id})
+            return None, str(resp.status_code), keep
+        return resp, "", None
+
+    async def _whole(self, r: Replica, resp: httpx.Response, route: RouteRequest, d: Decision, t0: float
+                     ) -> Response:
+        try:
+            content = await resp.aread()
+        finally:
+            await resp.aclose()
+        if resp.status_code == 200:
+            try:
+                cached = _cached_tokens(json.loads(content).get("usage"))
+            except (ValueError, AttributeError):
+                cached = None
+            if cached is not None:
+                self.policy.on_result(route, d, cached)
+        self.metrics.routed.labels(r.replica_id, str(resp.status_code)).inc()
+        self.metrics.e2e.observe(time.monotonic() - t0)
+        headers = {k: v for k, v in resp.headers.items() if k.lower() in ("x-request-id", "retry-after")}
+        headers["x-treadle-replica"] = r.replica_id
+        return Response(content, resp.status_code, headers=headers,
+                        media_type=resp.headers.get("content-type", "application/json"))
+
+    async def _relay(self, r: Replica, resp: httpx.Response, lines: AsyncIterator[str], first: list[str],
+                     route: RouteRequest, d: Decision, t0: float, held: _Hold) -> AsyncIterator[str]:
+        status = "200"
+        try:
+            for line in first:
+                yield line + "\n"
+            self.metrics.ttft.observe(time.monotonic() - t0)
+            deadline = asyncio.get_running_loop().time() + max(0.0, self.timeout_s - (time.monotonic() - t0))
+            try:
+                async with asyncio.timeout_at(deadline):
+                    async for line in lines:
+                        if '"cached_tokens"' in line and line.startswith("data:"):
+                            self._usage_line(line, route, d)
+                        yield line + "\n"
+            except (httpx.HTTPError, TimeoutError) as e:
+                timed_out = isinstance(e, TimeoutError)
+                status = "504" if timed_out else "502"
+                if not timed_out:
+                    self.replicas.mark_failed(r, f"stream broke: {e!r}")
+                log.warning("stream from replica %s ended early: %r", r.replica_id, e)
+                err = (ApiError(504, f"The request timed out after {self.timeout_s:g} s.", None, "timeout")
+                       if timed_out else
+                       ApiError(502, f"The replica serving this request failed mid-stream ({type(e).__name__}).",
+                                None, "replica_failed"))
+                yield "\n" + sse(err.body()) + sse("[DONE]")
+        except (asyncio.CancelledError, GeneratorExit):
+            status = "499"
+            raise
+        finally:
+            await resp.aclose()
+            held.release()
+            self.metrics.routed.labels(r.replica_id, status).inc()
+            self.metrics.e2e.observe(time.monotonic() - t0)
+
+    def _usage_line(self, line: str, route: RouteRequest, d: Decision) -> None:
+        try:
+            cached = _cached_tokens(json.loads(line[5:]).get("usage"))
+        except (ValueError, AttributeError):
+            return
+        if cached is not None:
+            self.policy.on_result(route, d, cached)
+
+
+class _Stream(StreamingResponse):
+    """SSE response whose cleanup runs even if its body never started (the client left first)."""
+
+    def __init__(self, content: AsyncIterator[str], upstream: httpx.Response, held: _Hold,
+                 headers: dict[str, str]) -> None:
+        super().__init__(content, media_type="text/event-stream", headers=headers)
+        self.upstream, self.held = upstream, held
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()  # type: ignore[union-attr]
+            await self.upstream.aclose()
+            self.held.release()
+
+
+class _Hold:
+    """One unit of a replica's in-flight count, released exactly once."""
+
+    def __init__(self, r: Replica) -> None:
+        self.r, self.keep, self.done = r, False, False
+
+    def release(self) -> None:
+        if not self.done:
+            self.done = True
+            self.r.inflight -= 1
+
+    def release_unless_kept(self) -> None:
+        if not self.keep:
+            self.release()
+
+
+async def _read_until_token(lines: AsyncIterator[str]) -> list[str]:
+    """Lines up to and including the first that carries a token (or all, if the stream ends first)."""
+    out: list[str] = []
+    async for line in lines:
+        out.append(line)
+        if carries_token(line):
+            break
+    return out
