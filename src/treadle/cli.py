@@ -16,7 +16,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("treadle.commands.generate", "generate text offline with the engine (no server)"),
     "model-path": ("treadle.commands.model_path", "print the folder of the converted default model"),
     "serve": ("treadle.server.command", "run the OpenAI-compatible server"),
-    "bench": ("treadle.bench.command", "benchmarks: `bench engine` (engine vs transformers)"),
+    "bench": ("treadle.bench.command", "benchmarks: `bench engine`, `bench serve` (load test), `bench compare`"),
+    "report": ("treadle.report.command", "Markdown + HTML report (summary, recommendations, risks) from result files"),
     "eval": ("treadle.evals.command", "run quality eval suites (accuracy, coherence, safety) against an endpoint"),
     "gate": ("treadle.evals.gate_command", "validation gate: candidate eval results vs production's"),
 }

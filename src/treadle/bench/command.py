@@ -1,4 +1,4 @@
-"""``treadle bench``: benchmark subcommands (``engine`` for now)."""
+"""``treadle bench``: benchmark subcommands (``engine``, ``serve``, ``compare``)."""
 
 from __future__ import annotations
 
@@ -19,11 +19,23 @@ def register(p: argparse.ArgumentParser) -> None:
     e.add_argument("--skip-hf", action="store_true", help="skip the transformers side (ratios become null)")
     e.add_argument("--only", default="throughput,http,prefix,single,load", help="comma list of parts to run")
     e.add_argument("--seed", type=int, default=0)
+    from treadle.bench import compare, serve_command
+
+    serve_command.register(sub.add_parser("serve", help="load-test an OpenAI-compatible endpoint with a workload"))
+    compare.register(sub.add_parser("compare", help="one workload against several endpoints, in alternating rounds"))
 
 
 def run(args: argparse.Namespace) -> int:
     if args.bench == "engine":
         return run_engine(args)
+    if args.bench == "serve":
+        from treadle.bench import serve_command
+
+        return serve_command.run(args)
+    if args.bench == "compare":
+        from treadle.bench import compare
+
+        return compare.run(args)
     raise ValueError(f"unknown bench {args.bench!r}")
 
 
@@ -51,7 +63,7 @@ def run_engine(args: argparse.Namespace) -> int:
         from transformers import AutoModelForCausalLM
 
         hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-    result: dict = {"decode_kernel": engine.decode_kernel}
+    result: dict = {"kind": "bench-engine", "decode_kernel": engine.decode_kernel}
     fp32: list = []
 
     def fp32_engine() -> LLMEngine:

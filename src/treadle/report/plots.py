@@ -1,0 +1,136 @@
+"""Report figures (matplotlib, Agg backend), each returned as PNG bytes or None when there is no data.
+
+Small by design: 6.4 x 3.4 inches at 80 dpi, so a report's PNGs stay in the tens of kilobytes.
+"""
+
+from __future__ import annotations
+
+import io
+
+from treadle.report.loading import Results, pct, serve_label
+
+SIZE, DPI = (6.4, 3.4), 80
+
+
+def _fig():  # noqa: ANN202
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=SIZE, dpi=DPI)
+    return plt, fig, ax
+
+
+def _png(plt, fig) -> bytes:  # noqa: ANN001
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=DPI)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def ttft_cdf(res: Results) -> bytes | None:
+    runs = [(serve_label(r), sorted(x["ttft_s"] * 1000 for x in r.get("requests", [])
+                                    if x.get("status") == 200 and x.get("ttft_s") is not None))
+            for r in res["bench-serve"]]
+    runs = [(lbl, v) for lbl, v in runs if v]
+    if not runs:
+        return None
+    plt, fig, ax = _fig()
+    for lbl, v in runs:
+        ax.plot(v, [(i + 1) / len(v) for i in range(len(v))], label=lbl, drawstyle="steps-post")
+    ax.set_xscale("log")
+    ax.set(xlabel="TTFT (ms, log scale)", ylabel="fraction of requests", title="TTFT CDF")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return _png(plt, fig)
+
+
+def concurrency_sweep(res: Results) -> bytes | None:
+    groups: dict[str, list[dict]] = {}
+    for r in res["bench-serve"]:
+        c = r.get("config", {})
+        if c.get("arrival_mode") == "concurrency":
+            groups.setdefault(f"{c.get('workload')} @ {c.get('base_url')}", []).append(r)
+    groups = {k: sorted(v, key=lambda r: r["config"]["concurrency"]) for k, v in groups.items() if len(v) >= 2}
+    if not groups:
+        return None
+    plt, fig, ax = _fig()
+    ax2 = ax.twinx()
+    for k, rs in groups.items():
+        cs = [r["config"]["concurrency"] for r in rs]
+        line = ax.plot(cs, [r["summary"]["output_tok_s"] for r in rs], "o-", label=f"{k} tok/s")[0]
+        ax2.plot(cs, [pct(r["summary"], "ttft_ms") for r in rs], "s--", color=line.get_color(),
+                 label=f"{k} TTFT p50")
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="client concurrency", ylabel="output tokens/s", title="Throughput and TTFT vs concurrency")
+    ax2.set_ylabel("TTFT p50 (ms, dashed)")
+    ax.legend(fontsize=7, loc="upper left")
+    ax.grid(alpha=0.3)
+    return _png(plt, fig)
+
+
+def latency_over_time(res: Results) -> bytes | None:
+    runs = [r for r in res["bench-serve"] if r.get("config", {}).get("arrival_mode") in ("trace", "poisson", "burst")]
+    runs = [r for r in runs if any(x.get("status") == 200 for x in r.get("requests", []))]
+    if not runs:
+        return None
+    plt, fig, ax = _fig()
+    for r in runs:
+        ok = sorted((x for x in r["requests"] if x.get("status") == 200 and x.get("ttft_s") is not None),
+                    key=lambda x: x["start_s"])
+        pts = ax.plot([x["start_s"] for x in ok], [x["ttft_s"] * 1000 for x in ok], ".", ms=4,
+                      label=f"{serve_label(r)} TTFT")
+        ax.plot([x["start_s"] for x in ok], [x["e2e_s"] * 1000 for x in ok], "x", ms=3, color=pts[0].get_color(),
+                alpha=0.5, label=f"{serve_label(r)} end-to-end")
+    ax.set_yscale("log")
+    ax.set(xlabel="send time (s from start)", ylabel="latency (ms, log)", title="Latency over time (open-loop runs)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return _png(plt, fig)
+
+
+def compare_bars(res: Results) -> bytes | None:
+    if not res["bench-compare"]:
+        return None
+    c = res["bench-compare"][0]
+    keys = ["requests_per_s", "output_tok_s", "ttft_ms.p50", "ttft_ms.p99", "tpot_ms.p50", "e2e_ms.p50"]
+    names = list(c["ratios"])
+    plt, fig, ax = _fig()
+    width = 0.8 / max(1, len(names))
+    for i, n in enumerate(names):
+        vals = [c["ratios"][n].get(k) or 0.0 for k in keys]
+        ax.bar([j + i * width for j in range(len(keys))], vals, width, label=n)
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_xticks([j + width * (len(names) - 1) / 2 for j in range(len(keys))], keys, fontsize=7, rotation=15)
+    ax.set(ylabel=f"ratio to {names[0]}", title="bench compare: each figure / first target's (latency: lower is better)")
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=7)
+    return _png(plt, fig)
+
+
+def quality_scores(res: Results) -> bytes | None:
+    bars = [(f"{suite}/{name}", m["value"], m.get("ci")) for e in res["eval"]
+            for suite, s in e.get("suites", {}).items() for name, m in s.get("metrics", {}).items()
+            if isinstance(m.get("value"), int | float) and 0 <= m["value"] <= 1]
+    if not bars:
+        return None
+    plt, fig, ax = _fig()
+    ys = range(len(bars))
+    err = [[max(0.0, v - ci[0]) if ci else 0.0 for _, v, ci in bars], [max(0.0, ci[1] - v) if ci else 0.0 for _, v, ci in bars]]
+    ax.barh(list(ys), [v for _, v, _ in bars], xerr=err, color="tab:green", alpha=0.8)
+    ax.set_yticks(list(ys), [b[0] for b in bars], fontsize=7)
+    ax.set(xlim=(0, 1), xlabel="score (95% CI)", title="Quality scores per suite")
+    return _png(plt, fig)
+
+
+FIGURES = {  # file name -> (function, caption, kind that feeds it)
+    "ttft_cdf.png": (ttft_cdf, "TTFT CDF of every bench serve run", "bench-serve"),
+    "concurrency.png": (concurrency_sweep, "Output tokens/s (solid) and TTFT p50 (dashed) vs client concurrency",
+                        "bench-serve"),
+    "latency_over_time.png": (latency_over_time, "TTFT and end-to-end latency over time in open-loop replays",
+                              "bench-serve"),
+    "compare.png": (compare_bars, "bench compare: ratios to the first target", "bench-compare"),
+    "quality.png": (quality_scores, "Eval scores with 95% confidence intervals", "eval"),
+}
