@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("treadle.commands.generate", "generate text offline with the engine (no server)"),
     "model-path": ("treadle.commands.model_path", "print the folder of the converted default model"),
     "serve": ("treadle.server.command", "run the OpenAI-compatible server"),
+    "gateway": ("treadle.gateway.command", "one OpenAI endpoint over many replicas: routing, autoscaling, failover"),
     "bench": ("treadle.bench.command", "benchmarks: `bench engine`, `bench serve` (load test), `bench compare`"),
     "report": ("treadle.report.command", "Markdown + HTML report (summary, recommendations, risks) from result files"),
     "eval": ("treadle.evals.command", "run quality eval suites (accuracy, coherence, safety) against an endpoint"),
