@@ -18,6 +18,7 @@ import json
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -73,6 +74,7 @@ class Proxy:
         self.replicas, self.policy, self.metrics, self.client = replicas, policy, metrics, client
         self.hasher, self.max_attempts, self.timeout_s = hasher, max_attempts, request_timeout_s
         self.replica_api_key = replica_api_key
+        self.ttft_log: deque[tuple[float, float]] = deque(maxlen=4096)  # (monotonic time, TTFT s), streams
 
     def model_ids(self) -> list[str]:
         ids: list[str] = []
@@ -202,7 +204,9 @@ class Proxy:
         try:
             for line in first:
                 yield line + "\n"
-            self.metrics.ttft.observe(time.monotonic() - t0)
+            ttft = time.monotonic() - t0
+            self.metrics.ttft.observe(ttft)
+            self.ttft_log.append((t0 + ttft, ttft))
             deadline = asyncio.get_running_loop().time() + max(0.0, self.timeout_s - (time.monotonic() - t0))
             try:
                 async with asyncio.timeout_at(deadline):
