@@ -63,7 +63,7 @@ def _executive(res: Results) -> list[Block]:
                  for e in res["eval"] for suite, s in e.get("suites", {}).items() if s.get("category") == cat
                  for name, m in s.get("metrics", {}).items() if isinstance(m.get("value"), int | float)]
         bullets.append(f"{cat.capitalize()}: " + ("; ".join(found) if found else
-                                                  f"no eval summary with a {cat} suite; `{PRODUCERS['eval']}` measures it."))
+                                                  f"no eval summary with a suite of this category; `{PRODUCERS['eval']}` measures it."))
     for c in res["bench-compare"]:
         names = list(c["ratios"])
         parts = [f"{n}: {fmt(c['ratios'][n].get('output_tok_s'), '.2f')}x output tok/s, "

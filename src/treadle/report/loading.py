@@ -19,7 +19,7 @@ PRODUCERS = {
     "bench-serve": "treadle bench serve --base-url URL --workload sharegpt --num-requests 64 --concurrency 4 "
                    "--max-tokens 64 --out serve.json",
     "bench-compare": "treadle bench compare --out compare.json treadle=URL_A vllm=URL_B --workload sharegpt",
-    "eval": "treadle eval (its summary JSON)",
+    "eval": "treadle eval --base-url URL/v1 --model NAME --out DIR (DIR/summary.json)",
     "bench-fleet": "treadle bench fleet (its JSON result)",
 }
 SHARING_WORKLOADS = ("shared-prefix", "multiturn", "mooncake")

@@ -1,0 +1,82 @@
+"""Summary arithmetic on constructed records: percentiles, goodput under an SLO, metrics parsing (no server)."""
+
+from __future__ import annotations
+
+import pytest
+
+from treadle.bench.arrivals import Arrival, schedule
+from treadle.bench.loadgen import RequestRecord
+from treadle.bench.summary import parse_metrics, parse_slo, prefix_cache_hit_rate, summarize, tpot_ms
+
+
+def rec(i: int, ttft: float, e2e: float, out: int, status: int = 200, cached: int = 0) -> RequestRecord:
+    return RequestRecord(id=str(i), start_s=0.0, ttft_s=ttft, itl_s=[(e2e - ttft) / max(1, out - 1)] * (out - 1),
+                         e2e_s=e2e, prompt_tokens=100, output_tokens=out, cached_tokens=cached, status=status,
+                         error=None if status == 200 else "x")
+
+
+def test_goodput_counts_requests_meeting_every_bound() -> None:
+    records = [
+        rec(0, 0.1, 1.1, 11),  # ttft 100 ms, tpot 100 ms: meets both
+        rec(1, 0.6, 1.6, 11),  # ttft 600 ms: misses ttft
+        rec(2, 0.1, 3.1, 11),  # tpot 300 ms: misses tpot
+        rec(3, 0.2, 0.2, 1),  # one token: tpot undefined, meets
+        rec(4, 0.0, 0.0, 0, status=429),  # failed: never good
+        RequestRecord("5", 0, None, [], None, 0, 0, 0, -1, "cut off at max_seconds"),  # cut off: neither
+    ]
+    s = summarize(records, duration_s=2.0, slo={"ttft_ms": 500, "tpot_ms": 200})
+    assert s["completed"] == 4 and s["failed"] == 1 and s["cut_off"] == 1
+    assert s["goodput_req_s"] == pytest.approx(2 / 2.0)
+    assert s["requests_per_s"] == pytest.approx(2.0) and s["error_rate"] == pytest.approx(1 / 5)
+    assert s["output_tok_s"] == pytest.approx(34 / 2.0) and s["errors"] == {"429": 1}
+    assert s["ttft_ms"]["p50"] == pytest.approx(150.0) and s["ttft_ms"]["mean"] == pytest.approx(250.0)
+    assert s["tpot_ms"]["p50"] == pytest.approx(100.0) and tpot_ms(records[2]) == pytest.approx(300.0)
+    assert summarize(records, 2.0)["goodput_req_s"] is None
+    assert summarize(records, 2.0, {"e2e_ms": 1200})["goodput_req_s"] == pytest.approx(2 / 2.0)
+
+
+def test_cached_share_and_bad_slo() -> None:
+    s = summarize([rec(0, 0.1, 0.2, 2, cached=50), rec(1, 0.1, 0.2, 2, cached=0)], 1.0)
+    assert s["cached_tokens_share"] == pytest.approx(0.25)
+    assert parse_slo("ttft_ms=500, tpot_ms=50") == {"ttft_ms": 500.0, "tpot_ms": 50.0}
+    for bad in ("ttfb=1", "ttft_ms=x", "ttft_ms=-1"):
+        with pytest.raises(ValueError, match="slo"):
+            parse_slo(bad)
+    with pytest.raises(ValueError, match="duration_s"):
+        summarize([], 0.0)
+
+
+VLLM_TEXT = """# HELP vllm:prefix_cache_queries_total Prefix cache queries, in terms of number of queried tokens.
+# TYPE vllm:prefix_cache_queries_total counter
+vllm:prefix_cache_queries_total{engine="0",model_name="m"} 1000.0
+vllm:prefix_cache_hits_total{engine="0",model_name="m"} 250.0
+vllm:num_requests_running{model_name="m"} 3.0
+"""
+
+
+def test_metrics_parsing_understands_vllm_names() -> None:
+    after = parse_metrics(VLLM_TEXT)
+    assert after["vllm:prefix_cache_queries_total"] == 1000.0 and after["vllm:num_requests_running"] == 3.0
+    before = {"vllm:prefix_cache_queries_total": 200.0, "vllm:prefix_cache_hits_total": 50.0}
+    assert prefix_cache_hit_rate(before, after) == pytest.approx(200 / 800)
+    no_total = parse_metrics(VLLM_TEXT.replace("_total", ""))
+    assert prefix_cache_hit_rate({}, no_total) == pytest.approx(0.25)
+    old = parse_metrics(VLLM_TEXT.replace("vllm:prefix", "vllm:gpu_prefix"))
+    assert prefix_cache_hit_rate({}, old) == pytest.approx(0.25)
+    assert prefix_cache_hit_rate({}, {"other": 1.0}) is None
+    treadle = parse_metrics('treadle_prefix_cache_queries_total{model="x"} 64.0\n'
+                            'treadle_prefix_cache_hits_total{model="x"} 48.0\n')
+    assert prefix_cache_hit_rate({}, treadle) == pytest.approx(0.75)
+
+
+def test_arrival_schedules() -> None:
+    assert schedule(Arrival("concurrency", concurrency=4), [None] * 3, 0) is None
+    assert schedule(Arrival("burst", burst_size=2, burst_interval_s=5), [None] * 5, 0) == [0, 0, 5, 5, 10]
+    p = schedule(Arrival("poisson", rate=4.0), [None] * 4000, 0)
+    assert p[0] == 0 and all(b >= a for a, b in zip(p, p[1:], strict=False))
+    assert 4000 / p[-1] == pytest.approx(4.0, rel=0.05)
+    assert schedule(Arrival("trace", time_scale=0.5), [0.0, 2.0, 4.0], 0) == [0.0, 1.0, 2.0]
+    with pytest.raises(ValueError, match="trace"):
+        schedule(Arrival("trace"), [None], 0)
+    with pytest.raises(ValueError, match="arrival mode"):
+        Arrival("sometimes")
