@@ -1,0 +1,120 @@
+"""`treadle report` on constructed results: sections, images, computed recommendations and risks."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from treadle.report.build import SECTIONS
+from treadle.report.loading import load_results
+from treadle.report.recommendations import recommend
+from treadle.report.risks import risks
+
+
+def summary(rps: float, tok: float, ttft: tuple[float, float], hit: float | None = None, err: float = 0.0,
+            good: float | None = None, failed: int = 0) -> dict:
+    st = lambda p50, p99: {"mean": p50, "p50": p50, "p90": p99, "p99": p99}  # noqa: E731
+    return {"completed": 64, "failed": failed, "cut_off": 0, "error_rate": err, "errors": {"429": failed} if failed else {},
+            "duration_s": 100.0, "requests_per_s": rps, "output_tok_s": tok, "input_tok_s": 10 * tok,
+            "ttft_ms": st(*ttft), "itl_ms": st(20, 40), "tpot_ms": st(25, 50), "e2e_ms": st(2000, 4000),
+            "goodput_req_s": good, "slo": {"ttft_ms": 1000.0, "tpot_ms": 100.0} if good is not None else None,
+            "cached_tokens_share": hit, "prefix_cache_hit_rate": hit}
+
+
+def serve(workload: str, conc: int, s: dict, mode: str = "concurrency") -> dict:
+    reqs = [{"id": str(i), "start_s": i * 0.5, "ttft_s": 0.1 + 0.01 * i, "itl_s": [0.02], "e2e_s": 1.0 + 0.01 * i,
+             "prompt_tokens": 50, "output_tokens": 2, "cached_tokens": 0, "status": 200, "error": None}
+            for i in range(20)]
+    return {"kind": "bench-serve", "meta": {"command": "treadle bench serve ...", "date": "2026-11-28"},
+            "config": {"workload": workload, "concurrency": conc, "arrival_mode": mode, "base_url": "http://x"},
+            "summary": s, "requests": reqs}
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> list[Path]:
+    files = {
+        "c1.json": serve("sharegpt", 1, summary(0.5, 20.0, (200, 300))),
+        "c4.json": serve("sharegpt", 4, summary(1.2, 60.0, (300, 500))),
+        "c16.json": serve("sharegpt", 16, summary(1.6, 90.0, (800, 4000), good=0.8)),  # tail 5x, SLO misses
+        "prefix.json": serve("shared-prefix", 4, summary(1.0, 40.0, (1000, 1500), hit=0.2)),
+        "trace.json": serve("azure-conv", 4, summary(0.3, 15.0, (100, 150), err=0.1, failed=7), mode="trace"),
+        "engine.json": {"throughput_tok_s": 200.0, "prefix_hit_rate": 0.9, "ttft_ratio": 15.0, "ttft_cold_ms": 2600.0,
+                        "ttft_cached_ms": 170.0, "server_ready_s": 4.0, "single_stream_tok_s": 40.0},
+        "cmp.json": {"kind": "bench-compare", "meta": {}, "config": {"workload": "sharegpt"},
+                     "targets": [{"name": "treadle"}, {"name": "vllm"}],
+                     "results": [{"name": "treadle", "summary": summary(1, 50, (500, 900))},
+                                 {"name": "vllm", "summary": summary(1, 70, (600, 900))}],
+                     "ratios": {"treadle": {"output_tok_s": 1.0, "ttft_ms.p50": 1.0},
+                                "vllm": {"output_tok_s": 1.4, "ttft_ms.p50": 1.2}}},
+        "eval.json": {"kind": "eval", "meta": {}, "suites": {
+            "safety": {"category": "safety", "n": 50, "metrics": {"refusal_rate": {"value": 0.6, "n": 50, "ci": [0.46, 0.72]}}},
+            "bitext_intent": {"category": "accuracy", "n": 50, "metrics": {"accuracy": {"value": 0.8, "n": 50, "ci": [0.7, 0.9]}}}}},
+        "gate.json": {"kind": "gate", "passed": True},
+    }
+    paths = []
+    for name, data in files.items():
+        (tmp_path / name).write_text(json.dumps(data))
+        paths.append(tmp_path / name)
+    return paths
+
+
+def test_recommendations_are_computed_from_the_figures(results: list[Path]) -> None:
+    res = load_results(results)
+    assert len(res["bench-serve"]) == 5 and len(res["bench-engine"]) == 1 and len(res.skipped) == 1
+    recs = {r.title.split(":")[0].split(" (")[0]: r for r in recommend(res)}
+    cache = next(r for r in recs.values() if "cache-aware" in r.title)
+    assert "20%" in cache.figure and "70% of prompt tokens" in cache.gain  # h_ref 0.9 from bench engine
+    assert "about 875 ms" in cache.gain  # 1000 x (1 - 0.1 / 0.8)
+    tail = next(r for r in recs.values() if "TTFT tail" in r.title and "c=16" in r.figure)
+    assert "5.0x" in tail.figure and "2400 ms" in tail.gain  # 800 + (4000 - 800) / 2
+    sweep = next(r for r in recs.values() if "concurrency" in r.title.lower() and "sharegpt" in r.title)
+    assert sweep.title == "Raise concurrency above 16 for sharegpt" and "1.50x" in sweep.figure
+    roof = next(r for r in recs.values() if "roof" in r.title)
+    assert "2.2x" in roof.gain  # 200 / 90
+    err = next(r for r in recs.values() if "losing requests" in r.title)
+    assert "max-queue" in err.title and "0.070 requests/s" in err.gain
+    assert any("SLO" in r.title and "0.800 req/s" in r.figure for r in recs.values())
+    assert any("throughput gap to vllm" in r.title and "1.40x" in r.figure for r in recs.values())
+    assert any("safety" in r.title.lower() and "0.60" in r.figure for r in recs.values())
+
+
+def test_risks_name_evidence_or_the_missing_command(results: list[Path]) -> None:
+    rows = risks(load_results(results))
+    by = {r[0]: r for r in rows}
+    assert by["Latency SLO breach under traffic peaks"][2] == "medium"  # 4000 ms p99
+    assert by["Capacity exhaustion: rejected or failed requests"][2] == "high"  # 10% errors
+    assert "bench fleet" in by["Single point of failure: one serving process"][1]
+    assert all(r[1] and r[3] for r in rows)
+
+
+def test_report_renders_sections_and_images(results: list[Path], tmp_path: Path) -> None:
+    from treadle.cli import main
+
+    out = tmp_path / "report"
+    assert main(["report", *map(str, results), "--out", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    for heading in SECTIONS:
+        assert f"<h2>{heading}</h2>" in page
+    assert len(re.findall(r"<img [^>]*src='data:image/png;base64,[A-Za-z0-9+/=]{200,}'", page)) == 5
+    md = (out / "REPORT.md").read_text()
+    for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
+        assert (out / link).is_file() and (out / link).stat().st_size < 100_000
+    assert "TODO" not in md and "placeholder" not in md.lower()
+
+
+def test_missing_parts_name_the_command_that_produces_them(tmp_path: Path) -> None:
+    from treadle.cli import main
+
+    f = tmp_path / "engine.json"
+    f.write_text(json.dumps({"throughput_tok_s": 100.0}))
+    assert main(["report", str(f), "--out", str(tmp_path / "r")]) == 0
+    md = (tmp_path / "r" / "REPORT.md").read_text()
+    assert "treadle bench serve --base-url" in md and "treadle eval" in md and "treadle bench compare" in md
+    assert "![" not in md  # no figure without data
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="bad.json"):
+        load_results([bad])
