@@ -18,7 +18,6 @@ import asyncio
 import json
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from treadle.bench.serve_command import (
@@ -125,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         summary = summarize(st["records"], st["duration"], slo)
         summary["prefix_cache_hit_rate"] = prefix_cache_hit_rate({}, st["delta"])
         results.append({"name": t["name"], "summary": summary, "rounds": st["rounds"],
-                        "requests": [asdict(x) for x in st["records"]]})
+                        "requests": [x.to_json() for x in st["records"]]})
     config = {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "api_key"}
     result = {"kind": "bench-compare", "meta": make_meta(seed=args.seed), "config": {**config,
               "arrival_mode": arrival.mode}, "targets": targets, "results": results, "ratios": ratios(results)}

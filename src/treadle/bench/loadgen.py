@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import httpx
 
@@ -46,6 +46,14 @@ class RequestRecord:
     @property
     def ok(self) -> bool:
         return self.status == 200 and self.error is None
+
+    def to_json(self) -> dict:
+        """The record as a dict with times rounded to 10 microseconds (keeps result files small)."""
+        r = lambda x: None if x is None else round(x, 5)  # noqa: E731
+        d = asdict(self)
+        d.update(start_s=r(self.start_s), ttft_s=r(self.ttft_s), e2e_s=r(self.e2e_s),
+                 scheduled_s=r(self.scheduled_s), itl_s=[r(x) for x in self.itl_s])
+        return d
 
 
 @dataclass

@@ -11,7 +11,6 @@ import asyncio
 import json
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import httpx
@@ -119,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     config = {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("api_key",)}
     result = {"kind": "bench-serve", "meta": make_meta(seed=args.seed, model=model, base_url=args.base_url),
               "config": {**config, "model": model, "arrival_mode": arrival.mode}, "summary": summary,
-              "requests": [asdict(r) for r in records]}
+              "requests": [r.to_json() for r in records]}
     Path(args.out).write_text(json.dumps(result, indent=1))
     print_summary(summary)
     print(f"[bench serve] wrote {args.out}", file=sys.stderr)
