@@ -37,7 +37,7 @@ def test_stats_pinned() -> None:
     assert wilson_ci(0, 10)[0] == 0.0 and wilson_ci(10, 10)[1] == 1.0
     assert holm_reject([0.01, 0.04, 0.03], 0.05) == [True, False, False]
     assert holm_reject([0.01, 0.02, 0.03], 0.06) == [True, True, True]
-    assert bonferroni_reject([0.01, 0.02, 0.03], 0.06) == [True, False, False]
+    assert bonferroni_reject([0.01, 0.025, 0.03], 0.06) == [True, False, False]
     cand, base = outcomes(400, set(range(30))), outcomes(400, set())
     assert bootstrap_worse_p(cand, base, 500, 0) < 0.01
     assert bootstrap_worse_p(base, base, 500, 0) == 1.0

@@ -15,7 +15,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from treadle.evals.results import EvalResults
-from treadle.evals.stats import bonferroni_reject, bootstrap_worse_p, discordant, holm_reject, mcnemar_worse_p, wilson_ci
+from treadle.evals.stats import (
+    bonferroni_reject,
+    bootstrap_worse_p,
+    discordant,
+    holm_reject,
+    mcnemar_worse_p,
+    wilson_ci,
+)
 
 TESTS = ("mcnemar", "bootstrap")
 CORRECTIONS = ("holm", "bonferroni")
