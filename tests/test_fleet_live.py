@@ -1,0 +1,116 @@
+"""Live fleet on tiny-model replicas: an Azure 2023 burst scales the fleet up and back down, no
+request fails during scale-down, and a replica killed under load costs no request that had not
+started streaming. Bounds are generous; the exact rules are pinned in test_autoscaler.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway_support import ThreadServer
+from treadle.bench.arrivals import Arrival
+from treadle.bench.engine_bench import shared_data_dir
+from treadle.bench.loadgen import run_load
+from treadle.bench.workloads import make_workload
+from treadle.fleet.autoscaler import AutoscalerConfig
+from treadle.fleet.controller import FleetController
+from treadle.fleet.launchers import ReplicaSpec
+from treadle.fleet.launchers.local import LocalLauncher
+from treadle.fleet.threads import split_threads, threads_per_replica
+from treadle.gateway.app import Gateway, GatewaySettings, create_gateway_app
+from treadle.gateway.policies import make_policy
+
+
+def test_split_threads() -> None:
+    assert split_threads(1, 2) == [2]
+    assert split_threads(2, 2) == [1, 1]
+    assert split_threads(3, 8) == [3, 3, 2]
+    assert split_threads(4, 2) == [1, 1, 1, 1]  # more replicas than cores: 1 each, shared by time
+    assert threads_per_replica(3, 8) == 2
+    with pytest.raises(ValueError, match="replicas must be >= 1"):
+        split_threads(0)
+
+
+def _azure_burst(vocab: int) -> list:
+    data = shared_data_dir()
+    if data is None or not (Path(data) / "traces/azure_llm_2023").is_dir():
+        pytest.skip("the Azure 2023 trace is not in the shared data folder ($TREADLE_SHARED_DATA)")
+    # 40 trace seconds replayed in 20 (~11 req/s), prompts and outputs scaled to the tiny model
+    return make_workload("azure-conv", 200, 0, 48, window="0:40", rate_scale=2.0, length_scale=0.25,
+                         max_prompt_tokens=160, vocab_size=vocab)
+
+
+def test_burst_scales_up_and_down_and_a_killed_replica_costs_no_unstarted_request(tiny_llama: Path,
+                                                                                  tmp_path: Path) -> None:
+    vocab = json.loads((tiny_llama / "config.json").read_text())["vocab_size"]
+    burst = _azure_burst(vocab)
+    spec = ReplicaSpec(str(tiny_llama), 1, ("--num-kv-blocks", "128", "--served-model-name", "tiny"))
+    launcher = LocalLauncher(spec, log_dir=tmp_path)
+    gw = Gateway(make_policy("least_loaded"), GatewaySettings(health_interval_s=0.25))
+    cfg = AutoscalerConfig(min_replicas=1, max_replicas=3, target_load_per_replica=2.0, upscale_delay_s=1.0,
+                           downscale_delay_s=3.0, downscale_hysteresis=0.5, trend_window_s=2.0)
+    ctl = FleetController(gw, launcher, 1, cfg, interval_s=0.25)
+    gw.settings.background.append(ctl.run)
+    srv = ThreadServer(create_gateway_app(gw))
+    counts: list[tuple[float, int, int]] = []  # (t, desired, healthy)
+    stop = threading.Event()
+    killed: list[str] = []
+
+    def monitor() -> None:
+        t0 = time.monotonic()
+        while not stop.is_set():
+            healthy = [r for r in gw.replicas.replicas.values() if r.state == "healthy"]
+            counts.append((time.monotonic() - t0, ctl.desired, len(healthy)))
+            if not killed and len(healthy) >= 2 and time.monotonic() - load_t0[0] > 1.0:
+                victim = max(healthy, key=lambda r: r.inflight)  # the busiest: it has streams and a queue
+                if victim.inflight >= 2:
+                    killed.append(victim.replica_id)
+                    launcher.kill(victim.replica_id)
+            time.sleep(0.1)
+
+    load_t0 = [float("inf")]
+    try:
+        deadline = time.monotonic() + 60
+        while not gw.replicas.routable():
+            assert time.monotonic() < deadline, "first replica not ready"
+            time.sleep(0.1)
+        mon = threading.Thread(target=monitor, daemon=True)
+        mon.start()
+        load_t0[0] = time.monotonic()
+        records = asyncio.run(run_load(srv.base, "tiny", burst, api="completions", arrival=Arrival(mode="trace"),
+                                       timeout_s=120))
+        burst_end = time.monotonic()
+        peak = max(d for _, d, _ in counts)
+        assert peak >= 2, f"the fleet did not scale up: {counts[-20:]}"
+        assert max(h for _, _, h in counts) >= 2
+        failed = [r for r in records if not r.ok]
+        assert killed, "no replica was busy enough to kill"
+        # a killed replica may break streams that had started; nothing that had not started fails
+        assert all(r.ttft_s is not None for r in failed), [(r.status, r.error) for r in failed]
+        assert len(records) == len(burst)
+        # scale-down: a trickle of requests while the fleet shrinks; none may fail
+        trickle = make_workload("azure-conv", 1, 0, 8, max_prompt_tokens=32, vocab_size=vocab)[0]
+        body = {"model": "tiny", "prompt": trickle.prompt, "max_tokens": 8, "stream": True}
+        statuses = []
+        while time.monotonic() - burst_end < 30:
+            r = httpx.post(f"{srv.base}/v1/completions", json=body, timeout=60)
+            statuses.append((r.status_code, "[DONE]" in r.text and '"error"' not in r.text))
+            if ctl.desired == 1 and len(ctl.launched) == 1:
+                break
+            time.sleep(0.2)
+        assert ctl.desired == 1 and len(ctl.launched) == 1, f"no scale-down: {ctl.history}"
+        assert all(s == (200, True) for s in statuses), statuses
+        reasons = [h[2] for h in ctl.history]
+        assert "scale_up" in reasons and "scale_down" in reasons
+        assert ctl.startup_times and all(0 < s < 60 for s in ctl.startup_times)
+    finally:
+        stop.set()
+        srv.stop()
+        for rid in launcher.running():  # the controller stops them on shutdown; make sure
+            launcher.kill(rid)
