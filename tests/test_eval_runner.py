@@ -73,6 +73,18 @@ def test_eval_suite_file_and_gate(server, tmp_path, capsys) -> None:  # noqa: AN
     summary = json.loads((out / "summary.json").read_text())
     assert summary["suites"]["tiny"]["n"] == 3 and summary["suites"]["tiny"]["sampled"] and "open" in summary["suites"]
 
+    # shards run separately merge into one suite result equal to the unsharded one
+    out3 = tmp_path / "run3"
+    for shard in ("1/2", "0/2"):
+        assert main([*args[:5], "--suite-file", str(suite), "--out", str(out3), "--shard", shard, "--no-progress",
+                     "--max-tokens", "8"]) == 0
+        n = json.loads((out3 / "summary.json").read_text())["suites"]["tiny"]["n"]
+        assert n == (3 if shard == "1/2" else 6)
+    merged = json.loads((out3 / "tiny.items.json").read_text())["items"]
+    assert [it["id"] for it in merged] == [it["id"] for it in items["items"]]
+    assert [it["reply"] for it in merged] == r1
+    assert main([*args[:5], "--suite-file", str(suite), "--out", str(out3), "--shard", "2/2"]) == 2
+
 
 def test_eval_bad_input(server, tmp_path, capsys) -> None:  # noqa: ANN001
     assert main(["eval", "--model", "x", "--suite", "nope", "--out", str(tmp_path)]) == 2

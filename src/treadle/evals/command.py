@@ -37,6 +37,8 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fluency-model", default=None, help="base model name for fluency (default: --model)")
     p.add_argument("--judge-base-url", default=None, help="optional LLM judge endpoint for coherence")
     p.add_argument("--judge-model", default=None)
+    p.add_argument("--shard", default=None, metavar="K/N",
+                   help="run items whose index %% N == K and merge them with the other shards already in --out")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -64,16 +66,17 @@ def classifier_info(suites: list) -> dict:
 
 async def _run(args: argparse.Namespace, suites: list, out: Path, summary: dict) -> None:
     from treadle.evals.client import Endpoint
-    from treadle.evals.runner import RunOptions, run_suite
+    from treadle.evals.runner import RunOptions, parse_shard, run_suite
 
     endpoint = Endpoint(args.base_url, args.model, args.api_key)
     fluency = Endpoint(args.fluency_base_url or args.base_url, args.fluency_model or args.model, args.api_key) \
         if (args.fluency_base_url or args.fluency_model) else None
     judge = Endpoint(args.judge_base_url, args.judge_model or "judge") if args.judge_base_url else None
-    opts = RunOptions(args.concurrency, args.seed, args.limit, args.max_tokens, not args.no_progress, fluency, judge)
+    opts = RunOptions(args.concurrency, args.seed, args.limit, args.max_tokens, not args.no_progress, fluency, judge,
+                      parse_shard(args.shard))
     try:
         for suite in suites:
-            entry = await run_suite(endpoint, suite, opts, out, summary["meta"])
+            entry = await run_suite(endpoint, suite, opts, out, summary["meta"], summary["suites"].get(suite.name))
             summary["suites"][suite.name] = entry
             (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
             gated = ", ".join(f"{m}={v['value']:.3f}" for m, v in entry["metrics"].items() if v["gated"])
@@ -86,7 +89,9 @@ async def _run(args: argparse.Namespace, suites: list, out: Path, summary: dict)
 
 def run(args: argparse.Namespace) -> int:
     from treadle.bench.meta import make_meta
+    from treadle.evals.runner import parse_shard
 
+    parse_shard(args.shard)  # validate before any work
     if args.concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {args.concurrency}")
     suites = load_suites(args)

@@ -11,6 +11,7 @@ metric; gated metrics flagged). ``seconds`` is the suite's wall time, generation
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import sys
 import time
@@ -34,6 +35,20 @@ class RunOptions:
     progress: bool = True
     fluency: Endpoint | None = None  # the base model's endpoint (default: the evaluated one)
     judge: Endpoint | None = None
+    shard: tuple[int, int] | None = None  # (k, n): items whose index % n == k, merged into earlier shards
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"K/N"`` -> (K, N) with 0 <= K < N."""
+    if not text:
+        return None
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"shard must be K/N (e.g. 0/2), got {text!r}") from None
+    if not 0 <= k < n:
+        raise ValueError(f"shard K/N needs 0 <= K < N, got {text!r}")
+    return k, n
 
 
 def select(items: list[Item], limit: int | None, seed: int) -> list[Item]:
@@ -142,9 +157,18 @@ def summarize(suite: Suite, records: list[dict], seconds: float, items_file: str
             "max_tokens": suite.max_tokens, "metrics": metrics}
 
 
-async def run_suite(endpoint: Endpoint, suite: Suite, opts: RunOptions, out_dir: Path, meta: dict) -> dict:
-    """Run one suite end to end; writes ``out_dir/<suite>.items.json``; returns its summary entry."""
+async def run_suite(endpoint: Endpoint, suite: Suite, opts: RunOptions, out_dir: Path, meta: dict,
+                    previous: dict | None = None) -> dict:
+    """Run one suite end to end; writes ``out_dir/<suite>.items.json``; returns its summary entry.
+
+    With ``opts.shard`` only that shard runs, and the items of other shards already in the items
+    file are kept (``previous`` is their summary entry): the entry then covers the union, its
+    ``seconds`` the sum of the shards' times.
+    """
     items = select(suite.items, opts.limit, opts.seed)
+    if opts.shard:
+        k, n = opts.shard
+        items = [it for i, it in enumerate(items) if i % n == k]
     max_tokens = opts.max_tokens or suite.max_tokens
     suite.max_tokens = max_tokens
     t0 = time.perf_counter()
@@ -153,10 +177,19 @@ async def run_suite(endpoint: Endpoint, suite: Suite, opts: RunOptions, out_dir:
     records = await score(endpoint, items, replies, opts)
     seconds = time.perf_counter() - t0
     name = f"{suite.name}.items.json"
+    gen_tokens = sum(r.completion_tokens or 0 for r in replies)
+    if opts.shard and previous and (out_dir / name).is_file():
+        new_ids = {rec["id"] for rec in records}
+        old = [rec for rec in json.loads((out_dir / name).read_text())["items"] if rec["id"] not in new_ids]
+        order = {it.id: i for i, it in enumerate(suite.items)}
+        records = sorted(old + records, key=lambda rec: order.get(rec["id"], len(order)))
+        seconds += previous.get("seconds", 0.0)
+        gen_seconds += previous.get("generation_seconds", 0.0)
+        gen_tokens += previous.get("completion_tokens", 0)
     write_json(out_dir / name, {"kind": "eval-items", "meta": meta, "suite": suite.name, "items": records})
     entry = summarize(suite, records, seconds, name)
     entry["generation_seconds"] = round(gen_seconds, 2)
-    entry["completion_tokens"] = sum(r.completion_tokens or 0 for r in replies)
-    entry["sampled"] = opts.limit is not None and opts.limit < len(suite.items)
+    entry["completion_tokens"] = gen_tokens
+    entry["sampled"] = (opts.limit is not None and opts.limit < len(suite.items)) or len(records) < len(suite.items)
     entry["suite_size"] = len(suite.items)
     return entry
