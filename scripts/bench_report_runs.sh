@@ -15,7 +15,7 @@ until curl -sf $URL/ready >/dev/null; do kill -0 $SRV; sleep 1; done
 SLO=ttft_ms=2000,tpot_ms=100
 common=(--base-url $URL --max-tokens 64 --slo $SLO --no-progress)
 for c in 1 4 16; do  # throughput and TTFT vs concurrency
-  "$T" bench serve "${common[@]}" --workload sharegpt --num-requests $((c < 4 ? 8 : 2 * c)) --concurrency $c \
+  "$T" bench serve "${common[@]}" --workload sharegpt --num-requests $((c < 4 ? 8 : 2 * c)) --concurrency $c --seed $c \
     --max-prompt-tokens 512 --max-seconds 150 --out "$OUT/serve-sharegpt-c$c.json"
 done
 "$T" bench serve "${common[@]}" --workload shared-prefix --num-prefixes 2 --prefix-tokens 800 --num-requests 24 \

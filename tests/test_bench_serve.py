@@ -78,14 +78,15 @@ def test_poisson_and_burst_follow_their_schedule(server: ServerProcess) -> None:
 
 
 def test_trace_replay_keeps_arrivals_and_output_lengths(server: ServerProcess, vocab: int) -> None:
-    reqs = make_workload("azure-conv", 6, seed=0, max_tokens=8, rate_scale=20.0, length_scale=0.05,
+    reqs = make_workload("azure-conv", 6, seed=0, max_tokens=8, rate_scale=2.0, length_scale=0.05,
                          window="300:", vocab_size=vocab)
     assert all(isinstance(r.prompt, list) and max(r.prompt) < vocab for r in reqs)
+    assert reqs[-1].arrival_s - reqs[0].arrival_s > 0.3  # the replay spans real gaps
     recs = _run(server, reqs, arrival=Arrival("trace", time_scale=1.0))
     assert all(r.ok for r in recs)
     by_id = {r.id: r for r in reqs}
     for rec in recs:
-        assert rec.scheduled_s == pytest.approx(by_id[rec.id].arrival_s)
+        assert rec.scheduled_s == pytest.approx(by_id[rec.id].arrival_s - reqs[0].arrival_s)
         assert rec.output_tokens == by_id[rec.id].max_tokens  # ignore_eos: exactly the trace's length
         assert rec.prompt_tokens == len(by_id[rec.id].prompt)
 

@@ -75,8 +75,25 @@ def test_arrival_schedules() -> None:
     p = schedule(Arrival("poisson", rate=4.0), [None] * 4000, 0)
     assert p[0] == 0 and all(b >= a for a, b in zip(p, p[1:], strict=False))
     assert 4000 / p[-1] == pytest.approx(4.0, rel=0.05)
-    assert schedule(Arrival("trace", time_scale=0.5), [0.0, 2.0, 4.0], 0) == [0.0, 1.0, 2.0]
+    assert schedule(Arrival("trace", time_scale=0.5), [10.0, 12.0, 14.0], 0) == [0.0, 1.0, 2.0]
     with pytest.raises(ValueError, match="trace"):
         schedule(Arrival("trace"), [None], 0)
     with pytest.raises(ValueError, match="arrival mode"):
         Arrival("sometimes")
+
+
+def test_prefix_reuse_counts_whole_blocks_shared_with_earlier_prompts() -> None:
+    from treadle.bench.workloads import WorkloadRequest, prefix_reuse
+
+    def tok(i: int, ids: list[int]) -> WorkloadRequest:
+        return WorkloadRequest(id=str(i), messages=None, prompt=ids, max_tokens=1)
+
+    a = list(range(100, 140))  # 40 tokens
+    reqs = [tok(0, a), tok(1, a[:35] + [7] * 5), tok(2, [9] * 40), tok(3, a)]
+    # request 1 shares 35 tokens -> 32 in whole 16-token blocks; request 3 shares all 40 -> 32
+    assert prefix_reuse(reqs, block=16) == pytest.approx((32 + 32) / 160)
+    chat = [WorkloadRequest(id=str(i), messages=[{"role": "user", "content": c}], prompt=None, max_tokens=1)
+            for i, c in enumerate(["abcd", "abxy", "zzzz"])]
+    assert prefix_reuse(chat) == pytest.approx((len("user:ab") + len("user:")) / (3 * len("user:abcd")))
+    turn = WorkloadRequest(id="t", messages=[], prompt=None, max_tokens=1, session="s")
+    assert prefix_reuse([turn]) is None and prefix_reuse([]) is None

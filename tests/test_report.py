@@ -40,6 +40,10 @@ def results(tmp_path: Path) -> list[Path]:
         "c4.json": serve("sharegpt", 4, summary(1.2, 60.0, (300, 500))),
         "c16.json": serve("sharegpt", 16, summary(1.6, 90.0, (800, 4000), good=0.8)),  # tail 5x, SLO misses
         "prefix.json": serve("shared-prefix", 4, summary(1.0, 40.0, (1000, 1500), hit=0.2)),
+        "moon.json": serve("mooncake", 1, {**summary(0.2, 5.0, (900, 1200), hit=0.04), "prefix_reuse_ideal": 0.045},
+                           mode="trace"),  # at its ideal: no cache recommendation
+        "prefix2.json": serve("shared-prefix", 2, {**summary(1.0, 40.0, (1000, 1500), hit=0.3),
+                                                   "prefix_reuse_ideal": 0.9}),
         "trace.json": serve("azure-conv", 4, summary(0.3, 15.0, (100, 150), err=0.1, failed=7), mode="trace"),
         "engine.json": {"throughput_tok_s": 200.0, "prefix_hit_rate": 0.9, "ttft_ratio": 15.0, "ttft_cold_ms": 2600.0,
                         "ttft_cached_ms": 170.0, "server_ready_s": 4.0, "single_stream_tok_s": 40.0},
@@ -63,11 +67,14 @@ def results(tmp_path: Path) -> list[Path]:
 
 def test_recommendations_are_computed_from_the_figures(results: list[Path]) -> None:
     res = load_results(results)
-    assert len(res["bench-serve"]) == 5 and len(res["bench-engine"]) == 1 and len(res.skipped) == 1
+    assert len(res["bench-serve"]) == 7 and len(res["bench-engine"]) == 1 and len(res.skipped) == 1
     recs = {r.title.split(":")[0].split(" (")[0]: r for r in recommend(res)}
-    cache = next(r for r in recs.values() if "cache-aware" in r.title)
-    assert "20%" in cache.figure and "70% of prompt tokens" in cache.gain  # h_ref 0.9 from bench engine
-    assert "about 875 ms" in cache.gain  # 1000 x (1 - 0.1 / 0.8)
+    cache = [r for r in recommend(res) if "cache-aware" in r.title]
+    assert len(cache) == 2 and not any("mooncake" in r.figure for r in cache)
+    assert "20%" in cache[0].figure and "70% of prompt tokens" in cache[0].gain  # h_ref 0.9 from bench engine
+    assert "about 875 ms" in cache[0].gain  # 1000 x (1 - 0.1 / 0.8)
+    assert "could reuse 90%" in cache[1].figure and "60% of prompt tokens" in cache[1].gain
+    assert "about 857 ms" in cache[1].gain  # 1000 x (1 - 0.1 / 0.7)
     tail = next(r for r in recs.values() if "TTFT tail" in r.title and "c=16" in r.figure)
     assert "5.0x" in tail.figure and "2400 ms" in tail.gain  # 800 + (4000 - 800) / 2
     sweep = next(r for r in recs.values() if "concurrency" in r.title.lower() and "sharegpt" in r.title)

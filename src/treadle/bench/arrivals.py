@@ -4,7 +4,8 @@
   one finishes (no arrival times).
 - ``poisson``: open loop, exponential gaps with mean 1 / ``rate`` (requests/s), from ``seed``.
 - ``burst``: open loop, ``burst_size`` requests at once every ``burst_interval_s`` seconds.
-- ``trace``: open loop, each request at its workload ``arrival_s`` x ``time_scale``.
+- ``trace``: open loop, each request at (its ``arrival_s`` - the first one's) x ``time_scale``, so a slice
+  of a trace (a window, a compare round) starts at once.
 Open-loop modes start a request at its time whatever is in flight, unless ``max_in_flight`` caps it
 (then it waits for a slot, and its TTFT counts from its scheduled time, so queueing in the client shows).
 Arrival times apply to sessions: a session's first turn arrives at its time, later turns follow replies.
@@ -48,7 +49,7 @@ class Arrival:
 def schedule(arrival: Arrival, first_arrivals: list[float | None], seed: int) -> list[float] | None:
     """Send times (seconds from start) for ``len(first_arrivals)`` sessions, or None for closed loop.
 
-    Invariant: the result is non-decreasing and starts at 0 (poisson/burst) or at the first trace time.
+    Invariant: the result is non-decreasing and starts at 0.
     """
     n = len(first_arrivals)
     if arrival.mode == "concurrency":
@@ -61,7 +62,8 @@ def schedule(arrival: Arrival, first_arrivals: list[float | None], seed: int) ->
         return [float(i // arrival.burst_size) * arrival.burst_interval_s for i in range(n)]
     if any(a is None for a in first_arrivals):
         raise ValueError("arrival mode 'trace' needs a workload with timestamps (azure-code, azure-conv, mooncake)")
-    times = [float(a) * arrival.time_scale for a in first_arrivals]  # type: ignore[arg-type]
+    base = float(first_arrivals[0])  # type: ignore[arg-type]
+    times = [(float(a) - base) * arrival.time_scale for a in first_arrivals]  # type: ignore[arg-type]
     if any(b < a for a, b in zip(times, times[1:], strict=False)):
         raise ValueError("trace arrival times must be non-decreasing")
     return times

@@ -23,6 +23,7 @@ from pathlib import Path
 from treadle.bench.serve_command import (
     add_workload_args,
     arrival_from_args,
+    ideal_reuse,
     print_summary,
     served_model,
     workload_from_args,
@@ -123,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         st = state[t["name"]]
         summary = summarize(st["records"], st["duration"], slo)
         summary["prefix_cache_hit_rate"] = prefix_cache_hit_rate({}, st["delta"])
+        summary["prefix_reuse_ideal"] = ideal_reuse([r for part in parts for r in part], st["records"])
         results.append({"name": t["name"], "summary": summary, "rounds": st["rounds"],
                         "requests": [x.to_json() for x in st["records"]]})
     config = {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "api_key"}

@@ -101,7 +101,16 @@ def measure(base_url: str, model: str, requests: list[WorkloadRequest], args: ar
     duration = time.perf_counter() - t0
     summary = summarize(records, duration, slo)
     summary["prefix_cache_hit_rate"] = prefix_cache_hit_rate(before, scrape_metrics(base_url, api_key=args.api_key))
+    summary["prefix_reuse_ideal"] = ideal_reuse(requests, records)
     return summary, records
+
+
+def ideal_reuse(requests: list[WorkloadRequest], records: list) -> float | None:
+    """``prefix_reuse`` of the requests that were sent (in workload order)."""
+    from treadle.bench.workloads import prefix_reuse
+
+    sent = {r.id for r in records}
+    return prefix_reuse([r for r in requests if r.id in sent])
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,6 +14,9 @@ Definitions (over successful requests, status 200 with no stream error):
   scrape before and after the run, in tokens: Treadle ``treadle_prefix_cache_{queries,hits}_total``;
   vLLM V1 ``vllm:prefix_cache_{queries,hits}_total`` (tokens; the exposition may also drop ``_total``)
   and the older ``vllm:gpu_prefix_cache_{queries,hits}_total``. None when no pair is exported.
+- ``prefix_reuse_ideal`` (set by the commands, see ``workloads.prefix_reuse``): the share of prompt
+  content an unbounded one-node prefix cache could reuse for the requests sent; compare it with the
+  measured hit rate.
 """
 
 from __future__ import annotations
@@ -107,6 +110,7 @@ def summarize(records: list[RequestRecord], duration_s: float, slo: dict[str, fl
         "slo": slo,
         "cached_tokens_share": sum(r.cached_tokens for r in ok) / prompt if prompt else None,
         "prefix_cache_hit_rate": None,
+        "prefix_reuse_ideal": None,
     }
 
 

@@ -149,3 +149,40 @@ def _shared_prefix(n: int, seed: int, max_tokens: int, num_prefixes: int, prefix
                             messages=[{"role": "system", "content": prefixes[int(picks[i])]},
                                       {"role": "user", "content": questions[qorder[i % len(questions)]]}])
             for i in range(n)]
+
+
+def _lcp(a: str | list[int], b: str | list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def prefix_reuse(requests: list[WorkloadRequest], block: int = 16) -> float | None:
+    """The share of prompt content an ideal prefix cache (unbounded, one node) could reuse.
+
+    Per request: the longest prefix it shares with any earlier request (token-id prompts: in tokens,
+    rounded down to whole ``block``-token KV blocks; chat prompts: in characters of the rendered
+    messages), summed and divided by the total. The earlier request with the longest shared prefix is a
+    lexicographic neighbour, so each request is compared with its two neighbours in a sorted list.
+    None for multi-turn sessions (their history holds replies not known in advance) or no requests.
+    """
+    import bisect
+
+    if not requests or any(r.session is not None for r in requests):
+        return None
+    seen: list = []
+    shared = total = 0
+    for r in requests:
+        key = r.prompt if r.prompt is not None else "\n".join(f"{m['role']}:{m['content']}" for m in r.messages or [])
+        if isinstance(key, list):
+            key = tuple(key)
+        i = bisect.bisect_left(seen, key)
+        best = max([_lcp(key, seen[j]) for j in (i - 1, i) if 0 <= j < len(seen)], default=0)
+        if isinstance(key, tuple):
+            best = best // block * block
+        shared += best
+        total += len(key)
+        seen.insert(i, key)
+    return shared / total if total else None

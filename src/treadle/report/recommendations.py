@@ -1,11 +1,13 @@
 """Optimisation recommendations computed from the measurements, each with its figure and expected gain.
 
 Rules (threshold -> recommendation; the expected gain is derived from the same data, as stated):
-1. prefix cache: a run on a workload that shares prefixes (shared-prefix, multiturn, mooncake) with a
-   token hit rate h < 0.5 -> cache-aware routing / keep prefixes resident. Reference rate h_ref = the best
-   hit rate measured on any sharing workload in the inputs (else bench engine's ``prefix_hit_rate``).
-   Gain: prompt tokens no longer prefilled = h_ref - h of all prompt tokens; TTFT p50 scales with the
-   prefill share, so TTFT p50 x (1 - (1 - h_ref) / (1 - h)) is the expected saving.
+1. prefix cache: a run whose measured token hit rate h is below half of what its workload could reuse
+   -> cache-aware routing / keep prefixes resident. What it could reuse, h_ref, is the run's
+   ``prefix_reuse_ideal`` (an unbounded one-node cache, computed from the prompts sent); runs without it
+   on a sharing workload (shared-prefix, multiturn, mooncake) with h < 0.5 use the best hit rate
+   measured on any sharing workload (else bench engine's ``prefix_hit_rate``). Gain: h_ref - h of prompt
+   tokens skip prefill; TTFT p50 scales with the prefill share, so TTFT p50 x (1 - (1 - h_ref) / (1 - h))
+   is the expected saving.
 2. TTFT tail: p99 > 3 x p50 in a loaded run (concurrency > 1 or open loop) -> smaller prefill chunks
    (``max-num-batched-tokens``) or one more replica. Gain: the queueing part p99 - p50 halves with twice
    the capacity (waiting time proportional to load per replica): p99 -> p50 + (p99 - p50) / 2.
@@ -62,15 +64,21 @@ def recommend(res: Results) -> list[Recommendation]:
     h_ref = max([s["prefix_cache_hit_rate"] for _, _, s, _ in sharing], default=None)
     if (h_ref is None or h_ref < 0.5) and engine and engine.get("prefix_hit_rate") is not None:
         h_ref = engine["prefix_hit_rate"]
-    for lbl, _, s, p in sharing:
-        h = s["prefix_cache_hit_rate"]
-        if h < 0.5 and h_ref is not None and h_ref > h:
+    for lbl, _, s, p in [r for r in runs if r[2].get("prefix_cache_hit_rate") is not None]:
+        h, ideal = s["prefix_cache_hit_rate"], s.get("prefix_reuse_ideal")
+        if ideal is not None:
+            ref, fire = ideal, h < 0.5 * ideal
+        else:
+            ref, fire = h_ref, any(r[3] == p and r[2] is s for r in sharing) and h < 0.5
+        if fire and ref is not None and ref > h:
             ttft = pct(s, "ttft_ms")
-            save = None if ttft is None else ttft * (1 - (1 - h_ref) / (1 - h))
+            save = None if ttft is None else ttft * (1 - (1 - ref) / (1 - h))
             out.append(Recommendation(
                 "Route requests by prefix (cache-aware routing) and keep shared prefixes resident",
-                f"{lbl}: prefix-cache hit rate {h:.0%} of prompt tokens on a workload whose prompts share prefixes",
-                f"{h_ref - h:.0%} of prompt tokens would skip prefill at the best measured hit rate {h_ref:.0%}; "
+                f"{lbl}: prefix-cache hit rate {h:.0%} of prompt tokens"
+                + (f", while its prompts could reuse {ideal:.0%}" if ideal is not None else
+                   " on a workload whose prompts share prefixes"),
+                f"{ref - h:.0%} of prompt tokens would skip prefill at a hit rate of {ref:.0%}; "
                 f"TTFT p50 {fmt(ttft, '.0f')} ms would drop by about {fmt(save, '.0f')} ms (prefill share scaled)", p))
     for lbl, cfg, s, p in runs:
         p50, p99 = pct(s, "ttft_ms"), pct(s, "ttft_ms", "p99")
