@@ -51,10 +51,13 @@ def _executive(res: Results) -> list[Block]:
     else:
         bullets.append(f"Served throughput and TTFT: not measured; `{PRODUCERS['bench-serve']}` measures them.")
     for e in res["bench-engine"]:
-        bullets.append(f"Engine (offline, 64 sequences): {fmt(e.get('throughput_tok_s'))} output tokens/s, "
-                       f"{fmt(e.get('throughput_ratio'), '.2f')}x transformers; single stream "
-                       f"{fmt(e.get('single_stream_tok_s'))} tokens/s; prefix cache cuts TTFT "
-                       f"{fmt(e.get('ttft_ratio'))}x.")
+        parts = [(f"{e['throughput_tok_s']:.1f} output tokens/s offline (64 sequences)", "throughput_tok_s"),
+                 (f"{e.get('throughput_ratio') or 0:.2f}x transformers", "throughput_ratio"),
+                 (f"{e.get('http_throughput_tok_s') or 0:.1f} tokens/s over HTTP", "http_throughput_tok_s"),
+                 (f"single stream {e.get('single_stream_tok_s') or 0:.1f} tokens/s", "single_stream_tok_s"),
+                 (f"prefix cache cuts TTFT {e.get('ttft_ratio') or 0:.1f}x", "ttft_ratio")]
+        bullets.append("Engine (bench engine): " + "; ".join(t for t, k in parts if e.get(k) is not None)
+                       + f" ({e['_path']}).")
     if not res["bench-engine"]:
         bullets.append(f"Engine roof: not measured; `{PRODUCERS['bench-engine']}` measures it.")
     for cat in CATEGORIES:

@@ -114,7 +114,8 @@ def recommend(res: Results) -> list[Recommendation]:
                    else "fewer concurrent sequences per replica (max-num-seqs) or more replicas")
             out.append(Recommendation(
                 f"Meet the SLO: {act}",
-                f"{lbl}: goodput {good:.3f} req/s is {good / rps:.0%} of {rps:.3f} req/s under SLO {slo}",
+                f"{lbl}: goodput {good:.3f} req/s is {good / rps:.0%} of {rps:.3f} req/s under SLO "
+                + ", ".join(f"{k} <= {v:g}" for k, v in slo.items()),
                 f"up to {rps - good:.3f} req/s more goodput (requests/s minus goodput); {bound} is the bound missed", p))
     out += _compare(res) + _eval(res)
     return out
