@@ -1,4 +1,4 @@
-"""``treadle bench``: benchmark subcommands (``engine``, ``serve``, ``compare``)."""
+"""``treadle bench``: benchmark subcommands (``engine``, ``serve``, ``compare``, ``fleet``)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,9 @@ def register(p: argparse.ArgumentParser) -> None:
 
     serve_command.register(sub.add_parser("serve", help="load-test an OpenAI-compatible endpoint with a workload"))
     compare.register(sub.add_parser("compare", help="one workload against several endpoints, in alternating rounds"))
+    from treadle.fleet import bench_fleet
+
+    bench_fleet.register(sub.add_parser("fleet", help="routing policies and replica scaling on a local fleet"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,6 +39,10 @@ def run(args: argparse.Namespace) -> int:
         from treadle.bench import compare
 
         return compare.run(args)
+    if args.bench == "fleet":
+        from treadle.fleet import bench_fleet
+
+        return bench_fleet.run(args)
     raise ValueError(f"unknown bench {args.bench!r}")
 
 
