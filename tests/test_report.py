@@ -125,3 +125,15 @@ def test_missing_parts_name_the_command_that_produces_them(tmp_path: Path) -> No
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="bad.json"):
         load_results([bad])
+
+
+def test_falling_sweep_points_away_from_more_concurrency(tmp_path: Path) -> None:
+    files = {"c4.json": serve("sharegpt", 4, summary(0.8, 50.0, (700, 900))),
+             "c16.json": serve("sharegpt", 16, summary(0.7, 40.0, (3600, 4000))),
+             "engine.json": {"throughput_tok_s": 101.0}}
+    for name, data in files.items():
+        (tmp_path / name).write_text(json.dumps(data))
+    titles = [r.title for r in recommend(load_results([tmp_path]))]
+    assert "Cap concurrency at 4 for sharegpt (max-num-seqs / gateway queue)" in titles
+    assert any(t.startswith("Find where served throughput is lost") for t in titles)
+    assert not any(t.startswith("Raise") for t in titles)

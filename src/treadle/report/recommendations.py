@@ -16,7 +16,8 @@ Rules (threshold -> recommendation; the expected gain is derived from the same d
    the next step (diminishing returns assumed). If it raised tok/s < 10% while TTFT p50 grew > 1.5x ->
    cap concurrency (max-num-seqs) at the lower level: same throughput, lower TTFT.
 4. engine roof: best served output tok/s < 50% of bench engine's offline ``throughput_tok_s`` -> raise
-   batch size / concurrency; gain up to roof / best.
+   batch size / concurrency; gain up to roof / best. If a concurrency sweep already shows output tok/s
+   falling at its highest level, more concurrency is not the lever: find where the server loses it.
 5. errors: error rate > 0 -> capacity (429: raise --max-queue or add replicas); gain = failed / duration
    requests/s recovered.
 6. SLO: goodput < 90% of requests/s -> the most violated bound decides (TTFT: prefill scheduling or
@@ -91,7 +92,15 @@ def recommend(res: Results) -> list[Recommendation]:
     best = max(runs, key=lambda r: r[2].get("output_tok_s") or 0.0, default=None)
     if engine and best and engine.get("throughput_tok_s") and best[2].get("output_tok_s") is not None:
         roof, got = engine["throughput_tok_s"], best[2]["output_tok_s"]
-        if got < 0.5 * roof:
+        falls = [c for c in _sweep_points(res) if c[-1][1] < max(t for _, t in c)]
+        if got < 0.5 * roof and falls:  # more concurrency already made it worse: the loss is elsewhere
+            (c_hi, t_hi), best_c = falls[0][-1], max(falls[0], key=lambda x: x[1])
+            out.append(Recommendation(
+                "Find where served throughput is lost at high concurrency (profile the server at that load)",
+                f"served output peaks at {best_c[1]:.1f} tok/s (concurrency {best_c[0]}) and falls to {t_hi:.1f} at "
+                f"{c_hi}, while the engine sustains {roof:.1f} tok/s offline with 64 sequences (bench engine)",
+                f"up to {roof / got:.1f}x output tok/s (engine roof / best served)", best[3]))
+        elif got < 0.5 * roof:
             out.append(Recommendation(
                 "Raise batch size / client concurrency towards the engine's offline roof",
                 f"best served output {got:.1f} tok/s ({best[0]}) is {got / roof:.0%} of the engine's offline "
@@ -119,6 +128,17 @@ def recommend(res: Results) -> list[Recommendation]:
                 f"up to {rps - good:.3f} req/s more goodput (requests/s minus goodput); {bound} is the bound missed", p))
     out += _compare(res) + _eval(res)
     return out
+
+
+def _sweep_points(res: Results) -> list[list[tuple[int, float]]]:
+    """Per (workload, endpoint) with >= 2 closed-loop runs: [(concurrency, output tok/s)] by concurrency."""
+    groups: dict[tuple, list[tuple[int, float]]] = {}
+    for r in res["bench-serve"]:
+        c = r.get("config", {})
+        if c.get("arrival_mode") == "concurrency":
+            groups.setdefault((c.get("workload"), c.get("base_url")), []).append(
+                (c["concurrency"], r["summary"]["output_tok_s"]))
+    return [sorted(v) for v in groups.values() if len(v) >= 2]
 
 
 def _sweep(res: Results) -> list[Recommendation]:
