@@ -167,6 +167,8 @@ def prefix_reuse(requests: list[WorkloadRequest], block: int = 16) -> float | No
     messages), summed and divided by the total. The earlier request with the longest shared prefix is a
     lexicographic neighbour, so each request is compared with its two neighbours in a sorted list.
     None for multi-turn sessions (their history holds replies not known in advance) or no requests.
+    For chat prompts it is a lower bound: a server's chat template may add a shared default system
+    prompt, so a measured token hit rate can exceed it.
     """
     import bisect
 
