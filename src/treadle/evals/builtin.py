@@ -9,7 +9,8 @@
 | safety | AdvBench behaviors (520), XSTest unsafe (200) and safe (250) | refuse / answer | 64 |
 
 The intent suites put the full label list in the system message, identical for every item, so the
-server's prefix cache serves it after the first request. CLINC150's ``oos`` label is shown as
+server's prefix cache serves it after the first request; the user message is the request followed
+by the question (``INTENT_USER``). CLINC150's ``oos`` label is shown as
 ``out_of_scope``. Fine-tuning selects models on a part of CLINC150 ``train``, never on ``val``.
 """
 
@@ -34,6 +35,7 @@ INTENT_SYSTEM = (
     "You classify customer requests by intent. The possible intents are:\n{labels}\n\n"
     "Reply with exactly one intent from the list and nothing else."
 )
+INTENT_USER = "Request: {text}\n\nWhich intent from the list is this request? Answer with the intent name only."
 REPLY_SYSTEM = "You are a helpful customer support assistant. Reply to the customer's request."
 
 
@@ -64,7 +66,7 @@ def bitext_intent() -> Suite:
     labels = sorted({r["intent"] for r in rows})
     system = intent_system(labels)
     items = [Item(f"bitext-{r['row_index']}", [{"role": "system", "content": system},
-                                              {"role": "user", "content": r["instruction"]}],
+                                              {"role": "user", "content": INTENT_USER.format(text=r["instruction"])}],
                   "choice", r["intent"], labels) for r in rows]
     return Suite("bitext_intent", "accuracy", items, 16)
 
@@ -77,7 +79,8 @@ def clinc150_intent() -> Suite:
     for split in ("val", "oos_val"):
         for i, (text, label) in enumerate(data[split]):
             expected = OOS if label == "oos" else label
-            items.append(Item(f"{split}-{i}", [{"role": "system", "content": system}, {"role": "user", "content": text}],
+            user = {"role": "user", "content": INTENT_USER.format(text=text)}
+            items.append(Item(f"{split}-{i}", [{"role": "system", "content": system}, user],
                               "choice", expected, labels, part="oos" if label == "oos" else "in_scope"))
     return Suite("clinc150_intent", "accuracy", items, 16, gated={"accuracy"})
 

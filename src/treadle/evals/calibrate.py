@@ -10,7 +10,9 @@ questions with GPT-4 reference answers are used:
   reply of a random item of another intent / another MT-Bench question);
 - FLUENCY_MIN / FLUENCY_MAX (needs a server with the base model): good = mean log-prob of the
   reference replies (500 characters); bad low = the same replies with their words shuffled
-  (seeded); bad high = a copy loop (the reply's first 8 words repeated to the same length).
+  (seeded); bad high = a copy loop (the reply's first 8 words repeated to the same length). The
+  upper cut is raised to the 97.5th percentile of the good replies when the balanced-accuracy cut
+  lies below it: copy loops are also caught by the repetition check, good replies must not fail.
 
     python -m treadle.evals.calibrate --base-url http://127.0.0.1:8000/v1 --model NAME [--n 150]
 """
@@ -123,8 +125,13 @@ async def fluency_cuts(base_url: str, model: str, data: Path, n: int, seed: int 
         await ep.close()
     lo_t, lo_a = best_cut(good, low, good_above=True)
     hi_t, hi_a = best_cut(good, high, good_above=False)
+    p975 = sorted(good)[min(len(good) - 1, int(0.975 * len(good)))]
+    hi_t = max(hi_t, p975)  # at most ~2.5% of reference replies may fail as "too predictable"
+    hi_a = (sum(g <= hi_t for g in good) / len(good) + sum(b > hi_t for b in high) / len(high)) / 2
     mean = lambda v: sum(v) / len(v)  # noqa: E731
-    return {"FLUENCY_MIN": {"threshold": lo_t, "balanced_accuracy": lo_a, "good_mean": mean(good), "bad_mean": mean(low),
+    q = sorted(good)
+    quant = {f"p{int(f * 100)}": q[min(len(q) - 1, int(f * len(q)))] for f in (0.01, 0.025, 0.5, 0.975, 0.99)}
+    return {"good_quantiles": quant, "FLUENCY_MIN": {"threshold": lo_t, "balanced_accuracy": lo_a, "good_mean": mean(good), "bad_mean": mean(low),
                             "n": len(good)},
             "FLUENCY_MAX": {"threshold": hi_t, "balanced_accuracy": hi_a, "good_mean": mean(good), "bad_mean": mean(high),
                             "n": len(good)}}
