@@ -75,6 +75,8 @@ def test_poisson_and_burst_follow_their_schedule(server: ServerProcess) -> None:
     recs = _run(server, reqs, arrival=Arrival("burst", burst_size=3, burst_interval_s=0.6))
     starts = sorted(r.start_s for r in recs)
     assert starts[2] < 0.25 and 0.6 <= starts[3] < 0.85
+    recs = _run(server, reqs[:2], api="completions")  # chat messages as a plain text prompt
+    assert all(r.ok and r.output_tokens >= 1 and r.ttft_s is not None for r in recs)
 
 
 def test_trace_replay_keeps_arrivals_and_output_lengths(server: ServerProcess, vocab: int) -> None:
