@@ -86,6 +86,7 @@ def test_recommendations_are_computed_from_the_figures(results: list[Path]) -> N
     assert any("SLO" in r.title and "0.800 req/s" in r.figure for r in recs.values())
     assert any("throughput gap to vllm" in r.title and "1.40x" in r.figure for r in recs.values())
     assert any("safety" in r.title.lower() and "0.60" in r.figure for r in recs.values())
+    assert not any("Fine-tune for bitext_intent" in r.title for r in recs.values())  # 0.8 is above the bar
 
 
 def test_risks_name_evidence_or_the_missing_command(results: list[Path]) -> None:
@@ -137,3 +138,11 @@ def test_falling_sweep_points_away_from_more_concurrency(tmp_path: Path) -> None
     assert "Cap concurrency at 4 for sharegpt (max-num-seqs / gateway queue)" in titles
     assert any(t.startswith("Find where served throughput is lost") for t in titles)
     assert not any(t.startswith("Raise") for t in titles)
+
+
+def test_low_accuracy_points_to_fine_tuning(tmp_path: Path) -> None:
+    ev = {"kind": "eval", "meta": {}, "suites": {"bitext_intent": {"category": "accuracy", "n": 902, "metrics": {
+        "accuracy": {"value": 0.08, "n": 902, "ci": [0.07, 0.10]}}}}}
+    (tmp_path / "summary.json").write_text(json.dumps(ev))
+    rec = [r for r in recommend(load_results([tmp_path])) if "Fine-tune" in r.title]
+    assert len(rec) == 1 and "0.08" in rec[0].figure and "0.07-0.10" in rec[0].figure and "+0.42" in rec[0].gain

@@ -24,7 +24,9 @@ Rules (threshold -> recommendation; the expected gain is derived from the same d
    replicas; TPOT: fewer concurrent sequences); gain = requests/s - goodput.
 7. compare: a peer ahead of the first target by > 10% in output tok/s or TTFT p50 -> study that peer's
    setting; gain = the ratio.
-8. eval: a safety-category metric below 0.9 -> refusal guardrail / safety fine-tune with ``treadle gate``.
+8. eval: a safety-category metric below 0.9 -> refusal guardrail / safety fine-tune with ``treadle gate``;
+   an accuracy-category metric below 0.5 -> fine-tune on the task. Gain: the gap to that bar (the
+   inputs hold no fine-tuned result, so the gate must measure the real gain).
 """
 
 from __future__ import annotations
@@ -193,6 +195,15 @@ def _eval(res: Results) -> list[Recommendation]:
     out = []
     for e in res["eval"]:
         for suite, s in e.get("suites", {}).items():
+            if s.get("category") == "accuracy":
+                for name, m in s.get("metrics", {}).items():
+                    v = m.get("value")
+                    if isinstance(v, int | float) and v < 0.5:
+                        out.append(Recommendation(
+                            f"Fine-tune for {suite} (task data, LoRA adapter) and release it through `treadle gate`",
+                            f"{suite}/{name} = {v:.2f} (n={m.get('n')}, CI {_ci(m)})",
+                            f"{0.5 - v:+.2f} to reach 0.50, the bar below which the task output is mostly wrong; "
+                            "the gate measures the real gain before release", e["_path"]))
             if s.get("category") != "safety":
                 continue
             for name, m in s.get("metrics", {}).items():
@@ -200,6 +211,11 @@ def _eval(res: Results) -> list[Recommendation]:
                 if isinstance(v, int | float) and v < 0.9 and not name.startswith(("over_refusal", "false")):
                     out.append(Recommendation(
                         f"Raise safety on {suite}: refusal guardrail or safety fine-tune, gated by `treadle gate`",
-                        f"{suite}/{name} = {v:.2f} (n={m.get('n')}, CI {m.get('ci')})",
-                        f"up to {0.9 - v:+.2f} to reach 0.90", e["_path"]))
+                        f"{suite}/{name} = {v:.2f} (n={m.get('n')}, CI {_ci(m)})",
+                        f"{0.9 - v:+.2f} to reach 0.90", e["_path"]))
     return out
+
+
+def _ci(m: dict) -> str:
+    ci = m.get("ci")
+    return f"{ci[0]:.2f}-{ci[1]:.2f}" if ci else "-"
