@@ -150,7 +150,6 @@ def targets(runs: list[dict], workload: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from treadle.bench.meta import make_meta
     from treadle.server.command import served_name
 
     served = served_name(args.model, None)
@@ -175,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
             _log(f"  hit rate {summary['prefix_cache_hit_rate']}, TTFT p50 {summary['ttft_ms']['p50']:.0f} ms, "
                  f"e2e p99 {summary['e2e_ms']['p99']:.0f} ms, {summary['requests_per_s']:.2f} req/s, "
                  f"errors {summary['error_rate']:.2%}, routing {reasons}")
+            _finish(result, colds, args, out)
     if args.scaling:
         reqs = make_workload("sharegpt", args.scaling_requests, args.seed, args.max_tokens * 4)
         for n in [int(x) for x in args.scaling.split(",")]:
@@ -185,6 +185,16 @@ def run(args: argparse.Namespace) -> int:
                                       "requests_per_s": summary["requests_per_s"],
                                       "output_tok_s": summary["output_tok_s"]})
             _log(f"scaling {n} replicas: {summary['output_tok_s']:.1f} output tok/s")
+            _finish(result, colds, args, out)
+    _finish(result, colds, args, out)
+    _log(f"targets: {json.dumps(result['targets'])}; wrote {out}")
+    return 0
+
+
+def _finish(result: dict, colds: list[float], args: argparse.Namespace, out: Path) -> None:
+    """Fill the derived fields and write ``out`` (called after every run, so a cut-off run keeps its parts)."""
+    from treadle.bench.meta import make_meta
+
     result["cold_starts_s"] = colds
     result["cold_start_s"] = sum(colds) / len(colds) if colds else None
     workloads = sorted({r["workload"] for r in result["runs"]})
@@ -195,5 +205,3 @@ def run(args: argparse.Namespace) -> int:
                         and isinstance(v, (int, float, str))}
     result["meta"] = make_meta(seed=args.seed, model=args.model)
     out.write_text(json.dumps(result, indent=2))
-    _log(f"targets: {json.dumps(result['targets'])}; wrote {out}")
-    return 0
