@@ -204,3 +204,37 @@ def test_drain_lets_in_flight_requests_finish_and_routes_new_ones_elsewhere() ->
         srv.stop()
         slow.stop()
         other.stop()
+
+
+def test_treadle_gateway_command_launches_serves_and_stops(tiny_llama: Path, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from test_server_support import free_port
+
+    port = free_port()
+    log = open(tmp_path / "gw.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "treadle.cli", "gateway", "--launch", "1", "--model", str(tiny_llama),
+                             "--replica-args", "--num-kv-blocks 64", "--port", str(port), "--log-level", "warning"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        def ready() -> bool:
+            try:
+                return httpx.get(f"{base}/ready", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        assert wait_for(ready, 60), (tmp_path / "gw.log").read_text()
+        r = httpx.post(f"{base}/v1/completions", json={"prompt": "Hello", "max_tokens": 3}, timeout=T)
+        assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 3
+        replica_url = httpx.get(f"{base}/fleet", timeout=T).json()["replicas"][0]["url"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        with pytest.raises(httpx.HTTPError):  # the replica it launched is gone too
+            httpx.get(f"{replica_url}/health", timeout=2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
