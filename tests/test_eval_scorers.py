@@ -61,7 +61,7 @@ def test_coherence_checks_and_fluency_range() -> None:
     assert details["mean_logprob"] == -1.5
     flags, _ = coherence.checks("How do I cancel my order?", reply, "stop", 0.05, -1.5, "en")
     assert not flags["on_topic"] and not flags["coherent"]
-    assert not coherence.fluency_ok(None) and not coherence.fluency_ok(-9.0) and not coherence.fluency_ok(-0.001)
+    assert not coherence.fluency_ok(None) and not coherence.fluency_ok(-9.0) and coherence.fluency_ok(-0.001)
 
 
 def test_best_cut_and_broken() -> None:

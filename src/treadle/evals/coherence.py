@@ -3,7 +3,7 @@
 - ``on_topic``: cosine similarity of request and reply embeddings (MiniLM) >= ``ON_TOPIC_MIN``;
 - ``fluent``: the reply's mean per-token log-probability under the served base model, scored by
   the server's prompt log-probabilities after ``FLUENCY_PREFIX`` (the ChatML turn of the request),
-  lies in [``FLUENCY_MIN``, ``FLUENCY_MAX``] (too low: word salad; too high: copy loops);
+  is at least ``FLUENCY_MIN`` (below: word salad; ``FLUENCY_MAX`` is 0, see ``thresholds.py``);
 - ``not_degenerate``: not empty, no runaway repetition, not cut mid-word unless length-limited
   (``scorers.degeneracy``);
 - ``language``: the reply is in the request's language (``scorers.same_language``).
