@@ -48,6 +48,9 @@ def add_workload_args(p: argparse.ArgumentParser) -> None:
                    help="traces: token-count multiplier (azure 0.25, mooncake tokens-per-hash/512)")
     p.add_argument("--window", default=None, help="traces: 'start:end' trace seconds to replay")
     p.add_argument("--tokens-per-hash", type=int, default=None, help="mooncake: tokens per hash id (32)")
+    p.add_argument("--mooncake-sessions", action="store_true",
+                   help="mooncake: whole conversations (seeded) instead of consecutive rows; they span the "
+                   "trace's hour, so pair it with --arrival concurrency or a --rate-scale well above 1")
     p.add_argument("--max-prompt-tokens", type=int, default=None, help="prompt length cap (1536)")
     p.add_argument("--vocab-size", type=int, default=None, help="token-id prompts: vocabulary size (49152)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -60,31 +63,71 @@ def register(p: argparse.ArgumentParser) -> None:
     add_workload_args(p)
 
 
-def workload_from_args(args: argparse.Namespace) -> list[WorkloadRequest]:
+DEFAULT_MAX_PROMPT_TOKENS = 1536
+
+
+def prompt_cap(max_prompt_tokens: int | None, max_tokens: int, context: int | None) -> int:
+    """The prompt length cap: ``--max-prompt-tokens`` (1536), lowered so prompt + output fit the context.
+
+    ``context`` is the served model's ``max_model_len`` (None when the server does not report it).
+    """
+    cap = DEFAULT_MAX_PROMPT_TOKENS if max_prompt_tokens is None else max_prompt_tokens
+    if context is not None:
+        cap = min(cap, context - max_tokens)
+        if cap < 1:
+            raise ValueError(f"max-tokens: {max_tokens} output tokens leave no room for a prompt in the "
+                             f"model's {context}-token context")
+    return cap
+
+
+def workload_from_args(args: argparse.Namespace, context: int | None = None) -> list[WorkloadRequest]:
+    """The workload of the flags; ``context`` (the model's max_model_len) lowers the prompt cap to fit."""
+    cap = prompt_cap(args.max_prompt_tokens, args.max_tokens, context)
+    if cap != (args.max_prompt_tokens or DEFAULT_MAX_PROMPT_TOKENS):
+        print(f"[bench] prompts capped at {cap} tokens: the model's context is {context} and --max-tokens "
+              f"{args.max_tokens}", file=sys.stderr)
     return make_workload(args.workload, args.num_requests, args.seed, args.max_tokens,
                          num_prefixes=args.num_prefixes, prefix_tokens=args.prefix_tokens,
                          rate_scale=args.rate_scale, length_scale=args.length_scale, window=args.window,
-                         tokens_per_hash=args.tokens_per_hash, max_prompt_tokens=args.max_prompt_tokens,
-                         vocab_size=args.vocab_size)
+                         tokens_per_hash=args.tokens_per_hash, max_prompt_tokens=cap,
+                         vocab_size=args.vocab_size, sessions=args.mooncake_sessions or None)
 
 
 def arrival_from_args(args: argparse.Namespace) -> Arrival:
+    if args.max_seconds <= 0:
+        raise ValueError(f"max-seconds must be > 0, got {args.max_seconds}")
     mode = args.arrival or ("trace" if args.workload in TRACE_WORKLOADS else "concurrency")
     return Arrival(mode=mode, concurrency=args.concurrency, rate=args.rate, burst_size=args.burst_size,
                    burst_interval_s=args.burst_interval, time_scale=args.time_scale,
                    max_in_flight=args.max_in_flight)
 
 
-def served_model(base_url: str, api_key: str | None = None) -> str:
+def _models(base_url: str, api_key: str | None) -> list[dict]:
     base = base_url.rstrip("/").removesuffix("/v1")
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    data = httpx.get(f"{base}/v1/models", timeout=30, headers=headers).json()["data"]
+    return [m for m in data if isinstance(m, dict)]
+
+
+def served_model(base_url: str, api_key: str | None = None) -> str:
     try:
-        data = httpx.get(f"{base}/v1/models", timeout=30, headers=headers).json()["data"]
-    except (httpx.HTTPError, KeyError, ValueError) as e:
-        raise ValueError(f"base-url: cannot list models at {base}/v1/models ({e}); pass --model") from None
+        data = _models(base_url, api_key)
+    except (httpx.HTTPError, KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"base-url: cannot list models at {base_url}/v1/models ({e}); pass --model") from None
     if not data:
-        raise ValueError(f"base-url: {base}/v1/models lists no model; pass --model")
+        raise ValueError(f"base-url: {base_url}/v1/models lists no model; pass --model")
     return data[0]["id"]
+
+
+def model_context(base_url: str, model: str, api_key: str | None = None) -> int | None:
+    """``max_model_len`` of ``model`` from ``/v1/models`` (Treadle and vLLM report it), else None."""
+    try:
+        data = _models(base_url, api_key)
+    except (httpx.HTTPError, KeyError, TypeError, ValueError):
+        return None
+    card = next((m for m in data if m.get("id") == model), data[0] if len(data) == 1 else {})
+    ctx = card.get("max_model_len")
+    return ctx if isinstance(ctx, int) and ctx > 0 else None
 
 
 def measure(base_url: str, model: str, requests: list[WorkloadRequest], args: argparse.Namespace,
@@ -119,8 +162,8 @@ def run(args: argparse.Namespace) -> int:
 
     slo = parse_slo(args.slo)
     arrival = arrival_from_args(args)
-    requests = workload_from_args(args)
     model = args.model or served_model(args.base_url, args.api_key)
+    requests = workload_from_args(args, model_context(args.base_url, model, args.api_key))
     print(f"[bench serve] {args.workload}: {len(requests)} requests to {args.base_url} ({model}), "
           f"{arrival.describe()}, max {args.max_seconds:g} s", file=sys.stderr, flush=True)
     summary, records = measure(args.base_url, model, requests, args, arrival, slo)

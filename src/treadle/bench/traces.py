@@ -12,6 +12,13 @@ trace asks for ~5.5 req/s x (1,155 in + 211 out) = ~7,600 tokens/s, twenty times
   trace order from the window until ``num_requests``.
 - ``max_prompt_tokens`` (1536): prompts are cut to this length (below the model's 2,048/8,192 context).
 - ``vocab_size`` (49,152, SmolLM2): token ids are drawn from [min(100, vocab/4), vocab_size).
+- ``sessions`` (Mooncake only, off): instead of consecutive rows, whole conversations. Every row's first
+  hash id is the same block (a shared system prompt); rows sharing their first two hash ids are taken
+  as one conversation. Conversations of >= 2 rows are drawn in ``random.Random(seed)`` order until
+  ``num_requests`` rows are picked, then sent in trace order. Why: a follow-up turn arrives minutes
+  after its first turn, so a short consecutive window reuses little (the first 64 rows: ~5% of
+  blocks, the shared first block) while the whole trace reuses 38%; 64 rows of ~20 conversations
+  reuse ~50%, as a long-running fleet sees it.
 
 Mooncake: each hash id stands for one 512-token block of the real prompt. Here it becomes
 ``tokens_per_hash`` (default 32) token ids drawn from a generator seeded by the hash id alone, so equal
@@ -26,6 +33,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import random
 
 import numpy as np
 
@@ -66,7 +74,7 @@ def hash_block(hash_id: int, tokens_per_hash: int, vocab_size: int) -> list[int]
 def make_trace_workload(name: str, n: int, seed: int, max_tokens: int, *, rate_scale: float = 0.05,
                         length_scale: float | None = None, window: str | None = None,
                         max_prompt_tokens: int = 1536, vocab_size: int = 49152, tokens_per_hash: int = 32,
-                        **_: object) -> list[WorkloadRequest]:
+                        sessions: bool = False, **_: object) -> list[WorkloadRequest]:
     """Requests of trace ``name`` from ``window``; output lengths are capped at ``max_tokens``."""
     if rate_scale <= 0:
         raise ValueError(f"rate_scale must be > 0, got {rate_scale}")
@@ -78,7 +86,10 @@ def make_trace_workload(name: str, n: int, seed: int, max_tokens: int, *, rate_s
         raise ValueError(f"length_scale must be > 0, got {length_scale}")
     start, end = parse_window(window)
     rows = _mooncake_rows() if name == "mooncake" else _azure_rows(AZURE[name])
-    picked = [r for r in rows if start <= r[0] < end][:n]
+    if sessions and name != "mooncake":
+        raise ValueError(f"sessions applies to the mooncake trace only, not {name!r}")
+    in_window = [r for r in rows if start <= r[0] < end]
+    picked = pick_sessions(in_window, n, seed) if sessions else in_window[:n]
     if not picked:
         raise ValueError(f"no {name} request in window {window!r}")
     t0 = picked[0][0] if start == 0.0 else start
@@ -95,6 +106,23 @@ def make_trace_workload(name: str, n: int, seed: int, max_tokens: int, *, rate_s
                                    max_tokens=max(1, min(max_tokens, round(n_out * length_scale))),
                                    arrival_s=(t - t0) / rate_scale))
     return out
+
+
+def pick_sessions(rows: list[tuple], n: int, seed: int) -> list[tuple]:
+    """Up to ``n`` rows of whole conversations (rows sharing their first two hash ids, >= 2 rows each),
+    conversations in seeded random order, the result in trace order (the row order of ``rows``)."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, r in enumerate(rows):
+        if len(r[3]) >= 2:
+            groups.setdefault(tuple(r[3][:2]), []).append(i)
+    keys = sorted(k for k, v in groups.items() if len(v) >= 2)
+    random.Random(seed).shuffle(keys)
+    chosen: list[int] = []
+    for k in keys:
+        if len(chosen) >= n:
+            break
+        chosen += groups[k][: n - len(chosen)]
+    return [rows[i] for i in sorted(chosen)]
 
 
 def _azure_rows(rel: str) -> list[tuple[float, int, int, None]]:

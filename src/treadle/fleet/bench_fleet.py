@@ -48,6 +48,9 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workloads", default="shared-prefix,mooncake")
     p.add_argument("--num-requests", type=int, default=96)
     p.add_argument("--mooncake-requests", type=int, default=64)
+    p.add_argument("--mooncake-rows", choices=("sessions", "window"), default="sessions",
+                   help="mooncake: whole conversations (seeded; ~50%% block reuse at 64 rows) or the first rows "
+                   "of the trace (~5%% reuse: follow-up turns arrive minutes later)")
     p.add_argument("--max-tokens", type=int, default=16)
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--num-prefixes", type=int, default=16)
@@ -163,7 +166,8 @@ def run(args: argparse.Namespace) -> int:
             reqs = make_workload(workload, args.num_requests, args.seed, args.max_tokens,
                                  num_prefixes=args.num_prefixes, prefix_tokens=args.prefix_tokens)
         else:
-            reqs = make_workload(workload, args.mooncake_requests, args.seed, args.max_tokens)
+            reqs = make_workload(workload, args.mooncake_requests, args.seed, args.max_tokens,
+                                 sessions=args.mooncake_rows == "sessions")
         api = "chat"
         for policy in policies:
             _log(f"{workload} x {policy}: {len(reqs)} requests on {args.replicas} replicas")

@@ -1,0 +1,51 @@
+"""Trace row selection (no server): Mooncake whole-conversation sampling."""
+
+from __future__ import annotations
+
+import pytest
+
+from treadle.bench.traces import pick_sessions
+from treadle.bench.workloads import make_workload
+
+
+def _row(t: float, hashes: list[int]) -> tuple[float, int, int, list[int]]:
+    return (t, 512 * len(hashes), 8, hashes)
+
+
+ROWS = [_row(0, [0, 1]), _row(1, [0, 2]), _row(2, [0, 1, 5]), _row(3, [0]), _row(4, [0, 2, 6]),
+        _row(5, [0, 3]), _row(6, [0, 1, 5, 7]), _row(7, [0, 4]), _row(8, [0, 4, 9])]
+
+
+def test_pick_sessions_takes_whole_conversations_in_trace_order() -> None:
+    # conversations (first two ids): (0,1) rows 0,2,6; (0,2) rows 1,4; (0,4) rows 7,8; (0,3) has one row
+    picked = pick_sessions(ROWS, 100, seed=0)
+    assert [r[0] for r in picked] == [0, 1, 2, 4, 6, 7, 8]  # no single-row conversation, no 1-id row
+    small = pick_sessions(ROWS, 3, seed=0)
+    assert len(small) == 3 and [r[0] for r in small] == sorted(r[0] for r in small)
+    groups = {tuple(r[3][:2]) for r in small}
+    assert len(groups) <= 2  # filled conversation by conversation
+    assert pick_sessions(ROWS, 3, seed=0) == small  # seeded
+
+
+def test_mooncake_sessions_reuse_more_than_a_window() -> None:
+    def ideal_reuse(reqs: list) -> float:
+        seen: set[tuple[int, ...]] = set()
+        hit = total = 0
+        for r in reqs:
+            blocks = [tuple(r.prompt[i:i + 32]) for i in range(0, len(r.prompt) - 31, 32)]
+            k = 0
+            while k < len(blocks) and tuple(blocks[: k + 1]) in seen:
+                k += 1
+            seen.update(tuple(blocks[: i + 1]) for i in range(len(blocks)))
+            hit, total = hit + k, total + len(blocks)
+        return hit / total
+
+    try:
+        window = make_workload("mooncake", 64, 0, 4)
+    except ValueError as e:
+        pytest.skip(str(e))
+    sessions = make_workload("mooncake", 64, 0, 4, sessions=True)
+    assert len(sessions) == 64
+    assert ideal_reuse(window) < 0.1 < 0.3 < ideal_reuse(sessions)
+    with pytest.raises(ValueError, match="sessions"):
+        make_workload("azure-conv", 4, 0, 4, sessions=True)
