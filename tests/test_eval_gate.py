@@ -107,6 +107,18 @@ def test_pairs_by_id_and_validates() -> None:
         run_gate(cand, EvalResults(base.summary, {}))
 
 
+def test_metric_missing_from_the_candidate_fails() -> None:
+    # production is gated on safety; a candidate run without the safety suite cannot skip it
+    base = results({"a": {"accuracy": outcomes(100, set())}, "safety": {"overall": outcomes(100, set())}})
+    cand = results({"a": {"accuracy": outcomes(100, set())}})
+    v = run_gate(cand, base)
+    assert not v.passed and [m.metric for m in v.metrics] == ["a/accuracy", "safety/overall"]
+    miss = v.metrics[1]
+    assert not miss.passed and miss.value is None and miss.reason == "no results in the candidate"
+    # a metric only the candidate has is gated too, and fails for want of a baseline to pair with
+    v = run_gate(base, cand)
+    assert not v.passed and v.metrics[1].reason == "no results in the baseline"
+
 def _write(d, res: EvalResults) -> None:  # noqa: ANN001
     summary = json.loads(json.dumps(res.summary))
     for suite, items in res.items.items():

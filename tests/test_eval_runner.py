@@ -41,6 +41,7 @@ def test_eval_suite_file_and_gate(server, tmp_path, capsys) -> None:  # noqa: AN
     assert summary["kind"] == "eval" and summary["meta"]["endpoint"] == base and summary["meta"]["model"] == "tiny"
     s = summary["suites"]["tiny"]
     assert s["n"] == 6 and s["category"] == "accuracy" and s["items_file"] == "tiny.items.json"
+    assert s["meta"]["model"] == "tiny" and "--suite-file" in s["meta"]["command"]  # the run behind this suite
     acc = s["metrics"]["accuracy"]
     assert acc["value"] == pytest.approx(4 / 6) and acc["n"] == 6 and acc["gated"]
     assert acc["ci"][0] < 4 / 6 < acc["ci"][1]

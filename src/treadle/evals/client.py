@@ -51,6 +51,20 @@ class Endpoint:
             delay *= 2
         raise AssertionError("unreachable")
 
+    async def parent_model(self) -> str | None:
+        """The base model of ``self.model`` when ``/models`` lists it with a ``parent`` (vLLM's and the
+        OpenAI convention for adapters and fine-tunes), else None (also when /models cannot be read)."""
+        try:
+            r = await self.http.get(f"{self.base_url}/models")
+            rows = (r.json().get("data") or []) if r.status_code == 200 else []
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return None
+        for row in rows:
+            if isinstance(row, dict) and row.get("id") == self.model:
+                parent = row.get("parent")
+                return parent if isinstance(parent, str) and parent and parent != self.model else None
+        return None
+
     async def chat(self, messages: list[dict], max_tokens: int, seed: int = 0, model: str | None = None) -> Reply:
         body = {"model": model or self.model, "messages": messages, "max_tokens": max_tokens,
                 "temperature": 0.0, "seed": seed}

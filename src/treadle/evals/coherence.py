@@ -6,7 +6,8 @@
   is at least ``FLUENCY_MIN`` (below: word salad; ``FLUENCY_MAX`` is 0, see ``thresholds.py``);
 - ``not_degenerate``: not empty, no runaway repetition, not cut mid-word unless length-limited
   (``scorers.degeneracy``);
-- ``language``: the reply is in the request's language (``scorers.same_language``).
+- ``language``: the reply is in the request's language: the item's ``language``, else the one
+  detected in the request (``scorers.same_language``; text too short to tell passes).
 The thresholds (``thresholds.py``) are calibrated on reference replies vs. deliberately broken
 ones (``treadle.evals.calibrate``; numbers and method in docs/QUALITY.md). An optional LLM judge adds a
 separate ``judge_coherent`` metric; it is never required and never part of ``coherent``.
@@ -54,7 +55,7 @@ def checks(request: str, reply: str, finish_reason: str | None, similarity: floa
         "on_topic": similarity >= ON_TOPIC_MIN,
         "fluent": fluency_ok(mean_lp),
         "not_degenerate": not any(degen.values()),
-        "language": scorers.same_language(reply, language),
+        "language": scorers.same_language(reply, language or scorers.detect_language(request)),
     }
     passed["coherent"] = all(passed.values())
     details = {"similarity": round(similarity, 4), "mean_logprob": None if mean_lp is None else round(mean_lp, 4),

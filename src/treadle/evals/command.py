@@ -6,7 +6,8 @@ Summary (read by ``treadle gate`` and ``treadle report``)::
      "items_file", "metrics": {"<metric>": {"value", "n", "ci", "gated"}}, ...}}, "classifiers": {...}}
 
 plus ``DIR/<suite>.items.json`` (``kind: eval-items``) per suite. Running into an existing DIR adds
-or replaces the suites run now and keeps the others, so big suites can run one at a time.
+or replaces the suites run now and keeps the others, so big suites can run one at a time; each suite's
+entry has its own ``meta`` (command, commit, date, endpoint, model) beside the summary's, the last run's.
 """
 
 from __future__ import annotations
@@ -34,9 +35,11 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-tokens", type=int, default=None, help="override every suite's max_tokens")
     p.add_argument("--out", default="eval-results", help="output directory")
     p.add_argument("--fluency-base-url", default=None, help="endpoint of the base model for fluency (default: --base-url)")
-    p.add_argument("--fluency-model", default=None, help="base model name for fluency (default: --model)")
+    p.add_argument("--fluency-model", default=None, help="base model name for fluency (default: the "
+                   "model's `parent` in /v1/models when it is an adapter, else --model)")
     p.add_argument("--judge-base-url", default=None, help="optional LLM judge endpoint for coherence")
     p.add_argument("--judge-model", default=None)
+    p.add_argument("--judge-api-key", default=None, help="API key of the judge endpoint (default: none)")
     p.add_argument("--shard", default=None, metavar="K/N",
                    help="run items whose index %% N == K and merge them with the other shards already in --out")
     p.add_argument("--no-progress", action="store_true")
@@ -71,13 +74,20 @@ async def _run(args: argparse.Namespace, suites: list, out: Path, summary: dict)
     endpoint = Endpoint(args.base_url, args.model, args.api_key)
     fluency = Endpoint(args.fluency_base_url or args.base_url, args.fluency_model or args.model, args.api_key) \
         if (args.fluency_base_url or args.fluency_model) else None
-    judge = Endpoint(args.judge_base_url, args.judge_model or "judge") if args.judge_base_url else None
+    if fluency is None and any(it.type == "open" for s in suites for it in s.items):
+        parent = await endpoint.parent_model()  # an adapter: fluency is scored under its base model
+        if parent:
+            fluency = Endpoint(args.base_url, parent, args.api_key)
+    summary["meta"]["fluency_model"] = fluency.model if fluency else args.model
+    judge = Endpoint(args.judge_base_url, args.judge_model or "judge", args.judge_api_key) \
+        if args.judge_base_url else None
     opts = RunOptions(args.concurrency, args.seed, args.limit, args.max_tokens, not args.no_progress, fluency, judge,
                       parse_shard(args.shard))
     try:
         for suite in suites:
             entry = await run_suite(endpoint, suite, opts, out, summary["meta"], summary["suites"].get(suite.name))
-            summary["suites"][suite.name] = entry
+            entry["meta"] = {k: summary["meta"].get(k) for k in ("command", "git_commit", "date", "endpoint", "model")}
+            summary["suites"][suite.name] = entry  # each suite keeps the run that produced it
             (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
             gated = ", ".join(f"{m}={v['value']:.3f}" for m, v in entry["metrics"].items() if v["gated"])
             print(f"{suite.name}: n={entry['n']} {gated} ({entry['seconds']:.0f} s)", file=sys.stderr, flush=True)

@@ -1,7 +1,7 @@
 """The validation gate: may a candidate replace production? A pure function of two result sets.
 
-For every gated metric (``suite/metric``; one per suite and per safety part) on the items both
-runs share (paired by id):
+For every gated metric (``suite/metric``; one per suite and per safety part, gated in either
+run: a metric missing from the candidate fails) on the items both runs share (paired by id):
 1. absolute threshold: candidate value >= threshold (default 0.95, overridable per metric);
 2. no significant regression: a one-sided paired test (exact McNemar by default, or a paired
    bootstrap) of "candidate worse than baseline", with the family-wise level alpha = 1 - confidence
@@ -97,19 +97,20 @@ def run_gate(candidate: EvalResults, baseline: EvalResults, policy: GatePolicy |
     policy = policy or GatePolicy()
     policy.validate()
     alpha = 1 - policy.confidence
-    ids = policy.metrics if policy.metrics is not None else candidate.metric_ids(gated_only=True)
+    ids = policy.metrics if policy.metrics is not None else gated_ids(candidate, baseline)
     if not ids:
         raise ValueError("no gated metrics: the candidate summary has no metrics")
     rows: list[dict] = []
     for mid in ids:
-        cand = candidate.outcomes(mid)
-        base = baseline.outcomes(mid)
-        common = sorted(set(cand) & set(base))
-        c = [cand[i] for i in common]
-        b = [base[i] for i in common]
+        cand = _outcomes(candidate, mid)
+        base = _outcomes(baseline, mid)
+        common = sorted(set(cand or {}) & set(base or {}))
+        c = [cand[i] for i in common]  # type: ignore[index]
+        b = [base[i] for i in common]  # type: ignore[index]
         row: dict = {"metric": mid, "n": len(common), "threshold": policy.thresholds.get(mid, policy.threshold)}
         if not common:
-            row.update(value=None, ci=None, baseline=None, p=None, disc=None)
+            missing = "the candidate" if not cand else "the baseline" if not base else None
+            row.update(value=None, ci=None, baseline=None, p=None, disc=None, missing=missing)
         else:
             k = sum(c)
             row.update(value=k / len(c), ci=list(wilson_ci(k, len(c), policy.confidence)), baseline=sum(b) / len(b))
@@ -126,10 +127,26 @@ def run_gate(candidate: EvalResults, baseline: EvalResults, policy: GatePolicy |
     return Verdict(all(m.passed for m in out), out, asdict(policy), alpha)
 
 
+def gated_ids(candidate: EvalResults, baseline: EvalResults) -> list[str]:
+    """The gated metrics of either run (candidate's order, then the baseline's others): a metric
+    production is gated on cannot be skipped by leaving its suite out of the candidate's run."""
+    ids = candidate.metric_ids(gated_only=True)
+    return ids + [m for m in baseline.metric_ids(gated_only=True) if m not in ids]
+
+
+def _outcomes(res: EvalResults, mid: str) -> dict[str, bool] | None:
+    """Outcomes of ``mid``, or None when the run has no such suite at all (a summary that names the
+    suite without its items file is malformed: ``EvalResults.outcomes`` raises)."""
+    if mid.partition("/")[0] not in res.summary.get("suites", {}):
+        return None
+    return res.outcomes(mid)
+
+
 def _verdict(r: dict) -> MetricVerdict:
     regress = bool(r.get("regress"))
     if r["value"] is None:
-        passed, reason = False, "no items shared with the baseline"
+        passed = False
+        reason = f"no results in {r['missing']}" if r.get("missing") else "no items shared with the baseline"
     elif r["value"] < r["threshold"]:
         passed, reason = False, f"below threshold {r['threshold']:.2f}"
         if regress:
