@@ -238,3 +238,64 @@ def test_treadle_gateway_command_launches_serves_and_stops(tiny_llama: Path, tmp
         if proc.poll() is None:
             proc.kill()
         log.close()
+
+
+class _BrokenBody(httpx.AsyncByteStream):
+    async def __aiter__(self):  # noqa: ANN204
+        yield b'{"choi'
+        raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+
+
+def _mocked(post, **settings: object) -> tuple[Gateway, ThreadServer, list[str]]:  # noqa: ANN001
+    """A gateway on replicas r0, r1 behind an httpx MockTransport; ``post(host)`` answers the POSTs."""
+    calls: list[str] = []
+
+    async def handler(req: httpx.Request) -> httpx.Response:
+        if req.method == "GET":
+            return httpx.Response(200, json={"object": "list", "data": [{"id": "m"}]}) if req.url.path == "/v1/models" \
+                else httpx.Response(200, text="")
+        calls.append(req.url.host)
+        return await post(req.url.host)
+
+    gw = Gateway(make_policy("round_robin"), GatewaySettings(health_interval_s=3600, **settings))  # type: ignore[arg-type]
+    gw.client = gw.replicas.client = gw.proxy.client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    for host in ("r0", "r1"):
+        gw.replicas.add(f"http://{host}")
+    return gw, ThreadServer(create_gateway_app(gw)), calls
+
+
+@pytest.mark.parametrize("failure", ["connect_timeout", "body_breaks"])
+def test_connect_timeout_and_a_broken_json_body_are_retried(failure: str) -> None:
+    async def post(host: str) -> httpx.Response:
+        if host == "r0" and failure == "connect_timeout":
+            raise httpx.ConnectTimeout("timed out connecting")
+        if host == "r0":
+            return httpx.Response(200, headers={"content-type": "application/json"}, stream=_BrokenBody())
+        return httpx.Response(200, json={"choices": [{"index": 0, "text": "ok", "finish_reason": "stop"}]})
+
+    gw, srv, calls = _mocked(post)
+    try:
+        r = httpx.post(f"{srv.base}/v1/completions", json={"model": "m", "prompt": "x"}, timeout=T)
+        assert r.status_code == 200 and r.json()["choices"][0]["text"] == "ok", r.text
+        assert calls == ["r0", "r1"] and r.headers["x-treadle-replica"] == "r1"
+        reason = "connect" if failure == "connect_timeout" else "stream_start"
+        assert metric(srv.base, "treadle_gateway_retries_total", replica="r0", reason=reason) == 1
+        assert gw.replicas.replicas["r0"].state == "unhealthy"
+    finally:
+        srv.stop()
+
+
+def test_request_timeout_is_a_504_and_not_retried() -> None:
+    async def post(host: str) -> httpx.Response:
+        await asyncio.sleep(5)
+        return httpx.Response(200, json={})
+
+    gw, srv, calls = _mocked(post, request_timeout_s=0.3)
+    try:
+        t0 = time.monotonic()
+        r = httpx.post(f"{srv.base}/v1/completions", json={"model": "m", "prompt": "x"}, timeout=T)
+        assert r.status_code == 504 and r.json()["error"]["code"] == "timeout"
+        assert calls == ["r0"] and time.monotonic() - t0 < 3  # the replica may still be working: no retry
+    finally:
+        srv.stop()
+

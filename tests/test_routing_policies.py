@@ -9,6 +9,7 @@ from treadle.gateway.policies import Decision, ReplicaLoad, RouteRequest, make_p
 from treadle.gateway.policies.base import least_loaded_of
 from treadle.gateway.policies.prefix_affinity import PrefixAffinity
 from treadle.gateway.prefix import PrefixHasher
+from treadle.gateway.replicas import parse_metrics
 
 
 def loads(*pairs: tuple[str, int]) -> list[ReplicaLoad]:
@@ -140,3 +141,17 @@ def test_gateway_hashes_equal_the_engine_blocks(tiny_llama) -> None:  # noqa: AN
     salted = hasher.route_request({"prompt": ids, "cache_salt": "s"}, chat=False)
     assert salted.block_hashes == tuple(hash_token_blocks(ids, 16, extra_hash_key(None, "s")))
     assert hasher.route_request({"model": "lora-x", "prompt": ids}, chat=False).key != b"tiny|"
+
+
+def test_replica_metrics_map_treadle_and_vllm_names() -> None:
+    # the waiting queue (least_loaded's and prefix_affinity's load) comes from these names
+    treadle = 'treadle_num_requests_waiting{model="m"} 2.0\ntreadle_kv_cache_usage_perc{model="m"} 0.5\n'
+    assert parse_metrics(treadle) == {"waiting": 2.0, "kv_usage": 0.5}
+    vllm = ('# HELP vllm:num_requests_waiting Waiting.\nvllm:num_requests_waiting{engine="0",model_name="m"} 3.0\n'
+            'vllm:num_requests_waiting{engine="1",model_name="m"} 1.0\nvllm:num_requests_running{model_name="m"} 5.0\n'
+            'vllm:kv_cache_usage_perc{model_name="m"} 0.25\nvllm:prefix_cache_queries_total{model_name="m"} 100.0\n'
+            'vllm:prefix_cache_hits_total{model_name="m"} 40.0\n')
+    assert parse_metrics(vllm) == {"waiting": 4.0, "running": 5.0, "kv_usage": 0.25, "prefix_queries": 100.0,
+                                   "prefix_hits": 40.0}  # summed over engines
+    older = vllm.replace("vllm:kv_cache", "vllm:gpu_cache").replace("vllm:prefix", "vllm:gpu_prefix")
+    assert parse_metrics(older) == parse_metrics(vllm)

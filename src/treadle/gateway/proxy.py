@@ -2,10 +2,11 @@
 
 Retries: a request goes to another replica (never one it already tried, at most ``max_attempts``
 in all) when the replica cannot be reached, answers 429 or 503, or its stream breaks before the
-first token. Until then nothing has reached the client: the first events of a stream (e.g. the
-chat role chunk) are held back until one carries a token. After that, a failure ends the stream
-with an OpenAI error event and ``data: [DONE]``. Timeouts are not retried (the replica may still
-be working on the request): 504, or an error event mid-stream.
+first token (or a whole JSON answer breaks before it is relayed). Until then nothing has reached
+the client: the first events of a stream (e.g. the chat role chunk) are held back until one
+carries a token. After that, a failure ends the stream with an OpenAI error event and
+``data: [DONE]``. A connect timeout is a connection failure (retried); other timeouts are not
+retried (the replica may still be working on the request): 504, or an error event mid-stream.
 
 Each request holds one unit of its replica's ``inflight`` from send to the last byte relayed, so
 draining a replica waits for exactly the requests it is serving.
@@ -135,7 +136,14 @@ class Proxy:
                     self.metrics.retries.labels(r.replica_id, retry_reason).inc()
                     continue
                 if not stream or resp.status_code != 200:
-                    return await self._whole(r, resp, route, d, t0)
+                    try:
+                        return await self._whole(r, resp, route, d, t0)
+                    except httpx.TransportError as e:  # the body broke before any byte was relayed
+                        self.replicas.mark_failed(r, f"response broke before it was relayed: {e!r}")
+                        self.metrics.retries.labels(r.replica_id, "stream_start").inc()
+                        last = unavailable(f"replica {r.replica_id} failed before answering", "replica_failed"
+                                           ).response()
+                        continue
                 lines = resp.aiter_lines()
                 try:
                     first = await _read_until_token(lines)
@@ -164,9 +172,9 @@ class Proxy:
         req = self.client.build_request("POST", f"{r.url}{path}", content=raw, headers=self._headers(rid))
         try:
             resp = await self.client.send(req, stream=True)
-        except httpx.TimeoutException:
-            raise TimeoutError from None
         except httpx.TransportError as e:
+            if isinstance(e, httpx.TimeoutException) and not isinstance(e, httpx.ConnectTimeout):
+                raise TimeoutError from None  # the replica may be working on it: not retried
             self.replicas.mark_failed(r, f"request failed: {e!r}")
             return None, "connect", unavailable(f"replica {r.replica_id} is unreachable", "replica_failed").response()
         if resp.status_code in RETRY_STATUSES:

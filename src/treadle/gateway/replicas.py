@@ -27,13 +27,15 @@ from treadle.gateway.policies.base import ReplicaLoad
 
 log = logging.getLogger("treadle.gateway")
 
-# our name -> (treadle name, vLLM name)
+# our name -> (treadle name, vLLM name, older vLLM V1 name): the first present wins
 METRIC_NAMES = {
     "running": ("treadle_num_requests_running", "vllm:num_requests_running"),
     "waiting": ("treadle_num_requests_waiting", "vllm:num_requests_waiting"),
-    "kv_usage": ("treadle_kv_cache_usage_perc", "vllm:kv_cache_usage_perc"),
-    "prefix_queries": ("treadle_prefix_cache_queries_total", "vllm:prefix_cache_queries_total"),
-    "prefix_hits": ("treadle_prefix_cache_hits_total", "vllm:prefix_cache_hits_total"),
+    "kv_usage": ("treadle_kv_cache_usage_perc", "vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"),
+    "prefix_queries": ("treadle_prefix_cache_queries_total", "vllm:prefix_cache_queries_total",
+                       "vllm:gpu_prefix_cache_queries_total"),
+    "prefix_hits": ("treadle_prefix_cache_hits_total", "vllm:prefix_cache_hits_total",
+                    "vllm:gpu_prefix_cache_hits_total"),
 }
 _LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)")
 
