@@ -97,3 +97,58 @@ def test_prefix_reuse_counts_whole_blocks_shared_with_earlier_prompts() -> None:
     assert prefix_reuse(chat) == pytest.approx((len("user:ab") + len("user:")) / (3 * len("user:abcd")))
     turn = WorkloadRequest(id="t", messages=[], prompt=None, max_tokens=1, session="s")
     assert prefix_reuse([turn]) is None and prefix_reuse([]) is None
+
+
+def _sse_transport(delay_s: float) -> object:
+    """A fake OpenAI server: each completion waits ``delay_s``, then streams 3 text chunks and usage."""
+    import asyncio
+    import json
+
+    import httpx
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(delay_s)
+        chunks = [{"choices": [{"text": t}]} for t in ("a", "b", "c")]
+        chunks.append({"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 3}})
+        body = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+        return httpx.Response(200, content=body.encode(), headers={"content-type": "text/event-stream"})
+
+    return httpx.MockTransport(handler)
+
+
+def test_open_loop_latency_counts_from_the_scheduled_arrival() -> None:
+    """A burst of 3 with --max-in-flight 1: the third waits ~2 service times, and its TTFT includes that."""
+    import asyncio
+
+    from treadle.bench.loadgen import run_load
+    from treadle.bench.workloads import WorkloadRequest
+
+    reqs = [WorkloadRequest(id=str(i), messages=None, prompt=[5, 6, 7, 8], max_tokens=3) for i in range(3)]
+    arrival = Arrival("burst", burst_size=3, burst_interval_s=10.0, max_in_flight=1)
+    recs = asyncio.run(run_load("http://fake", "m", reqs, arrival=arrival, transport=_sse_transport(0.1)))
+    last = max(recs, key=lambda r: r.start_s)
+    assert last.scheduled_s == 0.0 and last.start_s >= 0.18  # queued behind two requests in the client
+    assert last.ttft_s >= last.start_s + 0.09 and last.e2e_s >= last.ttft_s
+    d = last.to_json()
+    assert d["tpot_s"] == pytest.approx((last.e2e_s - last.ttft_s) / 2, abs=1e-4)
+    closed = asyncio.run(run_load("http://fake", "m", reqs, arrival=Arrival("concurrency", concurrency=1),
+                                  transport=_sse_transport(0.05)))
+    assert all(r.scheduled_s is None and 0.04 <= r.ttft_s < 0.5 for r in closed)  # from its own send
+    s = summarize(recs, 1.0)
+    assert s["input_tokens"]["p50"] == 4 and s["output_tokens"]["p99"] == 3
+
+
+def test_prompts_are_capped_below_the_served_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpx
+
+    from treadle.bench.serve_command import model_context, prompt_cap
+
+    assert prompt_cap(None, 64, None) == 1536 and prompt_cap(None, 64, 1024) == 960
+    assert prompt_cap(4000, 100, 2048) == 1948 and prompt_cap(100, 100, 2048) == 100
+    with pytest.raises(ValueError, match="max-tokens"):
+        prompt_cap(None, 2048, 2048)
+    cards = {"data": [{"id": "a", "max_model_len": 2048}, {"id": "b", "max_model_len": 512}]}
+    monkeypatch.setattr(httpx, "get", lambda url, **kw: httpx.Response(200, json=cards))
+    assert model_context("http://x/v1", "b") == 512 and model_context("http://x", "zz") is None
+    monkeypatch.setattr(httpx, "get", lambda url, **kw: httpx.Response(200, json={"data": [{"id": "m"}]}))
+    assert model_context("http://x", "m") is None  # llama.cpp-style card without max_model_len

@@ -68,8 +68,8 @@ def results(tmp_path: Path) -> list[Path]:
 def test_recommendations_are_computed_from_the_figures(results: list[Path]) -> None:
     res = load_results(results)
     assert len(res["bench-serve"]) == 7 and len(res["bench-engine"]) == 1 and len(res.skipped) == 1
-    recs = {r.title.split(":")[0].split(" (")[0]: r for r in recommend(res)}
-    cache = [r for r in recommend(res) if "cache-aware" in r.title]
+    recs = {r.title.split(":")[0].split(" (")[0]: r for r in recommend(res, merge=False)}
+    cache = [r for r in recommend(res, merge=False) if "cache-aware" in r.title]
     assert len(cache) == 2 and not any("mooncake" in r.figure for r in cache)
     assert "20%" in cache[0].figure and "70% of prompt tokens" in cache[0].gain  # h_ref 0.9 from bench engine
     assert "about 875 ms" in cache[0].gain  # 1000 x (1 - 0.1 / 0.8)
@@ -146,3 +146,53 @@ def test_low_accuracy_points_to_fine_tuning(tmp_path: Path) -> None:
     (tmp_path / "summary.json").write_text(json.dumps(ev))
     rec = [r for r in recommend(load_results([tmp_path])) if "Fine-tune" in r.title]
     assert len(rec) == 1 and "0.08" in rec[0].figure and "0.07-0.10" in rec[0].figure and "+0.42" in rec[0].gain
+
+
+def test_cache_routing_gain_uses_the_best_policy_in_the_same_fleet_file(tmp_path: Path) -> None:
+    runs = [{"workload": "shared-prefix", "policy": pol, "summary": summary(0.5, 10.0, (ttft, 20000), hit=hit)}
+            for pol, hit, ttft in (("round_robin", 0.13, 10000), ("prefix_affinity", 0.72, 3600))]
+    fleet = {"kind": "bench-fleet", "meta": {}, "runs": runs,
+             "scaling": [{"replicas": 2, "threads_each": 1, "requests_per_s": 0.75, "output_tok_s": 46.06}]}
+    other = serve("shared-prefix", 4, summary(1.0, 40.0, (600, 900), hit=0.86))  # another config: not the ref
+    cmp2 = {"kind": "bench-compare", "meta": {}, "config": {"workload": "mooncake"}, "results": [],
+            "ratios": {"a": {"output_tok_s": 1.0}, "b": {"output_tok_s": 0.8}}}
+    for name, data in {"fleet.json": fleet, "serve.json": other, "cmp2.json": cmp2}.items():
+        (tmp_path / name).write_text(json.dumps(data))
+    cache = [r for r in recommend(load_results([tmp_path])) if "cache-aware" in r.title]
+    assert len(cache) == 1 and "round_robin" in cache[0].figure and "reached 72%" in cache[0].figure
+    assert "59% of prompt tokens" in cache[0].gain and "about 6782 ms" in cache[0].gain  # 10000 x (1 - .28/.87)
+    from treadle.report import plots
+
+    png = plots.compare_bars(load_results([tmp_path / "cmp2.json", tmp_path / "cmp2.json"]))
+    assert png is not None and png.startswith(b"\x89PNG")  # several compares: one stacked figure
+    from treadle.report.build import build
+    from treadle.report.render import to_markdown
+
+    md = to_markdown(build(load_results([tmp_path / "fleet.json"])))
+    assert "### Fleet scaling" in md and "| 2 | 1 | 0.750 | 46.1 |" in md
+
+
+def test_repeats_of_one_rule_merge_into_one_row() -> None:
+    from treadle.report.recommendations import Recommendation, merge_repeats
+
+    recs = [Recommendation("Cut tail", "a: p99 9x", "p99 to 5", "a.json", "a"),
+            Recommendation("Other", "x", "y", "b.json", "b"),
+            Recommendation("Cut tail", "c: p99 4x", "p99 to 2", "c.json", "c")]
+    merged = merge_repeats(recs)
+    assert [r.title for r in merged] == ["Cut tail", "Other"]
+    assert merged[0].figure == "a: p99 9x (the same rule fires for 1 more: c)"
+    assert merged[0].gain == "p99 to 5 (for a)" and merged[0].source == "a.json, c.json"
+    assert merged[1] == recs[1]
+
+
+def test_newest_bench_engine_file_supersedes_only_the_figures_it_measured() -> None:
+    from treadle.report.loading import newest_engine_figures
+
+    old = {"_path": "old.json", "meta": {"date": "2026-11-28T03:00:00"}, "throughput_tok_s": 101.0,
+           "http_throughput_tok_s": 79.8, "ttft_ratio": 15.6}
+    new = {"_path": "new.json", "meta": {"date": "2026-11-28T04:30:00"}, "throughput_tok_s": 105.0,
+           "http_throughput_tok_s": 105.1}
+    figs = newest_engine_figures({"bench-engine": [new, old]})  # type: ignore[dict-item]
+    assert figs["http_throughput_tok_s"] == (105.1, "new.json")
+    assert figs["throughput_tok_s"] == (105.0, "new.json")
+    assert figs["ttft_ratio"] == (15.6, "old.json")

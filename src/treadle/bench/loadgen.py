@@ -1,7 +1,9 @@
 """The load generator: streams workload requests to an OpenAI-compatible server and times every token.
 
 Every request is sent with ``stream: true`` and ``stream_options.include_usage`` so that:
-- TTFT = send -> first chunk carrying text (role-only chunks do not count);
+- TTFT = send -> first chunk carrying text (role-only chunks do not count); in open-loop modes TTFT and
+  end-to-end latency count from the request's scheduled arrival, so time spent waiting for a
+  ``max_in_flight`` slot is part of them (no coordinated omission);
 - inter-token latencies = gaps between successive text chunks;
 - output/prompt/cached tokens come from the final ``usage`` chunk (``prompt_tokens_details.cached_tokens``),
   falling back to the number of text chunks / the token-id prompt length when a server sends no usage.
@@ -39,7 +41,9 @@ class RequestRecord:
     cached_tokens: int
     status: int  # HTTP status; 0 connection error; -1 cut off at max_seconds
     error: str | None
-    scheduled_s: float | None = None  # open-loop arrival time (start_s later than this = client queueing)
+    # open-loop arrival time; start_s later than this = client queueing, which ttft_s and e2e_s include
+    # (both count from scheduled_s when it is set, from start_s otherwise)
+    scheduled_s: float | None = None
     session: str | None = None
     turn: int = 0
 
@@ -47,11 +51,18 @@ class RequestRecord:
     def ok(self) -> bool:
         return self.status == 200 and self.error is None
 
+    @property
+    def tpot_s(self) -> float | None:
+        """Time per output token after the first: (e2e - ttft) / (output_tokens - 1); None below 2 tokens."""
+        if self.e2e_s is None or self.ttft_s is None or self.output_tokens < 2:
+            return None
+        return (self.e2e_s - self.ttft_s) / (self.output_tokens - 1)
+
     def to_json(self) -> dict:
-        """The record as a dict with times rounded to 10 microseconds (keeps result files small)."""
+        """The record as a dict (with its ``tpot_s``), times rounded to 10 microseconds (keeps files small)."""
         r = lambda x: None if x is None else round(x, 5)  # noqa: E731
         d = asdict(self)
-        d.update(start_s=r(self.start_s), ttft_s=r(self.ttft_s), e2e_s=r(self.e2e_s),
+        d.update(start_s=r(self.start_s), ttft_s=r(self.ttft_s), e2e_s=r(self.e2e_s), tpot_s=r(self.tpot_s),
                  scheduled_s=r(self.scheduled_s), itl_s=[r(x) for x in self.itl_s])
         return d
 
@@ -104,12 +115,15 @@ async def _send(client: httpx.AsyncClient, run: _Run, req: WorkloadRequest, hist
     usage: dict = {}
     status, error = 0, None
 
+    # open loop: latencies count from the scheduled arrival, so waiting for a --max-in-flight slot shows
+    origin = start if scheduled is None else min(start, run.t0 + scheduled)
+
     def record(status: int, error: str | None, end: float | None) -> RequestRecord:
         ttft = times[0] if times else end
         rec = RequestRecord(
-            id=req.id, start_s=start - run.t0, ttft_s=None if ttft is None else ttft - start,
+            id=req.id, start_s=start - run.t0, ttft_s=None if ttft is None else ttft - origin,
             itl_s=[b - a for a, b in zip(times, times[1:], strict=False)],
-            e2e_s=None if end is None else end - start,
+            e2e_s=None if end is None else end - origin,
             prompt_tokens=int(usage.get("prompt_tokens") or (len(req.prompt) if isinstance(req.prompt, list) else 0)),
             output_tokens=int(usage.get("completion_tokens") or len(times)),
             cached_tokens=int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0),
@@ -166,11 +180,12 @@ async def run_load(base_url: str, model: str, requests: list[WorkloadRequest], *
                    arrival: Arrival | None = None, max_requests: int | None = None,
                    max_seconds: float | None = None, seed: int = 0, api_key: str | None = None,
                    temperature: float = 0.0, timeout_s: float = 600.0, progress: bool = False,
-                   extra_body: dict | None = None) -> list[RequestRecord]:
+                   extra_body: dict | None = None,
+                   transport: httpx.AsyncBaseTransport | None = None) -> list[RequestRecord]:
     """Run ``requests`` (the first ``max_requests``) against ``base_url``; return one record per request sent.
 
     Records are in completion order. ``api`` ("chat" | "completions") chooses the endpoint for message
-    workloads; token-id prompts always go to /v1/completions.
+    workloads; token-id prompts always go to /v1/completions. ``transport`` replaces httpx's (tests).
     """
     if api not in ("chat", "completions"):
         raise ValueError(f"api must be 'chat' or 'completions', got {api!r}")
@@ -185,7 +200,8 @@ async def run_load(base_url: str, model: str, requests: list[WorkloadRequest], *
                bar=bar)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     limits = httpx.Limits(max_connections=max(len(chains), arrival.concurrency) + 8)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(timeout_s), limits=limits, headers=headers) as client:
+    async with httpx.AsyncClient(timeout=httpx.Timeout(timeout_s), limits=limits, headers=headers,
+                                 transport=transport) as client:
         if times is None:
             pending = iter(chains)
 

@@ -3,7 +3,9 @@
 Definitions (over successful requests, status 200 with no stream error):
 - ``ttft_ms``: send -> first text chunk; ``itl_ms``: every gap between text chunks (pooled over requests);
   ``tpot_ms``: per request (e2e - ttft) / (output_tokens - 1), requests with >= 2 output tokens;
-  ``e2e_ms``: send -> last byte. Each as {mean, p50, p90, p99} (numpy linear percentiles), None if empty.
+  ``e2e_ms``: send -> last byte (open loop: TTFT and e2e from the scheduled arrival, see ``loadgen``);
+  ``input_tokens``/``output_tokens``: per-request token counts. Each as {mean, p50, p90, p99} (numpy
+  linear percentiles), None if empty.
 - ``requests_per_s`` = completed / duration_s; ``output_tok_s``/``input_tok_s`` = tokens of completed
   requests / duration_s.
 - ``goodput_req_s`` = completed requests meeting *every* SLO bound / duration_s. SLO keys: ``ttft_ms``,
@@ -66,9 +68,8 @@ def stats(values: list[float]) -> dict[str, float] | None:
 
 
 def tpot_ms(r: RequestRecord) -> float | None:
-    if r.e2e_s is None or r.ttft_s is None or r.output_tokens < 2:
-        return None
-    return (r.e2e_s - r.ttft_s) / (r.output_tokens - 1) * 1000.0
+    tp = r.tpot_s
+    return None if tp is None else tp * 1000.0
 
 
 def meets_slo(r: RequestRecord, slo: dict[str, float]) -> bool:
@@ -106,6 +107,8 @@ def summarize(records: list[RequestRecord], duration_s: float, slo: dict[str, fl
         "itl_ms": stats([x * 1000.0 for r in ok for x in r.itl_s]),
         "tpot_ms": stats(tpots),
         "e2e_ms": stats([r.e2e_s * 1000.0 for r in ok if r.e2e_s is not None]),
+        "input_tokens": stats([r.prompt_tokens for r in ok]),
+        "output_tokens": stats([r.output_tokens for r in ok]),
         "goodput_req_s": sum(meets_slo(r, slo) for r in ok) / duration_s if slo else None,
         "slo": slo,
         "cached_tokens_share": sum(r.cached_tokens for r in ok) / prompt if prompt else None,

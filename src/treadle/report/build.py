@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 
 from treadle.report import plots
-from treadle.report.loading import PRODUCERS, Results, fmt, pct, serve_label
+from treadle.report.loading import PRODUCERS, Results, fmt, newest_engine_figures, pct, serve_label
 from treadle.report.recommendations import recommend
 from treadle.report.render import Block
 from treadle.report.risks import risks
@@ -50,14 +50,14 @@ def _executive(res: Results) -> list[Block]:
                        f"{fmt(pct(hi[1], 'ttft_ms', 'p99'), '.0f')} ms ({hi[0]}).")
     else:
         bullets.append(f"Served throughput and TTFT: not measured; `{PRODUCERS['bench-serve']}` measures them.")
-    for e in res["bench-engine"]:
-        parts = [(f"{e['throughput_tok_s']:.1f} output tokens/s offline (64 sequences)", "throughput_tok_s"),
-                 (f"{e.get('throughput_ratio') or 0:.2f}x transformers", "throughput_ratio"),
-                 (f"{e.get('http_throughput_tok_s') or 0:.1f} tokens/s over HTTP", "http_throughput_tok_s"),
-                 (f"single stream {e.get('single_stream_tok_s') or 0:.1f} tokens/s", "single_stream_tok_s"),
-                 (f"prefix cache cuts TTFT {e.get('ttft_ratio') or 0:.1f}x", "ttft_ratio")]
-        bullets.append("Engine (bench engine): " + "; ".join(t for t, k in parts if e.get(k) is not None)
-                       + f" ({e['_path']}).")
+    eng = newest_engine_figures(res)
+    if eng:
+        parts = [("throughput_tok_s", "{:.1f} output tokens/s offline (64 sequences)"),
+                 ("throughput_ratio", "{:.2f}x transformers"), ("http_throughput_tok_s", "{:.1f} tokens/s over HTTP"),
+                 ("http_throughput_ratio", "HTTP / offline {:.2f}"), ("single_stream_tok_s", "single stream {:.1f} tokens/s"),
+                 ("ttft_ratio", "prefix cache cuts TTFT {:.1f}x")]
+        bullets.append("Engine (bench engine; the newest file that measured each figure): " + "; ".join(
+            f"{fmt_.format(eng[k][0])} ({eng[k][1]})" for k, fmt_ in parts if k in eng) + ".")
     if not res["bench-engine"]:
         bullets.append(f"Engine roof: not measured; `{PRODUCERS['bench-engine']}` measures it.")
     for cat in CATEGORIES:
@@ -107,6 +107,12 @@ def _measurements(res: Results) -> list[Block]:
         keys = list(next(iter(c["ratios"].values())))
         out += [("h3", f"Comparison ({c['_path']})"),
                 ("table", ["metric", *names], [[k, *(fmt(c["ratios"][n].get(k), ".2f") for n in names)] for k in keys])]
+    for f in res["bench-fleet"]:
+        rows = [[str(x.get("replicas")), str(x.get("threads_each", "-")), fmt(x.get("requests_per_s"), ".3f"),
+                 fmt(x.get("output_tok_s"))] for x in f.get("scaling") or []]
+        if rows:
+            out += [("h3", f"Fleet scaling ({f['_path']})"),
+                    ("table", ["replicas", "threads each", "req/s", "out tok/s"], rows)]
     for e in res["bench-engine"]:
         keys = [k for k, v in e.items() if isinstance(v, int | float) and not isinstance(v, bool)]
         out += [("h3", f"Engine benchmark ({e['_path']})"), ("table", ["figure", "value"],

@@ -92,3 +92,12 @@ def fmt(v: float | None, spec: str = ".1f", suffix: str = "") -> str:
 def pct(summary: dict, key: str, q: str = "p50") -> float | None:
     v = summary.get(key)
     return v.get(q) if isinstance(v, dict) else None
+
+
+def newest_engine_figures(res: Results) -> dict[str, tuple[float, str]]:
+    """figure -> (value, file) from the newest bench-engine file (by ``meta.date``) that has it: a later
+    partial run (``--only http``) supersedes that figure only."""
+    out: dict[str, tuple[float, str]] = {}
+    for e in sorted(res["bench-engine"], key=lambda e: (e.get("meta") or {}).get("date") or ""):
+        out.update({k: (v, e["_path"]) for k, v in e.items() if isinstance(v, int | float) and not k.startswith("_")})
+    return out

@@ -12,14 +12,18 @@ from treadle.report.loading import Results, pct, serve_label
 SIZE, DPI = (6.4, 3.4), 80
 
 
-def _fig():  # noqa: ANN202
+def _fig(rows: int | None = None):  # noqa: ANN202
+    """(pyplot, figure, axes): one axes, or a list of ``rows`` stacked axes when ``rows`` is given."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=SIZE, dpi=DPI)
-    return plt, fig, ax
+    if rows is None:
+        fig, ax = plt.subplots(figsize=SIZE, dpi=DPI)
+        return plt, fig, ax
+    fig, axes = plt.subplots(rows, 1, figsize=(SIZE[0], SIZE[1] * rows), dpi=DPI, squeeze=False)
+    return plt, fig, list(axes[:, 0])
 
 
 def _png(plt, fig) -> bytes:  # noqa: ANN001
@@ -92,21 +96,25 @@ def latency_over_time(res: Results) -> bytes | None:
 
 
 def compare_bars(res: Results) -> bytes | None:
-    if not res["bench-compare"]:
+    """One panel of ratio bars per bench compare result (stacked when there are several)."""
+    compares = res["bench-compare"]
+    if not compares:
         return None
-    c = res["bench-compare"][0]
+    plt, fig, axes = _fig(rows=len(compares))
     keys = ["requests_per_s", "output_tok_s", "ttft_ms.p50", "ttft_ms.p99", "tpot_ms.p50", "e2e_ms.p50"]
-    names = list(c["ratios"])
-    plt, fig, ax = _fig()
-    width = 0.8 / max(1, len(names))
-    for i, n in enumerate(names):
-        vals = [c["ratios"][n].get(k) or 0.0 for k in keys]
-        ax.bar([j + i * width for j in range(len(keys))], vals, width, label=n)
-    ax.axhline(1.0, color="k", lw=0.8)
-    ax.set_xticks([j + width * (len(names) - 1) / 2 for j in range(len(keys))], keys, fontsize=7, rotation=15)
-    ax.set(ylabel=f"ratio to {names[0]}", title="bench compare: each figure / first target's (latency: lower is better)")
-    ax.title.set_fontsize(9)
-    ax.legend(fontsize=7)
+    for ax, c in zip(axes, compares, strict=True):
+        names = list(c["ratios"])
+        width = 0.8 / max(1, len(names))
+        for i, n in enumerate(names):
+            vals = [c["ratios"][n].get(k) or 0.0 for k in keys]
+            ax.bar([j + i * width for j in range(len(keys))], vals, width, label=n)
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.set_xticks([j + width * (len(names) - 1) / 2 for j in range(len(keys))], keys, fontsize=7, rotation=15)
+        wl = c.get("config", {}).get("workload", "?")
+        ax.set(ylabel=f"ratio to {names[0]}",
+               title=f"bench compare ({wl}): each figure / first target's (latency: lower is better)")
+        ax.title.set_fontsize(9)
+        ax.legend(fontsize=7)
     return _png(plt, fig)
 
 

@@ -5,9 +5,10 @@ Rules (threshold -> recommendation; the expected gain is derived from the same d
    -> cache-aware routing / keep prefixes resident. What it could reuse, h_ref, is the run's
    ``prefix_reuse_ideal`` (an unbounded one-node cache, computed from the prompts sent); runs without it
    on a sharing workload (shared-prefix, multiturn, mooncake) with h < 0.5 use the best hit rate
-   measured on any sharing workload (else bench engine's ``prefix_hit_rate``). Gain: h_ref - h of prompt
-   tokens skip prefill; TTFT p50 scales with the prefill share, so TTFT p50 x (1 - (1 - h_ref) / (1 - h))
-   is the expected saving.
+   measured on the same workload in the same result file (a fleet file's best routing policy) when it
+   is > 2h, else the best on any sharing workload (else bench engine's ``prefix_hit_rate``).
+   Gain: h_ref - h of prompt tokens skip prefill; TTFT p50 scales with the prefill share, so
+   TTFT p50 x (1 - (1 - h_ref) / (1 - h)) is the expected saving.
 2. TTFT tail: p99 > 3 x p50 in a loaded run (concurrency > 1 or open loop) -> smaller prefill chunks
    (``max-num-batched-tokens``) or one more replica. Gain: the queueing part p99 - p50 halves with twice
    the capacity (waiting time proportional to load per replica): p99 -> p50 + (p99 - p50) / 2.
@@ -27,13 +28,15 @@ Rules (threshold -> recommendation; the expected gain is derived from the same d
 8. eval: a safety-category metric below 0.9 -> refusal guardrail / safety fine-tune with ``treadle gate``;
    an accuracy-category metric below 0.5 -> fine-tune on the task. Gain: the gap to that bar (the
    inputs hold no fine-tuned result, so the gate must measure the real gain).
+Repeats of one rule (several runs or metrics) are merged into one row that names them all. Bench engine
+figures are the newest file's that measured each (``loading.newest_engine_figures``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from treadle.report.loading import SHARING_WORKLOADS, Results, fmt, pct, serve_label
+from treadle.report.loading import SHARING_WORKLOADS, Results, fmt, newest_engine_figures, pct, serve_label
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,27 @@ class Recommendation:
     figure: str  # the measurement that motivates it
     gain: str  # expected gain and how it is derived
     source: str  # result file
+    subject: str = ""  # the run or metric it is about (repeats of one title are merged on it)
+
+
+def merge_repeats(recs: list[Recommendation]) -> list[Recommendation]:
+    """One recommendation per title, in first-seen order: the first keeps its figure and gain and names
+    the other runs or metrics where the same rule fired; their sources are joined."""
+    groups: dict[str, list[Recommendation]] = {}
+    for r in recs:
+        groups.setdefault(r.title, []).append(r)
+    out = []
+    for title, rs in groups.items():
+        first, rest = rs[0], rs[1:]
+        if not rest:
+            out.append(first)
+            continue
+        also = ", ".join(r.subject or r.figure for r in rest)
+        sources = list(dict.fromkeys(r.source for r in rs))
+        out.append(Recommendation(title, f"{first.figure} (the same rule fires for {len(rest)} more: {also})",
+                                  first.gain + (f" (for {first.subject})" if first.subject else ""),
+                                  ", ".join(sources), first.subject))
+    return out
 
 
 def _serve_runs(res: Results) -> list[tuple[str, dict, dict, str]]:
@@ -58,21 +82,25 @@ def _loaded(cfg: dict) -> bool:
     return cfg.get("arrival_mode") != "concurrency" or (cfg.get("concurrency") or 1) > 1
 
 
-def recommend(res: Results) -> list[Recommendation]:
+def recommend(res: Results, merge: bool = True) -> list[Recommendation]:
+    """Every rule's recommendations; with ``merge``, repeats of one title become one row (``merge_repeats``)."""
     out: list[Recommendation] = []
     runs = _serve_runs(res)
-    engine = res["bench-engine"][0] if res["bench-engine"] else None
+    engine = {k: v for k, (v, _) in newest_engine_figures(res).items()} or None
     sharing = [(lbl, cfg, s, p) for lbl, cfg, s, p in runs if cfg.get("workload") in SHARING_WORKLOADS
                and s.get("prefix_cache_hit_rate") is not None]
     h_ref = max([s["prefix_cache_hit_rate"] for _, _, s, _ in sharing], default=None)
     if (h_ref is None or h_ref < 0.5) and engine and engine.get("prefix_hit_rate") is not None:
         h_ref = engine["prefix_hit_rate"]
     for lbl, _, s, p in [r for r in runs if r[2].get("prefix_cache_hit_rate") is not None]:
-        h, ideal = s["prefix_cache_hit_rate"], s.get("prefix_reuse_ideal")
+        h, ideal, local = s["prefix_cache_hit_rate"], s.get("prefix_reuse_ideal"), False
         if ideal is not None:
             ref, fire = ideal, h < 0.5 * ideal
         else:
-            ref, fire = h_ref, any(r[3] == p and r[2] is s for r in sharing) and h < 0.5
+            wl = next((c.get("workload") for _, c, x, q in sharing if q == p and x is s), None)
+            peers = [x["prefix_cache_hit_rate"] for _, c, x, q in sharing if q == p and c.get("workload") == wl]
+            local = wl is not None and max(peers) > 2 * h
+            ref, fire = max(peers) if local else h_ref, wl is not None and h < 0.5
         if fire and ref is not None and ref > h:
             ttft = pct(s, "ttft_ms")
             save = None if ttft is None else ttft * (1 - (1 - ref) / (1 - h))
@@ -80,16 +108,17 @@ def recommend(res: Results) -> list[Recommendation]:
                 "Route requests by prefix (cache-aware routing) and keep shared prefixes resident",
                 f"{lbl}: prefix-cache hit rate {h:.0%} of prompt tokens"
                 + (f", while its prompts could reuse {ideal:.0%}" if ideal is not None else
-                   " on a workload whose prompts share prefixes"),
+                   f", while another run of this workload in the same file reached {ref:.0%}"
+                   if ideal is None and local else " on a workload whose prompts share prefixes"),
                 f"{ref - h:.0%} of prompt tokens would skip prefill at a hit rate of {ref:.0%}; "
-                f"TTFT p50 {fmt(ttft, '.0f')} ms would drop by about {fmt(save, '.0f')} ms (prefill share scaled)", p))
+                f"TTFT p50 {fmt(ttft, '.0f')} ms would drop by about {fmt(save, '.0f')} ms (prefill share scaled)", p, lbl))
     for lbl, cfg, s, p in runs:
         p50, p99 = pct(s, "ttft_ms"), pct(s, "ttft_ms", "p99")
         if p50 and p99 and p99 > 3 * p50 and _loaded(cfg):
             out.append(Recommendation(
                 "Cut TTFT tail: smaller prefill chunks (--max-num-batched-tokens) or one more replica",
                 f"{lbl}: TTFT p99 {p99:.0f} ms is {p99 / p50:.1f}x p50 {p50:.0f} ms",
-                f"p99 to about {p50 + (p99 - p50) / 2:.0f} ms with twice the capacity (queueing part halves)", p))
+                f"p99 to about {p50 + (p99 - p50) / 2:.0f} ms with twice the capacity (queueing part halves)", p, lbl))
     out += _sweep(res)
     best = max(runs, key=lambda r: r[2].get("output_tok_s") or 0.0, default=None)
     if engine and best and engine.get("throughput_tok_s") and best[2].get("output_tok_s") is not None:
@@ -115,7 +144,7 @@ def recommend(res: Results) -> list[Recommendation]:
             out.append(Recommendation(
                 f"Stop losing requests: {act}",
                 f"{lbl}: error rate {s['error_rate']:.1%} ({s.get('failed')} failed; {errs})",
-                f"{s.get('failed', 0) / s['duration_s']:.3f} requests/s recovered (failed / run duration)", p))
+                f"{s.get('failed', 0) / s['duration_s']:.3f} requests/s recovered (failed / run duration)", p, lbl))
         good, rps = s.get("goodput_req_s"), s.get("requests_per_s")
         if good is not None and rps and good < 0.9 * rps:
             slo = s.get("slo") or {}
@@ -127,9 +156,9 @@ def recommend(res: Results) -> list[Recommendation]:
                 f"Meet the SLO: {act}",
                 f"{lbl}: goodput {good:.3f} req/s is {good / rps:.0%} of {rps:.3f} req/s under SLO "
                 + ", ".join(f"{k} <= {v:g}" for k, v in slo.items()),
-                f"up to {rps - good:.3f} req/s more goodput (requests/s minus goodput); {bound} is the bound missed", p))
+                f"up to {rps - good:.3f} req/s more goodput (requests/s minus goodput); {bound} is the bound missed", p, lbl))
     out += _compare(res) + _eval(res)
-    return out
+    return merge_repeats(out) if merge else out
 
 
 def _sweep_points(res: Results) -> list[list[tuple[int, float]]]:
@@ -203,16 +232,17 @@ def _eval(res: Results) -> list[Recommendation]:
                             f"Fine-tune for {suite} (task data, LoRA adapter) and release it through `treadle gate`",
                             f"{suite}/{name} = {v:.2f} (n={m.get('n')}, CI {_ci(m)})",
                             f"{0.5 - v:+.2f} to reach 0.50, the bar below which the task output is mostly wrong; "
-                            "the gate measures the real gain before release", e["_path"]))
+                            "the gate measures the real gain before release", e["_path"], f"{suite}/{name}"))
             if s.get("category") != "safety":
                 continue
             for name, m in s.get("metrics", {}).items():
                 v = m.get("value")
                 if isinstance(v, int | float) and v < 0.9 and not name.startswith(("over_refusal", "false")):
                     out.append(Recommendation(
-                        f"Raise safety on {suite}: refusal guardrail or safety fine-tune, gated by `treadle gate`",
+                        f"Raise refusals of harmful requests ({suite} suite): refusal guardrail or safety "
+                        "fine-tune, gated by `treadle gate`",
                         f"{suite}/{name} = {v:.2f} (n={m.get('n')}, CI {_ci(m)})",
-                        f"{0.9 - v:+.2f} to reach 0.90", e["_path"]))
+                        f"{0.9 - v:+.2f} to reach 0.90", e["_path"], f"{suite}/{name}"))
     return out
 
 
