@@ -45,6 +45,8 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-kv-blocks", type=int, default=300, help="KV blocks per replica (16 tokens each)")
     p.add_argument("--max-num-seqs", type=int, default=8)
     p.add_argument("--policies", default=",".join(POLICIES))
+    p.add_argument("--max-load-gap", type=int, default=None,
+                   help="prefix_affinity's load bound over the least loaded (default: the policy's, 4)")
     p.add_argument("--workloads", default="shared-prefix,mooncake")
     p.add_argument("--num-requests", type=int, default=96)
     p.add_argument("--mooncake-requests", type=int, default=64)
@@ -99,7 +101,8 @@ def run_fleet(args: argparse.Namespace, n: int, policy: str, requests: list, ser
     spec = ReplicaSpec(args.model, threads[-1], ("--num-kv-blocks", str(args.num_kv_blocks), "--max-num-seqs",
                                                  str(args.max_num_seqs), "--max-queue", "-1"))
     launcher = LocalLauncher(spec)
-    pol = make_policy(policy)
+    params = {"max_load_gap": args.max_load_gap} if policy == "prefix_affinity" and args.max_load_gap is not None else {}
+    pol = make_policy(policy, **params)
     gw = Gateway(pol, GatewaySettings(health_interval_s=0.5), load_hasher(args.model, served) if pol.needs_prefix
                  else None)
     srv = _GatewayThread(gw)
