@@ -125,6 +125,12 @@ def _sources(res: Results) -> list[Block]:
     for kind, rs in res.by_kind.items():
         for r in rs:
             m = r.get("meta", {})
+            suites = {n: s["meta"] for n, s in r.get("suites", {}).items() if isinstance(s.get("meta"), dict)}
+            if kind == "eval" and suites:  # suites run separately into one summary: each names its own run
+                runs = "; ".join(f"{n}: `{sm.get('command') or sm.get('source', '?')}` on {sm.get('date', '?')}"
+                                 for n, sm in suites.items())
+                items.append(f"`{r['_path']}` ({kind}, {m.get('machine', {}).get('cores', '?')} cores): {runs}")
+                continue
             items.append(f"`{r['_path']}` ({kind}): `{m.get('command', '?')}` on {m.get('date', '?')}, commit "
                          f"{str(m.get('git_commit'))[:12]}, {m.get('machine', {}).get('cores', '?')} cores")
     items += [f"skipped {s}" for s in res.skipped]
