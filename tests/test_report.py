@@ -196,3 +196,20 @@ def test_newest_bench_engine_file_supersedes_only_the_figures_it_measured() -> N
     assert figs["http_throughput_tok_s"] == (105.1, "new.json")
     assert figs["throughput_tok_s"] == (105.0, "new.json")
     assert figs["ttft_ratio"] == (15.6, "old.json")
+
+
+def test_fleet_cache_rule_uses_only_the_same_workload_and_skips_prefix_affinity(tmp_path: Path) -> None:
+    runs = [{"workload": wl, "policy": pol, "summary": summary(0.5, 10.0, (5000, 20000), hit=hit)}
+            for wl, pol, hit in (("shared-prefix", "round_robin", 0.13), ("shared-prefix", "prefix_affinity", 0.72),
+                                 ("mooncake", "round_robin", 0.21), ("mooncake", "least_loaded", 0.19),
+                                 ("mooncake", "prefix_affinity", 0.40))]
+    (tmp_path / "fleet.json").write_text(json.dumps({"kind": "bench-fleet", "meta": {}, "runs": runs}))
+    cache = [r for r in recommend(load_results([tmp_path]), merge=False) if "cache-aware" in r.title]
+    figures = [r.figure for r in cache]
+    assert len(cache) == 3 and not any("prefix_affinity" in f for f in figures)
+    moon = [r for r in cache if "mooncake" in r.figure]
+    assert all("reached 40%" in r.figure for r in moon)  # its own workload's best, not shared-prefix's 72%
+    runs[4]["summary"]["prefix_cache_hit_rate"] = 0.15  # affinity no better: the file shows no gain to claim
+    (tmp_path / "fleet.json").write_text(json.dumps({"kind": "bench-fleet", "meta": {}, "runs": runs}))
+    cache = [r for r in recommend(load_results([tmp_path]), merge=False) if "cache-aware" in r.title]
+    assert [r.subject for r in cache] == ["fleet shared-prefix round_robin"]  # 0.21 vs 0.19: no clear gain

@@ -119,15 +119,19 @@ def compare_bars(res: Results) -> bytes | None:
 
 
 def quality_scores(res: Results) -> bytes | None:
-    bars = [(f"{suite}/{name}", m["value"], m.get("ci")) for e in res["eval"]
+    bars = [(f"{suite}/{name}", m["value"], m.get("ci"), bool(m.get("gated"))) for e in res["eval"]
             for suite, s in e.get("suites", {}).items() for name, m in s.get("metrics", {}).items()
             if isinstance(m.get("value"), int | float) and 0 <= m["value"] <= 1]
     if not bars:
         return None
     plt, fig, ax = _fig()
     ys = range(len(bars))
-    err = [[max(0.0, v - ci[0]) if ci else 0.0 for _, v, ci in bars], [max(0.0, ci[1] - v) if ci else 0.0 for _, v, ci in bars]]
-    ax.barh(list(ys), [v for _, v, _ in bars], xerr=err, color="tab:green", alpha=0.8)
+    err = [[max(0.0, v - ci[0]) if ci else 0.0 for _, v, ci, _ in bars],
+           [max(0.0, ci[1] - v) if ci else 0.0 for _, v, ci, _ in bars]]
+    ax.barh(list(ys), [b[1] for b in bars], xerr=err, alpha=0.8,
+            color=["tab:green" if b[3] else "tab:gray" for b in bars])
+    ax.axvline(0.95, color="tab:red", linestyle="--", linewidth=1, label="gate threshold 0.95 (gated: green)")
+    ax.legend(fontsize=7, loc="lower right")
     ax.set_yticks(list(ys), [b[0] for b in bars], fontsize=7)
     ax.set(xlim=(0, 1), xlabel="score (95% CI)", title="Quality scores per suite")
     return _png(plt, fig)

@@ -6,7 +6,9 @@ Rules (threshold -> recommendation; the expected gain is derived from the same d
    ``prefix_reuse_ideal`` (an unbounded one-node cache, computed from the prompts sent); runs without it
    on a sharing workload (shared-prefix, multiturn, mooncake) with h < 0.5 use the best hit rate
    measured on the same workload in the same result file (a fleet file's best routing policy) when it
-   is > 2h, else the best on any sharing workload (else bench engine's ``prefix_hit_rate``).
+   is > 2h, else the best on any sharing workload (else bench engine's ``prefix_hit_rate``). A fleet
+   file measured the policies side by side: its runs use the best policy's rate on the same workload
+   when it is > 1.25h and fire only then; a ``prefix_affinity`` run (already cache-aware) never fires.
    Gain: h_ref - h of prompt tokens skip prefill; TTFT p50 scales with the prefill share, so
    TTFT p50 x (1 - (1 - h_ref) / (1 - h)) is the expected saving.
 2. TTFT tail: p99 > 3 x p50 in a loaded run (concurrency > 1 or open loop) -> smaller prefill chunks
@@ -73,7 +75,8 @@ def _serve_runs(res: Results) -> list[tuple[str, dict, dict, str]]:
     runs = [(serve_label(r), r.get("config", {}), r["summary"], r["_path"]) for r in res["bench-serve"]]
     for f in res["bench-fleet"]:
         for run in f.get("runs", []):
-            cfg = {"workload": run.get("workload"), "arrival_mode": "fleet", "concurrency": None}
+            cfg = {"workload": run.get("workload"), "arrival_mode": "fleet", "concurrency": None,
+                   "policy": run.get("policy")}
             runs.append((f"fleet {run.get('workload')} {run.get('policy')}", cfg, run["summary"], f["_path"]))
     return runs
 
@@ -92,15 +95,18 @@ def recommend(res: Results, merge: bool = True) -> list[Recommendation]:
     h_ref = max([s["prefix_cache_hit_rate"] for _, _, s, _ in sharing], default=None)
     if (h_ref is None or h_ref < 0.5) and engine and engine.get("prefix_hit_rate") is not None:
         h_ref = engine["prefix_hit_rate"]
-    for lbl, _, s, p in [r for r in runs if r[2].get("prefix_cache_hit_rate") is not None]:
+    for lbl, cfg, s, p in [r for r in runs if r[2].get("prefix_cache_hit_rate") is not None]:
+        if cfg.get("policy") == "prefix_affinity":
+            continue  # already routes by prefix
         h, ideal, local = s["prefix_cache_hit_rate"], s.get("prefix_reuse_ideal"), False
+        fleet = cfg.get("arrival_mode") == "fleet"
         if ideal is not None:
             ref, fire = ideal, h < 0.5 * ideal
         else:
             wl = next((c.get("workload") for _, c, x, q in sharing if q == p and x is s), None)
             peers = [x["prefix_cache_hit_rate"] for _, c, x, q in sharing if q == p and c.get("workload") == wl]
-            local = wl is not None and max(peers) > 2 * h
-            ref, fire = max(peers) if local else h_ref, wl is not None and h < 0.5
+            local = wl is not None and max(peers) > (1.25 * h if fleet else 2 * h)
+            ref, fire = max(peers) if local else h_ref, wl is not None and h < 0.5 and (local or not fleet)
         if fire and ref is not None and ref > h:
             ttft = pct(s, "ttft_ms")
             save = None if ttft is None else ttft * (1 - (1 - ref) / (1 - h))
