@@ -89,6 +89,42 @@ def test_prefix_affinity_min_match_blocks() -> None:
     assert p.choose(req(1, 5), loads(("a", 1), ("b", 0))).reason == "no_match"
 
 
+def test_prefix_affinity_cost_balance_weighs_match_against_queue() -> None:
+    p = PrefixAffinity(balance="cost")
+    p.on_routed(req(1, 2, 3, 4), Decision("a", "x"))  # first request: W = its uncached 64 tokens
+    assert p.mean_uncached == 64
+    p.mean_uncached = 32.0  # W: two blocks of work per queued request
+    # cost(a) = 1 x 32 + (5 - 4) x 16 = 48 < cost(b) = 0 + 5 x 16 = 80: the long match is worth the queue
+    d = p.choose(req(1, 2, 3, 4, 5), loads(("a", 1), ("b", 0)))
+    assert (d.replica_id, d.reason, d.matched_blocks) == ("a", "prefix_match", 4)
+    # cost(a) = 2 x 32 + 16 = 80 = cost(b): tie -> lower load; load outweighed the longer match
+    d = p.choose(req(1, 2, 3, 4, 5), loads(("a", 2), ("b", 0)))
+    assert (d.replica_id, d.reason, d.matched_blocks) == ("b", "overloaded", 0)
+    # the gap rule would still send it to a (2 <= 0 + 4)
+    gap = PrefixAffinity()
+    gap.on_routed(req(1, 2, 3, 4), Decision("a", "x"))
+    assert gap.choose(req(1, 2, 3, 4, 5), loads(("a", 2), ("b", 0))).replica_id == "a"
+    # W follows what is routed: 4 of 5 blocks cached -> 16 uncached tokens
+    p.on_routed(req(1, 2, 3, 4, 5), Decision("a", "prefix_match", 4))
+    assert p.mean_uncached == pytest.approx(0.9 * 32 + 0.1 * 16)
+
+
+def test_prefix_affinity_cost_balance_spreads_a_header_every_replica_holds() -> None:
+    p = PrefixAffinity(balance="cost", max_load_gap=0)
+    for rid in "abc":
+        p.on_routed(req(1), Decision(rid, "x"))
+    d = p.choose(req(1, 7, 8), loads(("a", 2), ("b", 1), ("c", 3)))
+    assert (d.replica_id, d.matched_blocks) == ("b", 1)  # equal matches: the least work ahead
+    p.on_routed(req(1, 2, 3, 4, 5, 6), Decision("c", "x"))
+    p.mean_uncached = 1.0  # queueing is cheap: the match wins the cost, but the load bound still holds
+    d = p.choose(req(1, 2, 3, 4, 5, 6), loads(("a", 0), ("c", 1)))
+    assert (d.replica_id, d.reason) == ("a", "overloaded")
+    with pytest.raises(ValueError, match="balance"):
+        PrefixAffinity(balance="tokens")
+    with pytest.raises(ValueError, match="cost_ema"):
+        PrefixAffinity(cost_ema=0.0)
+
+
 def test_prefix_affinity_keys_separate_models_and_adapters() -> None:
     p = PrefixAffinity()
     p.on_routed(req(1, 2, key=b"base|"), Decision("a", "x"))

@@ -47,6 +47,8 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policies", default=",".join(POLICIES))
     p.add_argument("--max-load-gap", type=int, default=None,
                    help="prefix_affinity's load bound over the least loaded (default: the policy's, 4)")
+    p.add_argument("--balance", choices=("gap", "cost"), default=None, help="prefix_affinity's balance rule "
+                   "(default: the policy's, gap)")
     p.add_argument("--workloads", default="shared-prefix,mooncake")
     p.add_argument("--num-requests", type=int, default=96)
     p.add_argument("--mooncake-requests", type=int, default=64)
@@ -101,7 +103,8 @@ def run_fleet(args: argparse.Namespace, n: int, policy: str, requests: list, ser
     spec = ReplicaSpec(args.model, threads[-1], ("--num-kv-blocks", str(args.num_kv_blocks), "--max-num-seqs",
                                                  str(args.max_num_seqs), "--max-queue", "-1"))
     launcher = LocalLauncher(spec)
-    params = {"max_load_gap": args.max_load_gap} if policy == "prefix_affinity" and args.max_load_gap is not None else {}
+    params = {k: v for k, v in (("max_load_gap", args.max_load_gap), ("balance", args.balance))
+              if v is not None} if policy == "prefix_affinity" else {}
     pol = make_policy(policy, **params)
     gw = Gateway(pol, GatewaySettings(health_interval_s=0.5), load_hasher(args.model, served) if pol.needs_prefix
                  else None)

@@ -32,6 +32,9 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policy", default="prefix_affinity", help="round_robin, least_loaded or prefix_affinity")
     p.add_argument("--max-load-gap", type=int, default=4, help="prefix_affinity: load bound over the least loaded")
     p.add_argument("--index-blocks", type=int, default=4096, help="prefix_affinity: index size per replica (blocks)")
+    p.add_argument("--balance", choices=("gap", "cost"), default="gap",
+                   help="prefix_affinity: longest match within --max-load-gap (gap), or the least estimated "
+                   "prefill work ahead, queue included (cost)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1 routes")
@@ -62,7 +65,7 @@ def build(args: argparse.Namespace):  # noqa: ANN201 - (Gateway, FleetController
         raise ValueError("give --replica URL (repeatable) or --launch N")
     if args.replica and args.launch:
         raise ValueError("--replica and --launch are exclusive: front running replicas or launch them")
-    params = {"max_load_gap": args.max_load_gap, "index_blocks": args.index_blocks} \
+    params = {"max_load_gap": args.max_load_gap, "index_blocks": args.index_blocks, "balance": args.balance} \
         if args.policy == "prefix_affinity" else {}
     policy = make_policy(args.policy, **params)
     name = served_name(args.model, args.served_model_name)

@@ -15,6 +15,14 @@ Algorithm (each rule is pinned by tests/test_routing_policies.py):
    and L the least-loaded one (``least_loaded_of``). If B's match is under ``min_match_blocks``,
    go to L (reason ``no_match``). If ``load(B) > load(L) + max_load_gap``, go to L (reason
    ``overloaded``). Otherwise go to B (reason ``prefix_match``). Load = in-flight + waiting.
+   With ``balance="cost"`` (default ``"gap"``: the rule just given), B is instead the candidate
+   with the least estimated prefill work ahead of the request, in tokens:
+   cost(c) = load(c) x W + (n - match(c)) x block_size, n = the request's blocks, W = the mean
+   uncached prompt tokens of the requests routed so far (an exponential mean, weight
+   ``cost_ema``; the first request's full length before any), ties: lower load, then candidate
+   order. A long match is worth a longer queue, a header every replica holds is not. The
+   ``max_load_gap`` bound still applies; reason ``prefix_match`` when B has the longest match,
+   else ``overloaded`` (load outweighed the longer match).
 5. Correction. When the replica reports ``cached_tokens`` for a request, h = cached_tokens //
    block_size blocks really hit, against m predicted at routing time:
    - h < m: the replica evicted blocks the index still had, so its cache is smaller than assumed:
@@ -25,7 +33,7 @@ Algorithm (each rule is pinned by tests/test_routing_policies.py):
    A replica that leaves (or restarts) has its index dropped.
 
 Parameters: block_size=16, index_blocks=4096, min_match_blocks=1, max_load_gap=4, shrink=0.75,
-grow_blocks=16, min_index_blocks=64.
+grow_blocks=16, min_index_blocks=64, balance="gap", cost_ema=0.1.
 """
 
 from __future__ import annotations
@@ -76,7 +84,7 @@ class PrefixAffinity(RoutingPolicy):
 
     def __init__(self, block_size: int = 16, index_blocks: int = 4096, min_match_blocks: int = 1,
                  max_load_gap: int = 4, shrink: float = 0.75, grow_blocks: int = 16,
-                 min_index_blocks: int = 64) -> None:
+                 min_index_blocks: int = 64, balance: str = "gap", cost_ema: float = 0.1) -> None:
         for name, value, low in (("block_size", block_size, 1), ("index_blocks", index_blocks, 1),
                                  ("min_match_blocks", min_match_blocks, 1), ("max_load_gap", max_load_gap, 0),
                                  ("grow_blocks", grow_blocks, 0), ("min_index_blocks", min_index_blocks, 1)):
@@ -84,6 +92,12 @@ class PrefixAffinity(RoutingPolicy):
                 raise ValueError(f"prefix_affinity {name} must be >= {low}, got {value}")
         if not 0.0 < shrink < 1.0:
             raise ValueError(f"prefix_affinity shrink must be in (0, 1), got {shrink}")
+        if balance not in ("gap", "cost"):
+            raise ValueError(f"prefix_affinity balance must be 'gap' or 'cost', got {balance!r}")
+        if not 0.0 < cost_ema <= 1.0:
+            raise ValueError(f"prefix_affinity cost_ema must be in (0, 1], got {cost_ema}")
+        self.balance, self.cost_ema = balance, cost_ema
+        self.mean_uncached: float | None = None  # W of the cost rule, in tokens
         self.block_size, self.index_blocks = block_size, index_blocks
         self.min_match_blocks, self.max_load_gap = min_match_blocks, max_load_gap
         self.shrink, self.grow_blocks = shrink, grow_blocks
@@ -106,15 +120,25 @@ class PrefixAffinity(RoutingPolicy):
         hashes = self.keyed(request)
         matches = [(self.index(c.replica_id).match(hashes), c) for c in candidates]
         best_match = max(m for m, _ in matches)
-        best = min((c for m, c in matches if m == best_match), key=lambda c: c.load)  # first of lowest load
         if best_match < self.min_match_blocks:
             return Decision(least.replica_id, "no_match", 0)
+        if self.balance == "cost":
+            w = self.mean_uncached if self.mean_uncached is not None else len(hashes) * self.block_size
+            n = len(hashes)
+            m_best, best = min(matches, key=lambda mc: (mc[1].load * w + (n - mc[0]) * self.block_size, mc[1].load))
+        else:
+            m_best = best_match
+            best = min((c for m, c in matches if m == best_match), key=lambda c: c.load)  # first of lowest load
         if best.load > least.load + self.max_load_gap:
             return Decision(least.replica_id, "overloaded", self.index(least.replica_id).match(hashes))
-        return Decision(best.replica_id, "prefix_match", best_match)
+        return Decision(best.replica_id, "prefix_match" if m_best == best_match else "overloaded", m_best)
 
     def on_routed(self, request: RouteRequest, decision: Decision) -> None:
-        self.index(decision.replica_id).insert(self.keyed(request))
+        hashes = self.keyed(request)
+        uncached = (len(hashes) - decision.matched_blocks) * self.block_size
+        a = self.cost_ema
+        self.mean_uncached = uncached if self.mean_uncached is None else (1 - a) * self.mean_uncached + a * uncached
+        self.index(decision.replica_id).insert(hashes)
 
     def on_result(self, request: RouteRequest, decision: Decision, cached_tokens: int) -> None:
         idx = self.index(decision.replica_id)
