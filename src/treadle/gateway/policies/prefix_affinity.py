@@ -18,9 +18,11 @@ Algorithm (each rule is pinned by tests/test_routing_policies.py):
    With ``balance="cost"`` (default ``"gap"``: the rule just given), B is instead the candidate
    with the least estimated prefill work ahead of the request, in tokens:
    cost(c) = load(c) x W + (n - match(c)) x block_size, n = the request's blocks, W = the mean
-   uncached prompt tokens of the requests routed so far (an exponential mean, weight
-   ``cost_ema``; the first request's full length before any), ties: lower load, then candidate
-   order. A long match is worth a longer queue, a header every replica holds is not. The
+   over the requests routed so far of the prompt tokens they leave uncached on their best-matching
+   replica (an exponential mean, weight ``cost_ema``; the first request's full length before any):
+   what a queued request costs when placed well, not where the policy happened to send it (that
+   would feed back: misses raise W, which spreads load, which makes more misses). Ties: lower
+   load, then candidate order. A long match is worth a longer queue, a header every replica holds is not. The
    ``max_load_gap`` bound still applies; reason ``prefix_match`` when B has the longest match,
    else ``overloaded`` (load outweighed the longer match).
 5. Correction. When the replica reports ``cached_tokens`` for a request, h = cached_tokens //
@@ -135,7 +137,8 @@ class PrefixAffinity(RoutingPolicy):
 
     def on_routed(self, request: RouteRequest, decision: Decision) -> None:
         hashes = self.keyed(request)
-        uncached = (len(hashes) - decision.matched_blocks) * self.block_size
+        best = max((idx.match(hashes) for idx in self.indexes.values()), default=0)
+        uncached = (len(hashes) - best) * self.block_size  # what it costs where it is best placed
         a = self.cost_ema
         self.mean_uncached = uncached if self.mean_uncached is None else (1 - a) * self.mean_uncached + a * uncached
         self.index(decision.replica_id).insert(hashes)
