@@ -104,6 +104,7 @@ def test_prefix_affinity_cost_balance_weighs_match_against_queue() -> None:
     gap = PrefixAffinity()
     gap.on_routed(req(1, 2, 3, 4), Decision("a", "x"))
     assert gap.choose(req(1, 2, 3, 4, 5), loads(("a", 2), ("b", 0))).replica_id == "a"
+    assert gap.mean_uncached is None  # W is the cost rule's alone
     # W follows what is routed: 4 of 5 blocks cached -> 16 uncached tokens
     p.on_routed(req(1, 2, 3, 4, 5), Decision("a", "prefix_match", 4))
     assert p.mean_uncached == pytest.approx(0.9 * 32 + 0.1 * 16)

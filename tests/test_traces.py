@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from treadle.bench.traces import pick_sessions
-from treadle.bench.workloads import make_workload
+from treadle.bench.workloads import make_workload, prefix_reuse
 
 
 def _row(t: float, hashes: list[int]) -> tuple[float, int, int, list[int]]:
@@ -28,24 +28,12 @@ def test_pick_sessions_takes_whole_conversations_in_trace_order() -> None:
 
 
 def test_mooncake_sessions_reuse_more_than_a_window() -> None:
-    def ideal_reuse(reqs: list) -> float:
-        seen: set[tuple[int, ...]] = set()
-        hit = total = 0
-        for r in reqs:
-            blocks = [tuple(r.prompt[i:i + 32]) for i in range(0, len(r.prompt) - 31, 32)]
-            k = 0
-            while k < len(blocks) and tuple(blocks[: k + 1]) in seen:
-                k += 1
-            seen.update(tuple(blocks[: i + 1]) for i in range(len(blocks)))
-            hit, total = hit + k, total + len(blocks)
-        return hit / total
-
     try:
         window = make_workload("mooncake", 64, 0, 4)
     except ValueError as e:
         pytest.skip(str(e))
     sessions = make_workload("mooncake", 64, 0, 4, sessions=True)
     assert len(sessions) == 64
-    assert ideal_reuse(window) < 0.1 < 0.3 < ideal_reuse(sessions)
+    assert prefix_reuse(window) < 0.1 < 0.3 < prefix_reuse(sessions)
     with pytest.raises(ValueError, match="sessions"):
         make_workload("azure-conv", 4, 0, 4, sessions=True)

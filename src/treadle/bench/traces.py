@@ -16,9 +16,9 @@ trace asks for ~5.5 req/s x (1,155 in + 211 out) = ~7,600 tokens/s, twenty times
   hash id is the same block (a shared system prompt); rows sharing their first two hash ids are taken
   as one conversation. Conversations of >= 2 rows are drawn in ``random.Random(seed)`` order until
   ``num_requests`` rows are picked, then sent in trace order. Why: a follow-up turn arrives minutes
-  after its first turn, so a short consecutive window reuses little (the first 64 rows: ~5% of
-  blocks, the shared first block) while the whole trace reuses 38%; 64 rows of ~20 conversations
-  reuse ~50%, as a long-running fleet sees it.
+  after its first turn, so a short consecutive window reuses little (the first 64 rows: 4.8% of
+  prompt tokens, the shared first block) while the whole trace reuses 38.8%; 64 rows of 20
+  conversations reuse 50.9%, as a long-running fleet sees it (``workloads.prefix_reuse``, seed 0).
 
 Mooncake: each hash id stands for one 512-token block of the real prompt. Here it becomes
 ``tokens_per_hash`` (default 32) token ids drawn from a generator seeded by the hash id alone, so equal

@@ -99,7 +99,7 @@ def run_gate(candidate: EvalResults, baseline: EvalResults, policy: GatePolicy |
     alpha = 1 - policy.confidence
     ids = policy.metrics if policy.metrics is not None else gated_ids(candidate, baseline)
     if not ids:
-        raise ValueError("no gated metrics: the candidate summary has no metrics")
+        raise ValueError("no gated metrics: neither the candidate nor the baseline summary has a gated metric")
     rows: list[dict] = []
     for mid in ids:
         cand = _outcomes(candidate, mid)

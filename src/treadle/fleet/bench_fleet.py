@@ -53,8 +53,8 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-requests", type=int, default=96)
     p.add_argument("--mooncake-requests", type=int, default=64)
     p.add_argument("--mooncake-rows", choices=("sessions", "window"), default="sessions",
-                   help="mooncake: whole conversations (seeded; ~50%% block reuse at 64 rows) or the first rows "
-                   "of the trace (~5%% reuse: follow-up turns arrive minutes later)")
+                   help="mooncake: whole conversations (seed 0: 51%% of prompt tokens reusable at 64 rows) or the first "
+                   "rows of the trace (5%%: follow-up turns arrive minutes later)")
     p.add_argument("--max-tokens", type=int, default=16)
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--num-prefixes", type=int, default=16)

@@ -22,8 +22,8 @@ Algorithm (each rule is pinned by tests/test_routing_policies.py):
    replica (an exponential mean, weight ``cost_ema``; the first request's full length before any):
    what a queued request costs when placed well, not where the policy happened to send it (that
    would feed back: misses raise W, which spreads load, which makes more misses). Ties: lower
-   load, then candidate order. A long match is worth a longer queue, a header every replica holds is not. The
-   ``max_load_gap`` bound still applies; reason ``prefix_match`` when B has the longest match,
+   load, then candidate order. A long match is worth a longer queue, a header every replica holds
+   is not. The ``max_load_gap`` bound still applies; reason ``prefix_match`` when B has the longest match,
    else ``overloaded`` (load outweighed the longer match).
 5. Correction. When the replica reports ``cached_tokens`` for a request, h = cached_tokens //
    block_size blocks really hit, against m predicted at routing time:
@@ -137,10 +137,11 @@ class PrefixAffinity(RoutingPolicy):
 
     def on_routed(self, request: RouteRequest, decision: Decision) -> None:
         hashes = self.keyed(request)
-        best = max((idx.match(hashes) for idx in self.indexes.values()), default=0)
-        uncached = (len(hashes) - best) * self.block_size  # what it costs where it is best placed
-        a = self.cost_ema
-        self.mean_uncached = uncached if self.mean_uncached is None else (1 - a) * self.mean_uncached + a * uncached
+        if self.balance == "cost":  # W: what it costs where it is best placed (the gap rule needs no W)
+            best = max((idx.match(hashes) for idx in self.indexes.values()), default=0)
+            uncached = (len(hashes) - best) * self.block_size
+            a = self.cost_ema
+            self.mean_uncached = uncached if self.mean_uncached is None else (1 - a) * self.mean_uncached + a * uncached
         self.index(decision.replica_id).insert(hashes)
 
     def on_result(self, request: RouteRequest, decision: Decision, cached_tokens: int) -> None:
