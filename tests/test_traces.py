@@ -37,3 +37,23 @@ def test_mooncake_sessions_reuse_more_than_a_window() -> None:
     assert prefix_reuse(window) < 0.1 < 0.3 < prefix_reuse(sessions)
     with pytest.raises(ValueError, match="sessions"):
         make_workload("azure-conv", 4, 0, 4, sessions=True)
+
+
+def test_mooncake_sessions_are_loadgen_sessions_in_turn_order() -> None:
+    """Each conversation is one session whose turns follow trace order, so the load generator sends a
+    follow-up only after its predecessor's reply; window rows stay independent requests."""
+    try:
+        window = make_workload("mooncake", 16, 0, 4)
+    except ValueError as e:
+        pytest.skip(str(e))
+    assert all(r.session is None for r in window)
+    sessions = make_workload("mooncake", 64, 0, 4, sessions=True)
+    by: dict[str, list] = {}
+    for r in sessions:
+        by.setdefault(r.session, []).append(r)
+    assert len(by) >= 10 and all(len(v) >= 2 for v in by.values())
+    for turns in by.values():
+        assert [r.turn for r in turns] == list(range(len(turns)))
+        assert [r.arrival_s for r in turns] == sorted(r.arrival_s for r in turns)
+        # one conversation = the same first two hash-id blocks (32 tokens each) in every turn
+        assert len({tuple(r.prompt[:64]) for r in turns if len(r.prompt) >= 64}) <= 1

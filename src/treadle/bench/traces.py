@@ -15,7 +15,11 @@ trace asks for ~5.5 req/s x (1,155 in + 211 out) = ~7,600 tokens/s, twenty times
 - ``sessions`` (Mooncake only, off): instead of consecutive rows, whole conversations. Every row's first
   hash id is the same block (a shared system prompt); rows sharing their first two hash ids are taken
   as one conversation. Conversations of >= 2 rows are drawn in ``random.Random(seed)`` order until
-  ``num_requests`` rows are picked, then sent in trace order. Why: a follow-up turn arrives minutes
+  ``num_requests`` rows are picked. Each conversation is a session (``WorkloadRequest.session``,
+  ``turn``): the load generator sends a turn only after the previous turn's reply has arrived, as its
+  user would, so a follow-up never races its own predecessor; conversations start in the trace order
+  of their first turns (closed loop: each client runs one conversation at a time; ``--arrival
+  trace``: a conversation starts at its first turn's scaled time). Why: a follow-up turn arrives minutes
   after its first turn, so a short consecutive window reuses little (the first 64 rows: 4.8% of
   prompt tokens, the shared first block) while the whole trace reuses 38.8%; 64 rows of 20
   conversations reuse 50.9%, as a long-running fleet sees it (``workloads.prefix_reuse``, seed 0).
@@ -94,8 +98,14 @@ def make_trace_workload(name: str, n: int, seed: int, max_tokens: int, *, rate_s
         raise ValueError(f"no {name} request in window {window!r}")
     t0 = picked[0][0] if start == 0.0 else start
     lo, hi = _token_range(vocab_size)
+    conversations: dict[tuple[int, ...], list[int]] = {}  # first two hash ids -> [index, turns so far]
     out = []
     for i, (t, n_in, n_out, hashes) in enumerate(picked):
+        session, turn = None, 0
+        if sessions:  # a turn is sent only after the previous turn of its conversation has been answered
+            c = conversations.setdefault(tuple(hashes[:2]), [len(conversations), 0])
+            session, turn = f"{name}-c{c[0]}", c[1]
+            c[1] += 1
         length = max(1, min(max_prompt_tokens, round(n_in * length_scale)))
         if hashes is not None:
             ids = [tok for h in hashes for tok in hash_block(h, tokens_per_hash, vocab_size)]
@@ -104,7 +114,7 @@ def make_trace_workload(name: str, n: int, seed: int, max_tokens: int, *, rate_s
             prompt = np.random.default_rng([seed, i]).integers(lo, hi, size=length).tolist()
         out.append(WorkloadRequest(id=f"{name}-{i}", messages=None, prompt=prompt, ignore_eos=True,
                                    max_tokens=max(1, min(max_tokens, round(n_out * length_scale))),
-                                   arrival_s=(t - t0) / rate_scale))
+                                   arrival_s=(t - t0) / rate_scale, session=session, turn=turn))
     return out
 
 

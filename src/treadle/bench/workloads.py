@@ -166,13 +166,14 @@ def prefix_reuse(requests: list[WorkloadRequest], block: int = 16) -> float | No
     rounded down to whole ``block``-token KV blocks; chat prompts: in characters of the rendered
     messages), summed and divided by the total. The earlier request with the longest shared prefix is a
     lexicographic neighbour, so each request is compared with its two neighbours in a sorted list.
-    None for multi-turn sessions (their history holds replies not known in advance) or no requests.
+    None for chat sessions (their history holds replies not known in advance) or no requests; token-id
+    sessions (Mooncake conversations) carry their whole context in the prompt and are measured.
     For chat prompts it is a lower bound: a server's chat template may add a shared default system
     prompt, so a measured token hit rate can exceed it.
     """
     import bisect
 
-    if not requests or any(r.session is not None for r in requests):
+    if not requests or any(r.session is not None and r.prompt is None for r in requests):
         return None
     seen: list = []
     shared = total = 0

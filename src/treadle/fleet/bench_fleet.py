@@ -6,9 +6,12 @@ fleet of ``--replicas`` ``treadle serve`` processes (cores split between them, `
 each, so one replica holds only a few system prompts) is started behind an in-process gateway and
 the same requests are sent by the load generator (closed loop, ``--concurrency``). Fresh replicas
 per run: no policy inherits another's warm caches. The prefix-cache hit rate (tokens) is the
-replicas' own counters summed, before vs after. ``scaling``: throughput with 1, 2, 4 replicas
+replicas' own counters summed, before vs after; ``prefix_reuse_ideal`` is what an unbounded one-node
+cache could reuse of the same prompts (``workloads.prefix_reuse``). Mooncake conversations are
+sessions: a turn goes out only after its previous turn's reply, each client one conversation at a
+time (``traces.make_trace_workload``). ``scaling``: throughput with 1, 2, 4 replicas
 (least_loaded, ShareGPT prompts). ``cold_start_s``: the mean spawn-to-ready time of the replicas.
-Targets (shared-prefix): prefix_affinity >= 2x round_robin's hit rate, >= 30% lower median TTFT,
+Targets (per workload): prefix_affinity >= 2x round_robin's hit rate, >= 30% lower median TTFT,
 p99 end-to-end <= 1.1x least_loaded's.
 """
 
@@ -26,6 +29,7 @@ import uvicorn
 
 from treadle.bench.arrivals import Arrival
 from treadle.bench.loadgen import run_load
+from treadle.bench.serve_command import ideal_reuse
 from treadle.bench.summary import parse_metrics, prefix_cache_hit_rate, summarize
 from treadle.bench.workloads import make_workload
 from treadle.fleet.launchers.base import ReplicaSpec
@@ -53,8 +57,8 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-requests", type=int, default=96)
     p.add_argument("--mooncake-requests", type=int, default=64)
     p.add_argument("--mooncake-rows", choices=("sessions", "window"), default="sessions",
-                   help="mooncake: whole conversations (seed 0: 51%% of prompt tokens reusable at 64 rows) or the first "
-                   "rows of the trace (5%%: follow-up turns arrive minutes later)")
+                   help="mooncake: whole conversations, each turn after the previous reply (seed 0: 51%% of prompt "
+                   "tokens reusable at 64 rows) or the first rows of the trace (5%%: follow-up turns arrive minutes later)")
     p.add_argument("--max-tokens", type=int, default=16)
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--num-prefixes", type=int, default=16)
@@ -130,6 +134,7 @@ def run_fleet(args: argparse.Namespace, n: int, policy: str, requests: list, ser
         duration = time.perf_counter() - t1
         summary = summarize(records, duration)
         summary["prefix_cache_hit_rate"] = prefix_cache_hit_rate(before, _scrape_sum(urls))
+        summary["prefix_reuse_ideal"] = ideal_reuse(requests, records)
         reasons = {}
         for sample in gw.metrics.decisions.collect()[0].samples:
             if sample.name.endswith("_total"):
