@@ -170,6 +170,26 @@ def test_cache_routing_gain_uses_the_best_policy_in_the_same_fleet_file(tmp_path
 
     md = to_markdown(build(load_results([tmp_path / "fleet.json"])))
     assert "### Fleet scaling" in md and "| 2 | 1 | 0.750 | 46.1 |" in md
+    assert "Cache-aware routing" not in md  # least_loaded was not measured: no target verdict
+
+
+def test_executive_summary_states_the_routing_targets_per_workload(tmp_path: Path) -> None:
+    from treadle.report.build import build
+    from treadle.report.render import to_markdown
+
+    rows = (("shared-prefix", "round_robin", 0.2, 10000, 50000), ("shared-prefix", "least_loaded", 0.25, 9000, 40000),
+            ("shared-prefix", "prefix_affinity", 0.6, 5000, 42000), ("mooncake", "round_robin", 0.2, 8000, 50000),
+            ("mooncake", "least_loaded", 0.3, 7000, 40000), ("mooncake", "prefix_affinity", 0.3, 6000, 38800))
+    runs = [{"workload": w, "policy": p, "summary": summary(0.5, 10.0, (ttft, p99), hit=hit)}
+            for w, p, hit, ttft, p99 in rows]
+    for r, (*_, p99) in zip(runs, rows, strict=True):
+        r["summary"]["e2e_ms"] = {"p50": p99 / 2, "p99": p99}
+    (tmp_path / "fleet.json").write_text(json.dumps({"kind": "bench-fleet", "meta": {}, "runs": runs}))
+    md = to_markdown(build(load_results([tmp_path])))
+    line = next(x for x in md.splitlines() if "Cache-aware routing (shared-prefix" in x)
+    assert "3.0x round_robin's" in line and "50% lower" in line and "1.05x" in line and "targets met." in line
+    line = next(x for x in md.splitlines() if "Cache-aware routing (mooncake" in x)
+    assert "1.5x" in line and "25% lower" in line and "0.97x" in line and "targets not met." in line
 
 
 def test_repeats_of_one_rule_merge_into_one_row() -> None:

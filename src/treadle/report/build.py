@@ -50,6 +50,7 @@ def _executive(res: Results) -> list[Block]:
                        f"{fmt(pct(hi[1], 'ttft_ms', 'p99'), '.0f')} ms ({hi[0]}).")
     else:
         bullets.append(f"Served throughput and TTFT: not measured; `{PRODUCERS['bench-serve']}` measures them.")
+    bullets += _routing_bullets(res)
     eng = newest_engine_figures(res)
     if eng:
         parts = [("throughput_tok_s", "{:.1f} output tokens/s offline (64 sequences)"),
@@ -77,6 +78,25 @@ def _executive(res: Results) -> list[Block]:
     out: list[Block] = [("h2", SECTIONS[0]), ("ul", bullets)]
     rows = _run_rows(res)
     out += [("table", RUN_HEADERS, rows)] if rows else []
+    return out
+
+
+def _routing_bullets(res: Results) -> list[str]:
+    """One bullet per fleet workload measured under all three policies: the routing targets, recomputed."""
+    from treadle.fleet.bench_fleet import targets
+
+    out = []
+    for f in res["bench-fleet"]:
+        for wl in dict.fromkeys(x.get("workload") for x in f.get("runs", [])):
+            t = targets(f["runs"], wl)
+            if "missing" in t:
+                continue
+            out.append(f"Cache-aware routing ({wl}, {f['_path']}): prefix_affinity has "
+                       f"{fmt(t['hit_rate_ratio_vs_round_robin'], '.1f')}x round_robin's prefix-cache hit rate "
+                       f"(target >= 2x), {fmt(100 * t['median_ttft_reduction_vs_round_robin'], '.0f')}% lower "
+                       f"median TTFT (target >= 30%) and {fmt(t['p99_e2e_ratio_vs_least_loaded'], '.2f')}x "
+                       f"least_loaded's p99 end-to-end latency (target <= 1.10x): "
+                       + ("targets met." if t["met"] else "targets not met."))
     return out
 
 
