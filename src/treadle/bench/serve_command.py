@@ -50,8 +50,8 @@ def add_workload_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tokens-per-hash", type=int, default=None, help="mooncake: tokens per hash id (32)")
     p.add_argument("--mooncake-sessions", action="store_true",
                    help="mooncake: whole conversations (seeded), each turn sent after the previous reply, instead of "
-                   "consecutive rows; they span the "
-                   "trace's hour, so pair it with --arrival concurrency or a --rate-scale well above 1")
+                   "consecutive rows; they span the trace's hour, so pair it with --arrival concurrency or a "
+                   "--rate-scale well above 1")
     p.add_argument("--max-prompt-tokens", type=int, default=None, help="prompt length cap (1536)")
     p.add_argument("--vocab-size", type=int, default=None, help="token-id prompts: vocabulary size (49152)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

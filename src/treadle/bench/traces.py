@@ -103,7 +103,7 @@ def make_trace_workload(name: str, n: int, seed: int, max_tokens: int, *, rate_s
     for i, (t, n_in, n_out, hashes) in enumerate(picked):
         session, turn = None, 0
         if sessions:  # a turn is sent only after the previous turn of its conversation has been answered
-            c = conversations.setdefault(tuple(hashes[:2]), [len(conversations), 0])
+            c = conversations.setdefault(conversation_key(hashes), [len(conversations), 0])
             session, turn = f"{name}-c{c[0]}", c[1]
             c[1] += 1
         length = max(1, min(max_prompt_tokens, round(n_in * length_scale)))
@@ -118,13 +118,18 @@ def make_trace_workload(name: str, n: int, seed: int, max_tokens: int, *, rate_s
     return out
 
 
+def conversation_key(hash_ids: list[int]) -> tuple[int, ...]:
+    """Mooncake rows of one conversation share their first two hash ids (the first is every row's)."""
+    return tuple(hash_ids[:2])
+
+
 def pick_sessions(rows: list[tuple], n: int, seed: int) -> list[tuple]:
     """Up to ``n`` rows of whole conversations (rows sharing their first two hash ids, >= 2 rows each),
     conversations in seeded random order, the result in trace order (the row order of ``rows``)."""
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, r in enumerate(rows):
         if len(r[3]) >= 2:
-            groups.setdefault(tuple(r[3][:2]), []).append(i)
+            groups.setdefault(conversation_key(r[3]), []).append(i)
     keys = sorted(k for k, v in groups.items() if len(v) >= 2)
     random.Random(seed).shuffle(keys)
     chosen: list[int] = []

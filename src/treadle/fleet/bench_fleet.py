@@ -34,6 +34,7 @@ from treadle.bench.summary import parse_metrics, prefix_cache_hit_rate, summariz
 from treadle.bench.workloads import make_workload
 from treadle.fleet.launchers.base import ReplicaSpec
 from treadle.fleet.launchers.local import LocalLauncher, free_port
+from treadle.fleet.routing_targets import targets
 from treadle.fleet.threads import split_threads
 from treadle.gateway.app import Gateway, GatewaySettings, create_gateway_app
 from treadle.gateway.policies import make_policy
@@ -143,24 +144,6 @@ def run_fleet(args: argparse.Namespace, n: int, policy: str, requests: list, ser
     finally:
         srv.stop()
         asyncio.run(launcher.close())
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return a / b if a is not None and b else None
-
-
-def targets(runs: list[dict], workload: str) -> dict:
-    by = {r["policy"]: r["summary"] for r in runs if r["workload"] == workload}
-    pa, rr, ll = by.get("prefix_affinity"), by.get("round_robin"), by.get("least_loaded")
-    if not (pa and rr and ll):
-        return {"met": False, "missing": "needs round_robin, least_loaded and prefix_affinity"}
-    hit = _ratio(pa["prefix_cache_hit_rate"], rr["prefix_cache_hit_rate"])
-    p50 = _ratio(pa["ttft_ms"]["p50"], rr["ttft_ms"]["p50"])
-    p99 = _ratio(pa["e2e_ms"]["p99"], ll["e2e_ms"]["p99"])
-    red = None if p50 is None else 1.0 - p50
-    met = hit is not None and hit >= 2.0 and red is not None and red >= 0.30 and p99 is not None and p99 <= 1.10
-    return {"workload": workload, "hit_rate_ratio_vs_round_robin": hit, "median_ttft_reduction_vs_round_robin": red,
-            "p99_e2e_ratio_vs_least_loaded": p99, "met": met}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from treadle.fleet.routing_targets import targets
 from treadle.report import plots
 from treadle.report.loading import PRODUCERS, Results, fmt, newest_engine_figures, pct, serve_label
 from treadle.report.recommendations import recommend
@@ -83,8 +84,6 @@ def _executive(res: Results) -> list[Block]:
 
 def _routing_bullets(res: Results) -> list[str]:
     """One bullet per fleet workload measured under all three policies: the routing targets, recomputed."""
-    from treadle.fleet.bench_fleet import targets
-
     out = []
     for f in res["bench-fleet"]:
         for wl in dict.fromkeys(x.get("workload") for x in f.get("runs", [])):
