@@ -16,14 +16,11 @@ import pytest
 
 from test_server_support import ServerProcess
 from treadle.bench.arrivals import Arrival, schedule
-from treadle.bench.engine_bench import shared_data_dir
 from treadle.bench.loadgen import run_load
 from treadle.bench.summary import prefix_cache_hit_rate, scrape_metrics, summarize
 from treadle.bench.traces import hash_block
 from treadle.bench.workloads import make_workload
 
-pytestmark = pytest.mark.skipif(not (shared_data_dir() / "traces").is_dir(),
-                                reason=f"shared data not found at {shared_data_dir()} (set TREADLE_SHARED_DATA)")
 MODEL = "tiny"
 
 

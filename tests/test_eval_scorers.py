@@ -120,12 +120,10 @@ def test_embedder_similarity() -> None:
 
 
 def test_classifiers_on_a_slice() -> None:
-    from treadle.bench.engine_bench import shared_data_dir
+    from treadle.data_files import data_dir
     from treadle.evals.classifiers import refusal_data, train
 
-    data = shared_data_dir()
-    if not (data / "safety/xstest").is_dir():
-        pytest.skip(f"shared data not found at {data}")
+    data = data_dir()
     xtr, _, xva, _ = refusal_data(data)
     assert len(xtr) + len(xva) == 2250 and len(xva) == 450  # 90 of 450 prompts, 5 replies each
     clf = train("refusal", data)

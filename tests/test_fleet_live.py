@@ -15,7 +15,6 @@ import pytest
 
 from gateway_support import ThreadServer
 from treadle.bench.arrivals import Arrival
-from treadle.bench.engine_bench import shared_data_dir
 from treadle.bench.loadgen import run_load
 from treadle.bench.workloads import make_workload
 from treadle.fleet.autoscaler import AutoscalerConfig
@@ -38,9 +37,6 @@ def test_split_threads() -> None:
 
 
 def _azure_burst(vocab: int) -> list:
-    data = shared_data_dir()
-    if data is None or not (Path(data) / "traces/azure_llm_2023").is_dir():
-        pytest.skip("the Azure 2023 trace is not in the shared data folder ($TREADLE_SHARED_DATA)")
     # 60 trace seconds replayed in 15 (~22 req/s), prompts and outputs scaled to the tiny model
     return make_workload("azure-conv", 330, 0, 48, window="0:60", rate_scale=4.0, length_scale=0.25,
                          max_prompt_tokens=160, vocab_size=vocab)

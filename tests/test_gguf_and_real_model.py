@@ -12,14 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from treadle.data_files import data_path
 from treadle.models.tokenizer import Tokenizer
 
 pytestmark = pytest.mark.slow
 
-SHAREGPT = (
-    Path(__file__).resolve().parents[2]
-    / "shared" / "data" / "prompts" / "sharegpt_first_turn" / "ShareGPT_V3_filtered_1000.json"
-)
+SHAREGPT = data_path("prompts/sharegpt_first_turn/ShareGPT_V3_filtered_1000.json")
 NUM_PROMPTS = 20
 MAX_PROMPT_TOKENS = 512
 NEW_TOKENS = 64
@@ -94,8 +92,6 @@ def test_fresh_conversion_matches_the_cached_folder(model_dir, tmp_path) -> None
 
 
 def _first_prompts(tok: Tokenizer) -> list[list[int]]:
-    if not SHAREGPT.is_file():
-        pytest.skip(f"ShareGPT prompts not found at {SHAREGPT} (the shared data folder is absent)")
     data = json.loads(SHAREGPT.read_text())
     prompts = []
     for item in data:

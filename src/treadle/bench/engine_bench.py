@@ -18,31 +18,15 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 SHAREGPT = "prompts/sharegpt_first_turn/ShareGPT_V3_filtered_1000.json"
 OUTPUT_TOKENS = 128
 
 
-def shared_data_dir() -> Path:
-    """``../shared/data`` beside the repository root (or $TREADLE_SHARED_DATA)."""
-    import os
-
-    env = os.environ.get("TREADLE_SHARED_DATA")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent.parent / "shared" / "data"
-        if candidate.is_dir():
-            return candidate
-    return Path.cwd().parent / "shared" / "data"
-
-
 def load_sharegpt_prompts() -> list[str]:
-    path = shared_data_dir() / SHAREGPT
-    if not path.is_file():
-        raise ValueError(f"ShareGPT prompts not found at {path}: the benchmark reads ../shared/data")
+    from treadle.data_files import data_path
+
+    path = data_path(SHAREGPT)
     return [d["conversations"][0]["value"] for d in json.loads(path.read_text()) if d.get("conversations")]
 
 

@@ -1,4 +1,4 @@
-"""Workloads for ``treadle bench serve``: real prompts and traces from ``../shared/data``, sampled with a seed.
+"""Workloads for ``treadle bench serve``: real prompts and traces from the bundled ``data/``, sampled with a seed.
 
 Every workload is a list of :class:`WorkloadRequest`. The load generator sends ``messages`` to
 ``/v1/chat/completions`` (or joins them into a text prompt for ``/v1/completions``) and token-id
@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from treadle.bench.engine_bench import load_sharegpt_prompts, shared_data_dir
+from treadle.bench.engine_bench import load_sharegpt_prompts
+from treadle.data_files import data_path
 
 WORKLOADS = ("sharegpt", "multiturn", "shared-prefix", "azure-code", "azure-conv", "mooncake")
 CHARS_PER_TOKEN = 4  # English text averages ~4 characters per token for SmolLM2's tokenizer
@@ -78,10 +79,7 @@ def make_workload(name: str, num_requests: int, seed: int, max_tokens: int, **op
 
 
 def _data(rel: str) -> Path:
-    path = shared_data_dir() / rel
-    if not path.is_file():
-        raise ValueError(f"workload data not found at {path} (set TREADLE_SHARED_DATA or put shared/ beside the repo)")
-    return path
+    return data_path(rel)
 
 
 def _sharegpt_texts(max_prompt_tokens: int, seed: int) -> list[str]:

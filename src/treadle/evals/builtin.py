@@ -1,4 +1,4 @@
-"""Built-in suites: loaders that read ../shared/data where it lies (nothing is copied into the repo).
+"""Built-in suites: loaders that read the bundled data/ folder (``treadle.data_files``).
 
 | suite | items | type | max_tokens |
 |---|---|---|---|
@@ -40,16 +40,15 @@ REPLY_SYSTEM = "You are a helpful customer support assistant. Reply to the custo
 
 
 def data_dir() -> Path:
-    from treadle.bench.engine_bench import shared_data_dir
+    from treadle import data_files
 
-    return shared_data_dir()
+    return data_files.data_dir()
 
 
 def _read(rel: Path) -> Path:
-    path = data_dir() / rel
-    if not path.is_file():
-        raise ValueError(f"{path} not found: built-in suites read ../shared/data (or $TREADLE_SHARED_DATA)")
-    return path
+    from treadle.data_files import data_path
+
+    return data_path(rel)
 
 
 def _csv(rel: Path) -> list[dict]:

@@ -138,7 +138,7 @@ async def fluency_cuts(base_url: str, model: str, data: Path, n: int, seed: int 
 
 
 def main() -> None:
-    from treadle.bench.engine_bench import shared_data_dir
+    from treadle.data_files import data_dir
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--base-url", default=None, help="server with the base model (fluency); omit to skip fluency")
@@ -146,7 +146,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=150)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    data = shared_data_dir()
+    data = data_dir()
     out = embedding_cuts(data, args.n, args.seed)
     if args.base_url:
         out.update(asyncio.run(fluency_cuts(args.base_url, args.model, data, args.n, args.seed)))

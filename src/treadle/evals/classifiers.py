@@ -79,7 +79,7 @@ def _pipeline():  # noqa: ANN202 - sklearn Pipeline
 
 def _read_csv(path: Path) -> list[dict]:
     if not path.is_file():
-        raise ValueError(f"{path} not found: the classifiers train on ../shared/data")
+        raise ValueError(f"{path} not found: the classifiers train on the bundled data/ ($TREADLE_DATA)")
     with path.open(newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
 
@@ -156,12 +156,12 @@ def _cache_file(name: str, data: Path) -> Path:
 
 @lru_cache(maxsize=2)
 def get_classifier(name: str) -> TextClassifier:
-    """The cached classifier, trained (and saved) on first use from ../shared/data."""
+    """The cached classifier, trained (and saved) on first use from the bundled data/."""
     import joblib
 
-    from treadle.bench.engine_bench import shared_data_dir
+    from treadle.data_files import data_dir
 
-    data = shared_data_dir()
+    data = data_dir()
     path = _cache_file(name, data)
     if path.is_file():
         return joblib.load(path)
