@@ -31,6 +31,7 @@ from treadle.gateway.metrics import GatewayMetrics
 from treadle.gateway.policies import Decision, RouteRequest, RoutingPolicy
 from treadle.gateway.prefix import PrefixHasher
 from treadle.gateway.replicas import Replica, ReplicaSet
+from treadle.server.body import load_json_object
 from treadle.server.errors import ApiError, unavailable
 from treadle.server.responses import sse
 from treadle.server.streams import ClientDisconnected, cancel_on_disconnect
@@ -94,12 +95,7 @@ class Proxy:
     async def handle(self, request: Request, path: str, chat: bool) -> Response:
         t0 = time.monotonic()
         raw = await request.body()
-        try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ApiError.bad_param(None, f"The request body is not valid JSON: {e}") from e
-        if not isinstance(body, dict):
-            raise ApiError.bad_param(None, "The request body must be a JSON object")
+        body = load_json_object(raw)
         ids = self.model_ids()
         model = body.get("model")
         if model is not None and ids and model not in ids:

@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from treadle.engine.async_engine import EngineDeadError
+from treadle.server.body import load_json_object
 from treadle.server.errors import ApiError, not_found_model
 from treadle.server.metrics import RequestTracker, ServerMetrics
 from treadle.server.middleware import ServerState
@@ -54,13 +55,7 @@ def _loc(loc: tuple) -> str:
 
 
 async def parse_body(request: Request, model: type[BaseModel]) -> Any:
-    raw = await request.body()
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ApiError.bad_param(None, f"The request body is not valid JSON: {e}") from e
-    if not isinstance(data, dict):
-        raise ApiError.bad_param(None, "The request body must be a JSON object")
+    data = load_json_object(await request.body())
     try:
         return model.model_validate(data)
     except ValidationError as e:
