@@ -98,12 +98,12 @@ class LLMEngine:
                 self.runner.structured = StructuredRuntime(compiler, self.config.num_threads)
 
     # ---------------------------------------------------------------- requests
-    def tokenize_prompt(self, prompt: Prompt) -> tuple[str | None, list[int]]:
+    def tokenize_prompt(self, prompt: Prompt, tools: list[dict] | None = None) -> tuple[str | None, list[int]]:
         """Text, chat messages or token ids -> (text or None, token ids). Raises ValueError."""
         if isinstance(prompt, str):
             return prompt, self.tokenizer.encode(prompt)
         if isinstance(prompt, list) and prompt and all(isinstance(m, dict) for m in prompt):
-            text = self.tokenizer.apply_chat_template(prompt)
+            text = self.tokenizer.apply_chat_template(prompt, tools=tools)
             return text, self.tokenizer.encode(text, add_special_tokens=False)
         if isinstance(prompt, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
             vocab = self.model_config.vocab_size

@@ -19,9 +19,12 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
-from treadle.server.errors import ApiError, unavailable
+import treadle
+from treadle.server.errors import ApiError, not_found_model, unavailable
 from treadle.server.metrics import CONTENT_TYPE, ServerMetrics
 from treadle.server.middleware import RequestContextMiddleware, ServerState
+from treadle.server.openapi import body_of
+from treadle.server.openapi import install as install_openapi
 from treadle.server.protocol import ChatCompletionRequest, CompletionRequest
 from treadle.server.requests import prepare_chat, prepare_completion
 from treadle.server.serving import Handler, ServerSettings, parse_body, validation_error
@@ -61,7 +64,7 @@ def create_app(
             if state.engine is not None:
                 await asyncio.to_thread(state.engine.shutdown)
 
-    app = FastAPI(title="Treadle", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="Treadle", lifespan=lifespan, docs_url="/docs", redoc_url=None, openapi_url="/openapi.json")
     app.state.server = state
     app.state.metrics = metrics
     app.add_middleware(RequestContextMiddleware, state=state, api_key=settings.api_key, metrics=metrics)
@@ -112,10 +115,9 @@ def create_app(
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
-    @app.get("/v1/models")
-    async def models() -> Response:
+    def model_card() -> dict:
         engine = state.engine
-        card = {
+        return {
             "id": settings.served_model_name,
             "object": "model",
             "created": int(start_time),
@@ -124,17 +126,27 @@ def create_app(
             "parent": None,
             "max_model_len": engine.engine.max_model_len,
         }
-        return JSONResponse({"object": "list", "data": [card]})
 
-    @app.post("/v1/chat/completions")
+    @app.get("/v1/models")
+    async def models() -> Response:
+        return JSONResponse({"object": "list", "data": [model_card()]})
+
+    @app.get("/v1/models/{model_id:path}")
+    async def model(model_id: str) -> Response:
+        if model_id != settings.served_model_name:
+            raise not_found_model(model_id, settings.served_model_name)
+        return JSONResponse(model_card())
+
+    @app.post("/v1/chat/completions", openapi_extra=body_of(ChatCompletionRequest))
     async def chat(request: Request) -> Response:
         body = await parse_body(request, ChatCompletionRequest)
         return await handler.handle(request, body, prepare_chat)
 
-    @app.post("/v1/completions")
+    @app.post("/v1/completions", openapi_extra=body_of(CompletionRequest))
     async def completions(request: Request) -> Response:
         body = await parse_body(request, CompletionRequest)
         return await handler.handle(request, body, prepare_completion)
 
     start_time = time.time()
+    install_openapi(app, [ChatCompletionRequest, CompletionRequest], treadle.__version__)
     return app

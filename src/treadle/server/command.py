@@ -31,7 +31,12 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1 routes")
     p.add_argument("--max-queue", type=int, default=256,
-                   help="most sequences allowed to wait for a slot; beyond it requests get 429 (-1: unlimited)")
+                   help="most sequences (prompts x n) allowed to wait beyond the --max-num-seqs running ones; a "
+                        "request that would exceed it gets 429 + Retry-After, one that needs more than "
+                        "max-num-seqs + max-queue on an idle server gets 400 (-1: unlimited)")
+    p.add_argument("--tool-call-parser", default=None, choices=["hermes", "json"],
+                   help="the model's tool-call format, read for tool_choice 'auto' (default: none; 'auto' is then "
+                        "a 400, while 'required' and named functions work on any model)")
     p.add_argument("--default-max-tokens", type=int, default=256, help="max_tokens when a request sends none")
     p.add_argument("--num-kv-blocks", type=int, default=None, help="KV-cache blocks (overrides --kv-cache-gb)")
     p.add_argument("--drain-timeout", type=float, default=120.0, help="seconds SIGTERM waits for in-flight requests")
@@ -68,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         default_max_tokens=args.default_max_tokens,
         max_queue=None if args.max_queue < 0 else args.max_queue,
         max_num_seqs=config.max_num_seqs,
+        tool_call_parser=args.tool_call_parser,
     )
 
     def factory():  # noqa: ANN202 - AsyncEngine, imported here to keep `--help` fast
@@ -88,6 +94,19 @@ def run(args: argparse.Namespace) -> int:
     server = DrainingServer(uv_config, app.state.server, args.drain_timeout)
     server.run()
     return 0
+
+
+async def end_running(state: ServerState, grace_s: float = 5.0) -> None:
+    """End every running request with a 503 error (JSON, or an error event + [DONE] in a stream) and
+    wait (up to ``grace_s``) until their answers are written, so none is cut by the shutdown."""
+    from treadle.server.errors import ApiError
+
+    if state.engine is not None:
+        state.engine.fail_all(ApiError(503, "The server shut down (drain timeout) before this request finished; "
+                                       "retry it.", None, "drain_timeout"))
+    deadline = time.monotonic() + grace_s
+    while state.inflight > 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
 
 
 class DrainingServer(uvicorn.Server):
@@ -121,6 +140,7 @@ class DrainingServer(uvicorn.Server):
         while self.state.inflight > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         if self.state.inflight:
-            log.warning("drain timeout: %d request(s) still in flight", self.state.inflight)
+            log.warning("drain timeout: %d request(s) still in flight; ending them with 503", self.state.inflight)
+            await end_running(self.state)
         log.info("drained; shutting down")
         self.should_exit = True

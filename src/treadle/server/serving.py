@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -38,6 +39,7 @@ class ServerSettings:
     default_max_tokens: int = 256
     max_queue: int | None = None  # most sequences allowed to wait; None: unlimited
     max_num_seqs: int = 128
+    tool_call_parser: str | None = None  # the model's tool-call format, for tool_choice "auto"
 
 
 def _loc(loc: tuple) -> str:
@@ -96,6 +98,12 @@ class Handler:
         limit = self.settings.max_queue
         if limit is None:
             return
+        most = self.settings.max_num_seqs + limit
+        if seqs > most:  # even an idle server would answer 429 for ever: say why, once
+            raise ApiError.bad_param("n", f"This request needs {seqs} sequences (n x prompts), more than this "
+                                     f"server can ever hold: --max-num-seqs {self.settings.max_num_seqs} running "
+                                     f"+ --max-queue {limit} waiting. Send fewer prompts or a smaller n.",
+                                     "too_many_sequences")
         waiting = float(self.state.engine.stats.get("waiting", 0))
         slot_wait = max(0, self.state.seqs + seqs - self.settings.max_num_seqs)
         kv_wait = waiting + seqs if waiting > 0 else 0
@@ -107,7 +115,11 @@ class Handler:
         engine = self.state.engine
         if body.model is not None and body.model != self.settings.served_model_name:
             raise not_found_model(body.model, self.settings.served_model_name)
-        limits = Limits(engine.engine.max_model_len, self.settings.default_max_tokens)
+        if _constrained(body):  # the one-time grammar tokenizer setup (~0.4 s) off the event loop
+            await asyncio.to_thread(lambda: engine.engine.grammar_compiler.ll_tokenizer)
+        limits = Limits(engine.engine.max_model_len, self.settings.default_max_tokens,
+                        lambda spec: engine.engine.grammar_compiler.template(spec),
+                        self.settings.tool_call_parser, engine.tokenizer.chat_template)
         prep = prepare(body, engine.engine.tokenize_prompt, limits)
         seqs = len(prep.prompts) * prep.n
         self._admit(seqs)
@@ -184,6 +196,11 @@ class Handler:
         request.state.prompt_tokens = u["prompt_tokens"]
         request.state.completion_tokens = u["completion_tokens"]
         request.state.cached_tokens = u["prompt_tokens_details"]["cached_tokens"]
+
+
+def _constrained(body: Any) -> bool:
+    return any(getattr(body, f, None) for f in ("response_format", "structured_outputs", "guided_json",
+                                                "guided_regex", "guided_choice", "guided_grammar", "tools"))
 
 
 def _api_error(e: BaseException) -> BaseException:
