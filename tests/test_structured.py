@@ -47,11 +47,16 @@ def test_bitmask_layout_and_apply() -> None:
     apply_bitmask(logits, mask, [1, 2])  # row 1 constrained by mask row 0; row 2 by the all-ones row
     assert torch.isfinite(logits[1]).nonzero().flatten().tolist() == [3, 31, 65]
     assert bool(torch.isfinite(logits[0]).all()) and bool(torch.isfinite(logits[2]).all())
-    dead = allocate(1, 70)
-    dead[0] = 0
-    logits = torch.zeros(1, 70)
-    apply_bitmask(logits, dead, [0], fallback_ids=(2,))  # nothing allowed: EOS, never an all -inf row
-    assert torch.isfinite(logits[0]).nonzero().flatten().tolist() == [2]
+    logits = torch.zeros(2, 70)
+    apply_bitmask(logits, mask, [0, 1])  # the whole batch: in place
+    assert torch.isfinite(logits[0]).nonzero().flatten().tolist() == [3, 31, 65]
+    dead = allocate(2, 70)
+    dead[0] = 0  # nothing allowed in row 0 (a grammar needing EOS that min_tokens banned)
+    rows = [SamplingRow(SamplingParams(temperature=t), [1], 1, (2,), None) for t in (0.0, 1.0)]
+    for order in ([0, 1], [1, 0]):
+        d = dead[order]
+        tokens = Sampler()(torch.randn(2, 70), [rows[i] for i in order], ([0, 1], d))
+        assert tokens[order.index(0)].item() == 2  # EOS, never a token picked from an all -inf row
 
 
 def test_logit_bias_is_clamped_and_applied_per_row() -> None:

@@ -11,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+from treadle.help_format import DefaultsHelpFormatter, show_defaults
+
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("treadle.commands.generate", "generate text offline with the engine (no server)"),
@@ -28,10 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="treadle", description="Treadle: LLM serving and operations")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=DefaultsHelpFormatter)
         p.set_defaults(_module=module)
         if name in sys.argv[1:2]:  # only the chosen command's flags need importing
             importlib.import_module(module).register(p)
+            show_defaults(p)
     return parser
 
 

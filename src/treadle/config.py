@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 _DTYPES = ("float32", "bfloat16")
@@ -13,7 +12,8 @@ class EngineConfig:
     """Everything that shapes an engine instance.
 
     ``kv_cache_gb`` sizes the paged KV cache unless ``num_kv_blocks`` is given (tests use that).
-    ``threads`` defaults to every core; replicas sharing a machine split the cores between them.
+    ``threads`` defaults to the CPUs this process may use (affinity and cgroup quota,
+    ``treadle.cpus.usable_cpus``); replicas sharing a machine split them between them.
     """
 
     model: str = "default"
@@ -49,4 +49,6 @@ class EngineConfig:
 
     @property
     def num_threads(self) -> int:
-        return self.threads or os.cpu_count() or 1
+        from treadle.cpus import usable_cpus
+
+        return self.threads or usable_cpus()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from treadle.sampling_params import SamplingParams
-from treadle.structured.bitmask import apply_bitmask
+from treadle.structured.bitmask import apply_bitmask, fix_dead_rows
 
 
 @dataclass
@@ -51,7 +51,7 @@ class Sampler:
                 if banned:
                     logits[i, banned] = float("-inf")
         if mask is not None:
-            apply_bitmask(logits, mask[1], mask[0], rows[0].eos_token_ids if rows else ())
+            apply_bitmask(logits, mask[1], mask[0])
         tokens = logits.argmax(dim=-1)
         random_rows = [i for i, r in enumerate(rows) if not r.params.greedy]
         if random_rows:
@@ -68,6 +68,8 @@ class Sampler:
                 if rows[i].generator is not None:
                     noise[j].exponential_(generator=rows[i].generator)
             tokens[idx] = (probs / noise).argmax(dim=-1)
+        if mask is not None and rows[0].eos_token_ids:
+            fix_dead_rows(logits, tokens, mask[0], rows[0].eos_token_ids[0])
         return tokens
 
 

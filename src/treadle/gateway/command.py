@@ -103,12 +103,20 @@ def build(args: argparse.Namespace):  # noqa: ANN201 - (Gateway, FleetController
     return gw, controller
 
 
+def quiet_probe_logs(level: str) -> None:
+    """httpx logs every request at INFO, which for the gateway is a line per health probe and metric
+    scrape of every replica each second: keep those at DEBUG (``--log-level debug`` shows them)."""
+    if level.lower() != "debug":
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
 def run(args: argparse.Namespace) -> int:
     from treadle.gateway.app import create_gateway_app
     from treadle.server.command import DrainingServer
 
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_probe_logs(args.log_level)
     gw, _ = build(args)
     app = create_gateway_app(gw)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,

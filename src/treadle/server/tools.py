@@ -106,7 +106,7 @@ def _tool_list(tools: list[dict[str, Any]]) -> tuple[tuple[str, str], ...]:
             raise ApiError.bad_param(f"tools[{i}].function.parameters", "parameters must be a JSON schema object")
         if name in (n for n, _ in out):
             raise ApiError.bad_param(f"tools[{i}].function.name", f"two tools are named {name!r}")
-        out.append((name, json.dumps(params, sort_keys=True)))
+        out.append((name, json.dumps(params)))
     return tuple(out)
 
 

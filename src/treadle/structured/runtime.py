@@ -70,7 +70,6 @@ class StructuredRuntime:
         if not rows:
             return None
         work: list[tuple[object, int]] = []
-        kept: list[int] = []
         for i, r in enumerate(rows):
             st = self.states.get(r.request_id)
             if st is None:
@@ -84,7 +83,6 @@ class StructuredRuntime:
             st.consumed = len(r.output_token_ids)
             if not st.broken:
                 work.append((st.matcher, i))
-                kept.append(r.row)
         bitmask = allocate(len(rows), self.compiler.vocab_size)
         future = self._pool.submit(self._compute, work, bitmask) if work else None
         return Pending([r.row for r in rows], bitmask, future)

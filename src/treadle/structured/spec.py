@@ -1,8 +1,9 @@
 """What a request's output must match, as an engine-side value (no pydantic, no llguidance).
 
 A :class:`StructuredSpec` is frozen and hashable: it is the key of the compiled-grammar cache, so
-two requests with the same schema share one compiled grammar. JSON schemas are stored as
-canonical JSON text (sorted keys, compact) so that key order does not split the cache.
+two requests with the same schema share one compiled grammar. JSON schemas are stored as compact
+JSON text with their key order kept: the order of ``properties`` is the order of the keys in the
+generated JSON (as OpenAI's structured outputs do), so it is part of what the grammar means.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class StructuredSpec:
 
     @classmethod
     def json_schema(cls, schema: dict[str, Any] | bool) -> StructuredSpec:
-        return cls("json", json.dumps(schema, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+        return cls("json", json.dumps(schema, separators=(",", ":"), ensure_ascii=False))
 
     @classmethod
     def json_object(cls) -> StructuredSpec:
