@@ -134,3 +134,5 @@ def test_gateway_errors_carry_their_types(fleet) -> None:  # noqa: ANN001
     r = httpx.post(f"{srv.base}/v1/completions", content=b'{"prompt": "\\ud800"}', timeout=T)
     assert r.status_code == 400 and "surrogate" in r.json()["error"]["message"]
     assert json.loads(r.text)["error"]["param"] == "prompt"
+    assert httpx.get(f"{srv.base}/v1/models/tiny", timeout=T).json()["id"] == "tiny"
+    assert httpx.get(f"{srv.base}/v1/models/nope", timeout=T).status_code == 404

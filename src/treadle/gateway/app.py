@@ -148,6 +148,15 @@ def create_gateway_app(gw: Gateway) -> FastAPI:
                     cards.setdefault(card.get("id"), {**card, "owned_by": card.get("owned_by", "treadle")})
         return JSONResponse({"object": "list", "data": list(cards.values())})
 
+    @app.get("/v1/models/{model_id:path}")
+    async def model(model_id: str) -> Response:
+        for r in gw.replicas.replicas.values():
+            if r.state in ("healthy", "draining"):
+                for card in r.models:
+                    if card.get("id") == model_id:
+                        return JSONResponse({**card, "owned_by": card.get("owned_by", "treadle")})
+        raise ApiError(404, f"The model `{model_id}` does not exist.", "model", "model_not_found")
+
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
         return await gw.proxy.handle(request, "/v1/chat/completions", chat=True)

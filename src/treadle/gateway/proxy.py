@@ -185,8 +185,10 @@ class Proxy:
             content = await resp.aread()
             await resp.aclose()
             self.metrics.routed.labels(r.replica_id, str(resp.status_code)).inc()
-            keep = Response(content, resp.status_code, media_type="application/json",
-                            headers={"x-treadle-replica": r.replica_id})
+            headers = {"x-treadle-replica": r.replica_id}
+            if "retry-after" in resp.headers:
+                headers["Retry-After"] = resp.headers["retry-after"]
+            keep = Response(content, resp.status_code, media_type="application/json", headers=headers)
             return None, str(resp.status_code), keep
         return resp, "", None
 
