@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 MODEL = "smollm2-135m-instruct"
 
 
-class Intent(str, Enum):
+class Intent(StrEnum):
     cancel_order = "cancel_order"
     track_order = "track_order"
     get_refund = "get_refund"
