@@ -12,7 +12,7 @@ from treadle.cli import main
 @pytest.mark.parametrize(("argv", "shown"), [
     (["bench", "engine", "--help"], ["--seed SEED           (default: 0)", "--num-prompts NUM_PROMPTS"]),
     (["gateway", "--help"], ["(default: info)"]),
-    (["serve", "--help"], ["--port PORT           (default: 8000)", "(default: 256)"]),
+    (["serve", "--help"], ["port to bind (default: 8000)", "(default: 256)"]),
 ])
 def test_help_shows_defaults(argv: list[str], shown: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
