@@ -31,8 +31,10 @@ def test_json_parser_reads_llama_style_calls() -> None:
 
 
 def test_auto_without_a_parser_says_why() -> None:
-    with pytest.raises(ApiError, match="--tool-call-parser"):
-        resolve(TOOLS, "auto", None)
+    with pytest.raises(ApiError, match="has no tool-call format"):
+        resolve(TOOLS, "auto", None, template="{{ messages }}")
+    with pytest.raises(ApiError, match="renders tools, but the server was started without --tool-call-parser"):
+        resolve(TOOLS, "auto", None, template="{% if tools %}{{ tools | tojson }}{% endif %}")
     assert resolve(TOOLS, "none", None) is None
 
 

@@ -57,7 +57,7 @@ def prepare_chat(body: ChatCompletionRequest, tokenize: Tokenize, limits: Limits
     if body.top_logprobs is not None and not body.logprobs:
         raise ApiError.bad_param("top_logprobs", "top_logprobs requires logprobs=true")
     mode = tools.resolve(body.tools, body.tool_choice, limits.tool_call_parser,
-                         (body.model_extra or {}).get("parallel_tool_calls", True))
+                         (body.model_extra or {}).get("parallel_tool_calls", True), limits.chat_template)
     spec, spec_param = structured.resolve(body)
     if mode is not None and mode.spec() is not None:
         if spec is not None:

@@ -110,8 +110,13 @@ def _tool_list(tools: list[dict[str, Any]]) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def resolve(tools: list[dict] | None, tool_choice: Any, parser: str | None, parallel: Any = True
-            ) -> ToolMode | None:
+def template_knows_tools(template: str | None) -> bool:
+    """Whether a chat template renders tool definitions or calls (its own tool-call format)."""
+    return bool(template) and ("tools" in template or "tool_calls" in template)  # type: ignore[operator]
+
+
+def resolve(tools: list[dict] | None, tool_choice: Any, parser: str | None, parallel: Any = True,
+            template: str | None = None) -> ToolMode | None:
     """The request's tool mode, or None when no tool can be called."""
     if not tools:
         if tool_choice not in (None, "none", "auto"):
@@ -136,10 +141,12 @@ def resolve(tools: list[dict] | None, tool_choice: Any, parser: str | None, para
         raise ApiError.bad_param("tool_choice", f"tool_choice must be 'none', 'auto', 'required' or a named "
                                  f"function, got {json.dumps(choice)[:40]}")
     if parser is None:
-        raise ApiError.bad_param("tool_choice", "tool_choice 'auto' (the default when tools are sent) needs the "
-                                 "model's own tool-call format, and this server was started without "
-                                 f"--tool-call-parser (one of {', '.join(PARSERS)}). Send tool_choice 'required' or "
-                                 "a named function (enforced by a grammar, any model), or 'none'.")
+        why = ("this model's chat template renders tools, but the server was started without --tool-call-parser "
+               f"(one of {', '.join(PARSERS)}) to read its calls" if template_knows_tools(template) else
+               "this model's chat template has no tool-call format (and no --tool-call-parser was given)")
+        raise ApiError.bad_param("tool_choice", f"tool_choice 'auto' (the default when tools are sent) needs the "
+                                 f"model's own tool-call format: {why}. Send tool_choice 'required' or a named "
+                                 "function (enforced by a grammar, works with any model), or 'none'.")
     return ToolMode("auto", listed, parser=parser)
 
 
