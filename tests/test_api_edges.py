@@ -207,10 +207,18 @@ def test_streamed_tool_calls(server: ServerProcess) -> None:
             tool_choice={"type": "function", "function": {"name": "get_time"}})
         deltas = [c.choices[0] for c in stream if c.choices]
     calls = [tc for d in deltas if d.delta.tool_calls for tc in d.delta.tool_calls]
-    assert len(calls) == 1 and calls[0].function.name == "get_time" and calls[0].index == 0
-    assert json.loads(calls[0].function.arguments)["zone"] in ("UTC", "CET")
+    assert len(calls) > 1  # streamed in fragments, as OpenAI does
+    assert calls[0].id.startswith("call_") and calls[0].function.name == "get_time"
+    assert all(c.index == 0 and c.id is None and c.function.name is None for c in calls[1:])
+    assert json.loads("".join(c.function.arguments for c in calls))["zone"] in ("UTC", "CET")
     assert deltas[-1].finish_reason == "tool_calls"
     assert not any(d.delta.content for d in deltas)
+    with server.client() as client:  # required: the calls arrive whole, in one delta at the end
+        stream = client.chat.completions.create(model=MODEL, messages=MSG, max_tokens=60, stream=True, tools=[TIME],
+                                                tool_choice="required", parallel_tool_calls=False)
+        deltas = [c.choices[0] for c in stream if c.choices]
+    calls = [tc for d in deltas if d.delta.tool_calls for tc in d.delta.tool_calls]
+    assert len(calls) == 1 and json.loads(calls[0].function.arguments)["zone"] in ("UTC", "CET")
 
 
 def test_drain_timeout_ends_running_requests_with_503(tiny_llama: Path, tmp_path: Path) -> None:

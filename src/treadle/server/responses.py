@@ -112,6 +112,7 @@ class Collector:
         self.cached: dict[int, int] = {}
         self.started: set[int] = set()
         self.emitted_tokens: dict[int, int] = {}
+        self.tool_started: set[int] = set()  # choices whose streamed tool call was announced
         self.prompt_tokens = sum(len(p.token_ids) for p in prep.prompts)
 
     # ---------------------------------------------------------------- accounting
@@ -242,7 +243,10 @@ class Collector:
                     lp = chat_logprobs(co.delta_token_ids, co.delta_logprobs, self.prep.logprobs, self.text)
                 delta = {"content": co.delta_text} if co.delta_text else {}
                 finish = self._finish(co)
-                if self.prep.tool_mode is not None:  # the answer is read whole, at its end
+                mode = self.prep.tool_mode
+                if mode is not None and mode.choice == "named":  # the text is the arguments: stream them
+                    delta, finish = self._named_delta(idx, co.delta_text, finish)
+                elif mode is not None:  # the answer is read whole, at its end
                     if not co.finished:
                         continue
                     delta, finish = self._tool_delta(co.text, finish)
@@ -254,6 +258,18 @@ class Collector:
             else:
                 chunks.append(self._chunk("text_completion", [self._completion_choice(idx, co, full=False)]))
         return chunks
+
+    def _named_delta(self, idx: int, text: str, finish: str | None) -> tuple[dict, str | None]:
+        """OpenAI's streamed call: the first delta names the call (id, type, name), later ones
+        carry argument fragments; the finish reason is tool_calls."""
+        call: dict = {"index": 0, "function": {"arguments": text}}
+        if idx not in self.tool_started:
+            self.tool_started.add(idx)
+            head = self.prep.tool_mode.parse("")[1][0]  # type: ignore[union-attr]  # a fresh id and the name
+            call = {"index": 0, "id": head["id"], "type": "function",
+                    "function": {"name": head["function"]["name"], "arguments": text}}
+        delta = {"tool_calls": [call]} if text or call.get("id") else {}
+        return delta, ("tool_calls" if finish == "stop" else finish)
 
     def _tool_delta(self, text: str, finish: str | None) -> tuple[dict, str | None]:
         content, calls = self.prep.tool_mode.parse(text)  # type: ignore[union-attr]

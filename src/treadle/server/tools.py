@@ -11,7 +11,9 @@
   ``json`` (the whole answer is ``{"name": .., "arguments"|"parameters": {..}}`` or a list of
   them, Llama-3.x JSON style). Without the flag ``auto`` is a 400 that says so.
 Calls are answered with ``tool_calls`` (``call_<hex>`` ids, arguments as JSON text) and
-``finish_reason: "tool_calls"``; in a stream the calls arrive in one delta when the answer ends.
+``finish_reason: "tool_calls"``. In a stream, a named function's arguments arrive in fragments as
+they are generated (the first delta carries the id and name, as OpenAI streams them); under
+``required`` and ``auto`` the calls arrive in one delta when the answer ends.
 """
 
 from __future__ import annotations
