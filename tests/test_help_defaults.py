@@ -28,3 +28,15 @@ def test_gateway_keeps_probe_requests_out_of_info_logs() -> None:
 
     quiet_probe_logs("info")
     assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
+
+
+def test_replica_port_ranges() -> None:
+    from treadle.gateway.urls import expand_replica_url
+
+    assert expand_replica_url("http://127.0.0.1:8001-8003") == [
+        "http://127.0.0.1:8001", "http://127.0.0.1:8002", "http://127.0.0.1:8003"]
+    assert expand_replica_url("http://h:9000-9000/v1") == ["http://h:9000/v1"]
+    assert expand_replica_url("http://h:8000") == ["http://h:8000"]
+    for bad in ("http://h:9-8", "http://h:1-70000", "http://h:1-1000"):
+        with pytest.raises(ValueError, match="--replica"):
+            expand_replica_url(bad)

@@ -18,7 +18,8 @@ import uvicorn
 
 def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--replica", action="append", default=[], metavar="URL",
-                   help="a running OpenAI-compatible replica (repeat for several)")
+                   help="a running OpenAI-compatible replica (repeat for several); a port range names several: "
+                        "http://127.0.0.1:8001-8004")
     p.add_argument("--launch", type=int, default=0, metavar="N", help="start N treadle serve replicas")
     p.add_argument("--launcher", default="local", choices=["local", "ray"])
     p.add_argument("--ray-address", default=None, help="Ray cluster to join (default: start/attach a local one)")
@@ -74,7 +75,9 @@ def build(args: argparse.Namespace):  # noqa: ANN201 - (Gateway, FleetController
                                request_timeout_s=args.request_timeout, max_attempts=args.max_attempts,
                                health_interval_s=args.health_interval)
     gw = Gateway(policy, settings, hasher)
-    for url in args.replica:
+    from treadle.gateway.urls import expand_replica_url
+
+    for url in [u for given in args.replica for u in expand_replica_url(given)]:
         gw.replicas.add(url)
     controller = None
     if args.launch:
