@@ -6,7 +6,8 @@ on first use, and its time is reported apart (``tokenizer_setup_s``). A compiled
 a template matcher in its initial state; each request gets a ``deep_copy`` (microseconds).
 
 Thread safety: the server compiles on its threads (to answer 400 before admission) while the
-engine thread copies templates; one lock guards the cache and the tokenizer.
+engine thread copies templates; one lock guards the cache and the tokenizer, and is not held
+while a grammar compiles.
 """
 
 from __future__ import annotations
@@ -61,17 +62,21 @@ class GrammarCompiler:
                 self._cache.move_to_end(spec)
                 return hit
             tok = self._tokenizer_locked()
-            t0 = time.perf_counter()
-            grammar = to_grammar(spec)
-            error = LLMatcher.validate_grammar(grammar, tok)
-            if error and not error.startswith("WARNING"):
-                raise GrammarError(error.strip())
-            matcher = LLMatcher(tok, grammar, log_level=0)
-            if matcher.is_error():
-                raise GrammarError(matcher.get_error().strip())
+        # Compiled outside the lock (llguidance releases the GIL): a large grammar compiling for a
+        # new request does not hold up the engine thread copying cached ones.
+        t0 = time.perf_counter()
+        grammar = to_grammar(spec)
+        error = LLMatcher.validate_grammar(grammar, tok)
+        if error and not error.startswith("WARNING"):
+            raise GrammarError(error.strip())
+        matcher = LLMatcher(tok, grammar, log_level=0)
+        if matcher.is_error():
+            raise GrammarError(matcher.get_error().strip())
+        with self._lock:
             self.last_compile_s = time.perf_counter() - t0
             self.compiles += 1
-            self._cache[spec] = matcher
+            matcher = self._cache.setdefault(spec, matcher)
+            self._cache.move_to_end(spec)
             if len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
             return matcher
