@@ -55,6 +55,7 @@ class StreamState:
         self.head: dict | None = None  # id, created, model of the client's stream
         self.finished = False
         self.usage_sent = False
+        self.continuations = 0  # replicas asked to continue this stream
 
     # ---------------------------------------------------------------- relaying
     def observe(self, line: str, continued: bool = False) -> str | None:
@@ -79,7 +80,7 @@ class StreamState:
                 self.prompt_ids = list(c["prompt_token_ids"])
             if isinstance(c.get("token_ids"), list):
                 self.delivered.extend(c["token_ids"])
-            if c.get("finish_reason") is not None:
+            if c.get("finish_reason") is not None and self.continuable:  # one choice: the answer is complete
                 self.finished = True
         if continued:
             chunk = self._reshape(chunk)

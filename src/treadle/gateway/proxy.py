@@ -274,7 +274,7 @@ class Proxy:
         """Continue ``state``'s stream on replicas not tried yet; yields client lines (nothing if none could)."""
         while True:
             cands = [c for c in self.replicas.routable() if c.replica_id not in tried]
-            if not cands or len(tried) >= self.max_attempts + 1:
+            if not cands or state.continuations >= self.max_attempts:
                 return
             body = state.continuation_body()
             if body is None:
@@ -283,6 +283,7 @@ class Proxy:
                 return
             r = min(cands, key=lambda c: c.inflight)
             tried.add(r.replica_id)
+            state.continuations += 1
             self.metrics.retries.labels(r.replica_id, "failover").inc()
             log.info("continuing stream %s on replica %s after %d delivered tokens", rid, r.replica_id,
                      len(state.delivered))
