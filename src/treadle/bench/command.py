@@ -26,6 +26,10 @@ def register(p: argparse.ArgumentParser) -> None:
     from treadle.fleet import bench_fleet
 
     bench_fleet.register(sub.add_parser("fleet", help="routing policies and replica scaling on a local fleet"))
+    from treadle.bench import structured_bench
+
+    structured_bench.register(sub.add_parser("structured", help="a batch with a JSON schema vs the same batch "
+                                             "unconstrained; grammar compile times"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
         from treadle.fleet import bench_fleet
 
         return bench_fleet.run(args)
+    if args.bench == "structured":
+        from treadle.bench import structured_bench
+
+        return structured_bench.run(args)
     raise ValueError(f"unknown bench {args.bench!r}")
 
 

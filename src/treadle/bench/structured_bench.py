@@ -7,7 +7,7 @@ alternating, and keeps the faster run of each. Reported: output tokens/s of each
 ratio, the engine time spent waiting for masks after the forward pass, the grammar tokenizer's
 one-time setup and the schema's first and cached compile times.
 
-    python -m treadle.bench.structured_bench --model default --out docs/results/structured.json
+    treadle bench structured --model default --out docs/results/structured_bench.json
 """
 
 from __future__ import annotations
@@ -53,15 +53,21 @@ def run_batch(llm: LLM, convs: list, params: SamplingParams) -> dict:
             "tok_s": sum(tokens) / wall, "texts": [o.outputs[0].text for o in outs]}
 
 
+def register(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="default", help="'default' or a local HF folder")
+    p.add_argument("--requests", type=int, default=64, help="requests in the batch")
+    p.add_argument("--max-tokens", type=int, default=64, help="max_tokens of every request")
+    p.add_argument("--threads", type=int, default=None, help="engine threads (default: the usable CPUs)")
+    p.add_argument("--out", default=None, help="write the result JSON here (default: stdout only)")
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", default="default")
-    p.add_argument("--requests", type=int, default=64)
-    p.add_argument("--max-tokens", type=int, default=64)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", default=None, help="write the result JSON here")
-    args = p.parse_args(argv)
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    register(p)
+    return run(p.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
     schema = intent_schema()
     llm = LLM(args.model, max_num_seqs=max(args.requests, 1), threads=args.threads)
     compiler = llm.engine.grammar_compiler
