@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 
 import pytest
 from pydantic import BaseModel, Field
@@ -39,7 +40,7 @@ class Person(BaseModel):
 
 
 class Colors(BaseModel):
-    colors: list[str] = Field(max_length=3)
+    colors: list[Annotated[str, Field(max_length=20)]] = Field(max_length=3)
 
 
 @pytest.fixture(scope="module")
