@@ -13,11 +13,14 @@ while a grammar compiles.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import OrderedDict
 
 from treadle.structured.spec import StructuredSpec
+
+log = logging.getLogger("treadle.structured")
 
 
 class GrammarError(ValueError):
@@ -50,6 +53,8 @@ class GrammarCompiler:
             self._tok = LLTokenizer(self._tokenizer_json, n_vocab=self.vocab_size,
                                     eos_token=list(self.eos_token_ids) or None)
             self.tokenizer_setup_s = time.perf_counter() - t0
+            log.info("structured outputs: grammar tokenizer (%d tokens) ready in %.2f s", self.vocab_size,
+                     self.tokenizer_setup_s)
         return self._tok
 
     def template(self, spec: StructuredSpec):  # noqa: ANN201 - llguidance.LLMatcher
