@@ -107,4 +107,4 @@ def tiny_mistral(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("tiny-mistral"), "mistral")
 
 
-from store_support import db_url, postgres_server  # noqa: E402,F401 - store fixtures (SQLite + PostgreSQL)
+from store_support import db_url, isolated_default_store, postgres_server  # noqa: E402,F401 - store fixtures

@@ -67,3 +67,15 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'treadle.db'}"
     return new_pg_database(request.getfixturevalue("postgres_server"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_default_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Servers started by tests log to a session temp database, never to ~/.cache/treadle/treadle.db."""
+    old = os.environ.get("TREADLE_DB")
+    os.environ["TREADLE_DB"] = f"sqlite:///{tmp_path_factory.mktemp('default-store') / 'treadle.db'}"
+    yield
+    if old is None:
+        os.environ.pop("TREADLE_DB", None)
+    else:
+        os.environ["TREADLE_DB"] = old

@@ -29,12 +29,13 @@ _STOP = object()
 
 class InteractionLog:
     def __init__(self, store: Store, max_queue: int = 10000, batch_size: int = 256, review_share: float = 0.0,
-                 retry_s: float = 1.0, seed: int | None = None) -> None:
+                 retry_s: float = 1.0, seed: int | None = None, reviews_per_item: int = 1) -> None:
         if max_queue < 1:
             raise ValueError(f"max_queue must be >= 1, got {max_queue}")
         if not 0.0 <= review_share <= 1.0:
             raise ValueError(f"review_share must be within [0, 1], got {review_share}")
         self.store, self.batch_size, self.review_share, self.retry_s = store, batch_size, review_share, retry_s
+        self.reviews_per_item = reviews_per_item
         self.q: queue.Queue = queue.Queue(maxsize=max_queue)
         self.written = self.dropped = self.failed = 0
         self._rng = random.Random(seed)
@@ -120,4 +121,4 @@ class InteractionLog:
 
                 with self.store.session() as s:
                     for rid in picked:
-                        enqueue(s, rid, "random")
+                        enqueue(s, rid, "random", self.reviews_per_item)

@@ -36,6 +36,9 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-kv-blocks", type=int, default=None, help="KV-cache blocks (overrides --kv-cache-gb)")
     p.add_argument("--drain-timeout", type=float, default=120.0, help="seconds SIGTERM waits for in-flight requests")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    from treadle.feedback.config import add_feedback_args
+
+    add_feedback_args(p)
 
 
 def served_name(model: str, override: str | None) -> str:
@@ -51,6 +54,7 @@ def served_name(model: str, override: str | None) -> str:
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from treadle.feedback.config import feedback_config_from_args
     from treadle.server.app import create_app
     from treadle.server.serving import ServerSettings
 
@@ -68,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         default_max_tokens=args.default_max_tokens,
         max_queue=None if args.max_queue < 0 else args.max_queue,
         max_num_seqs=config.max_num_seqs,
+        feedback=feedback_config_from_args(args),
     )
 
     def factory():  # noqa: ANN202 - AsyncEngine, imported here to keep `--help` fast
