@@ -9,6 +9,7 @@ and the hooks the server and the gateway call (kept here so their own files chan
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
@@ -97,3 +98,31 @@ class FeedbackService:
                 self.log.submit(rec)
         except Exception:  # noqa: BLE001 - logging must never break serving
             log.exception("interaction record failed")
+
+    def gateway_record(self, request: Any, body: dict, chat: bool) -> GatewayRecord | None:
+        """A recorder for one proxied request (None when the log is off)."""
+        return GatewayRecord(self, request, body, chat) if self.log is not None else None
+
+
+class GatewayRecord:
+    """Collects one relayed response (whole JSON, or SSE lines as they pass) and queues its record."""
+
+    def __init__(self, svc: FeedbackService, request: Any, body: dict, chat: bool) -> None:
+        from treadle.feedback.records import StreamAccumulator
+
+        self.svc, self.request, self.body, self.chat = svc, request, body, chat
+        self.acc = StreamAccumulator()
+
+    def whole(self, content: bytes, replica: str, t0: float) -> None:
+        try:
+            response = json.loads(content)
+        except ValueError:
+            return
+        if isinstance(response, dict):
+            self.svc.record_gateway(self.request, self.body, response, False, replica, t0, None)
+
+    def feed(self, line: str) -> None:
+        self.acc.feed(line)
+
+    def finish(self, replica: str, t0: float, ttft_s: float | None) -> None:
+        self.svc.record_gateway(self.request, self.body, self.acc.response(self.chat), True, replica, t0, ttft_s)
