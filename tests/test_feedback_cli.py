@@ -55,3 +55,22 @@ def test_review_dataset_and_delete_commands(tmp_path: Path, capsys: pytest.Captu
     out = json.loads(run(capsys, "data", "delete", "--user", "alice", "--db", db)[1])
     assert out["interactions"] == 3 and out["datasets_marked"] == ["feedback:1"]
     store.close()
+
+
+def test_feedback_flags_come_from_the_config_dataclass() -> None:
+    import argparse
+    import dataclasses
+
+    from treadle.config_args import field_default
+    from treadle.feedback.config import FeedbackConfig, add_feedback_args, feedback_config_from_args
+
+    p = argparse.ArgumentParser()
+    add_feedback_args(p)
+    args = p.parse_args([])
+    assert all(getattr(args, f.name) == field_default(f) for f in dataclasses.fields(FeedbackConfig))
+    assert feedback_config_from_args(args) == FeedbackConfig()
+    off = feedback_config_from_args(p.parse_args(["--no-log-interactions", "--db", "sqlite:///x.db",
+                                                  "--reviews-per-item", "2"]))
+    assert (off.log_interactions, off.db, off.reviews_per_item) == (False, "sqlite:///x.db", 2)
+    with pytest.raises(ValueError, match="review-sample"):
+        feedback_config_from_args(p.parse_args(["--review-sample", "2"]))
