@@ -23,6 +23,7 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/treadle serve --model default --host 127.0.0.1 --port 8000
 
+# make test also needs the Debian packages postgresql (15), chromium and chromium-driver (.ci/run installs them).
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
 

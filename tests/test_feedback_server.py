@@ -89,6 +89,7 @@ def test_log_feedback_roles_and_metrics(served) -> None:  # noqa: ANN001
     assert srv.metric("treadle_feedback_thumbs_up_rate", model_name="tiny") == 0.5
     assert srv.metric("treadle_interaction_log_records_total", outcome="written") >= 3
     assert srv.metric("treadle_interaction_log_records_total", outcome="dropped") == 0
+    assert 'action="/review/login"' in httpx.get(f"{srv.base}/review", timeout=30).text  # the page's login form
     # the review API: a user key may not, a reviewer key may
     assert httpx.get(f"{srv.base}/review/api/queue", headers=_h("k-alice"), timeout=30).status_code == 403
     q = httpx.get(f"{srv.base}/review/api/queue", headers=_h("k-rev"), timeout=30).json()
