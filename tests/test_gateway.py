@@ -18,7 +18,7 @@ from treadle.gateway.policies import make_policy
 from treadle.gateway.prefix import PrefixHasher
 from treadle.models.tokenizer import Tokenizer
 
-T = 30.0
+T = 120.0  # client timeout: only stops a hung call (the machine may be busy)
 
 
 def start_gateway(urls: list[str], policy: str = "round_robin", hasher: PrefixHasher | None = None,

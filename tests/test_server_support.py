@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-TIMEOUT = 30.0  # seconds, for every client call
+TIMEOUT = 120.0  # seconds, for every client call: only stops a hung call (the machine may be busy)
 
 
 def free_port() -> int:
