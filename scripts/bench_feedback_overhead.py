@@ -95,16 +95,21 @@ def main() -> int:
             pair[res["mode"]] = res
         for key in ("requests_per_s", "output_tok_s", "ttft_p50_ms"):
             pair["on"].setdefault("ratio", {})[key] = pair["on"][key] / pair["off"][key]
+        summary = write(args, runs, r + 1)  # after every pair, so an interrupted run keeps what it measured
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def write(args: argparse.Namespace, runs: list[dict], pairs: int) -> dict:
     ratios = {k: [x["ratio"][k] for x in runs if x["mode"] == "on"] for k in ("requests_per_s", "output_tok_s",
                                                                               "ttft_p50_ms")}
     summary = {k: {"mean": sum(v) / len(v), "min": min(v), "max": max(v)} for k, v in ratios.items()}
-    result = {"kind": "feedback-log-overhead", "date": time.strftime("%Y-%m-%d", time.gmtime()),
+    result = {"kind": "feedback-log-overhead", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "command": "treadle bench serve --workload sharegpt --concurrency 16 --num-requests 64",
-              "model": args.model, "db": "sqlite (WAL), fresh file per benchmark", "repeats": args.repeats,
-              "runs": runs, "ratio_on_over_off": summary}
+              "model": args.model, "db": "sqlite (WAL), one file for the whole benchmark",
+              "repeats_planned": args.repeats, "pairs_done": pairs, "runs": runs, "ratio_on_over_off": summary}
     Path(args.out).write_text(json.dumps(result, indent=1))
-    print(json.dumps(summary, indent=1))
-    return 0
+    return summary
 
 
 if __name__ == "__main__":
