@@ -83,7 +83,7 @@ def _trl_args(config: TuneConfig, out: Path) -> Any:
         weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm, seed=config.seed,
         data_seed=config.seed, logging_steps=config.logging_steps, save_steps=config.save_steps,
         save_total_limit=config.save_total_limit, report_to="none", disable_tqdm=True, use_cpu=True,
-        dataloader_num_workers=0, bf16=False, fp16=False, gradient_checkpointing=False,
+        dataloader_num_workers=0, bf16=False, fp16=False, activation_checkpointing=False,
     )
     if config.method == "sft":
         return trl.SFTConfig(**common, padding_free=True, max_length=None, include_num_input_tokens_seen="all",
