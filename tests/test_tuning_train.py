@@ -164,3 +164,22 @@ def test_full_finetune_writes_a_model(tiny_llama: Path, tmp_path: Path) -> None:
                          learning_rate=1e-3))
     assert record["adapter"] == "full"
     AutoModelForCausalLM.from_pretrained(tmp_path / "o")
+
+
+def test_merged_adapter_equals_peft_and_progress_bar_shows_speed(tiny_llama: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    import peft
+    from transformers import AutoModelForCausalLM
+
+    from treadle.tuning.merge import merge_adapter
+
+    tune(_small("sft", _sft_file(tmp_path), tmp_path / "o", tiny_llama, max_steps=3, progress=True))
+    err = capsys.readouterr().err
+    assert "tok/s=" in err and "loss=" in err and "3/3" in err
+    merged = AutoModelForCausalLM.from_pretrained(merge_adapter(tmp_path / "o", tmp_path / "m"), dtype=torch.float32)
+    lora = peft.PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32),
+                                          tmp_path / "o")
+    ids = torch.tensor([[1, 5, 9, 13, 2, 7]])
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, lora(ids).logits, atol=1e-5)
+    assert (tmp_path / "m" / "tokenizer.json").is_file()
