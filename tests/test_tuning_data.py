@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from treadle.config_args import add_dataclass_args, dataclass_from_args
 from treadle.models.tokenizer import Tokenizer
 from treadle.tuning.chat import IGNORE, ChatRenderer
-from treadle.tuning.cli_args import add_dataclass_flags, dataclass_from_args
 from treadle.tuning.config import METHODS, DPOConfig, SFTConfig, config_for
 from treadle.tuning.data import DatasetError, load_dataset
 
@@ -103,7 +103,7 @@ def test_hf_tokenizer_used_by_trl_gives_engine_tokens(tiny_llama: Path) -> None:
 def test_cli_flags_are_the_config_fields() -> None:
     for method, cls in METHODS.items():
         p = argparse.ArgumentParser()
-        add_dataclass_flags(p, cls)
+        add_dataclass_args(p, cls)
         args = p.parse_args(["--data", "d.jsonl", "--out", "o", "--lora-r", "8", "--no-shared-prefix"]
                             if method == "sft" else ["--data", "d.jsonl", "--out", "o", "--lora-r", "8",
                                                      "--max-minutes", "2.5"])

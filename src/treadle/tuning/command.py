@@ -1,7 +1,8 @@
 """``treadle tune``: fine-tune an adapter from a dataset file (flags generated from the method's config).
 
-``--method`` is read first; the flags of that method's config dataclass are then added, so
-``treadle tune --method dpo --help`` lists DPO's flags.
+``--method`` is read first; the flags of that method's config dataclass are then added by the project's
+dataclass-to-argparse helper (``treadle.config_args``), so ``treadle tune --method dpo --help`` lists DPO's
+flags. ``--data`` and ``--out`` have no default; ``TuneConfig.validate`` says when one is missing.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import argparse
 import json
 import sys
 
-from treadle.tuning.cli_args import add_dataclass_flags, dataclass_from_args
+from treadle.config_args import add_dataclass_args, dataclass_from_args
 from treadle.tuning.config import METHODS
 
 
@@ -24,7 +25,7 @@ def _method_from_argv(argv: list[str]) -> str:
 def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", choices=sorted(METHODS), default="sft",
                    help="sft (messages), dpo (prompt/chosen/rejected) or kto (prompt/completion/label)")
-    add_dataclass_flags(p, METHODS[_method_from_argv(sys.argv[2:])])
+    add_dataclass_args(p, METHODS[_method_from_argv(sys.argv[2:])])
 
 
 def run(args: argparse.Namespace) -> int:

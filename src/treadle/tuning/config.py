@@ -1,8 +1,8 @@
 """One configuration dataclass per training method; its fields ARE the ``treadle tune`` flags.
 
 ``TuneConfig`` holds what every method shares (data, base model, LoRA, schedule, budget); ``SFTConfig``,
-``DPOConfig`` and ``KTOConfig`` add their own fields. ``treadle.tuning.cli_args`` turns a class into argparse
-flags (``lora_r`` -> ``--lora-r``, help from ``metadata["help"]``), so there is no second list to keep in step.
+``DPOConfig`` and ``KTOConfig`` add their own fields. ``treadle.config_args`` (the project's helper) turns a
+class into argparse flags (``lora_r`` -> ``--lora-r``, help from ``metadata["help"]``): no second list to keep.
 A run writes ``asdict(config)`` (resolved: model path, threads) as ``tune_config.json`` beside the adapter.
 """
 
@@ -61,6 +61,9 @@ class TuneConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the field and what is valid."""
+        for name in ("data", "out"):
+            if not getattr(self, name):
+                raise ValueError(f"{name}: required (--{name} on the command line)")
         bad = [m for m in self.modules() if m not in SERVABLE_MODULES]
         if bad or not self.modules():
             raise ValueError(f"target_modules: {bad or 'empty'} not servable; choose among {list(SERVABLE_MODULES)}")
