@@ -183,3 +183,21 @@ def test_merged_adapter_equals_peft_and_progress_bar_shows_speed(tiny_llama: Pat
     with torch.no_grad():
         assert torch.allclose(merged(ids).logits, lora(ids).logits, atol=1e-5)
     assert (tmp_path / "m" / "tokenizer.json").is_file()
+
+
+def test_samplers_are_seeded_and_group() -> None:
+    from treadle.tuning.trainers import LengthGroupedSampler, PrefixGroupedSampler
+
+    lengths = [random.Random(i).randint(5, 500) for i in range(256)]
+    s = LengthGroupedSampler(lengths, 8, seed=3)
+    order = list(s)
+    assert sorted(order) == list(range(256)) and order == list(LengthGroupedSampler(lengths, 8, seed=3))
+    s.set_epoch(1)
+    assert list(s) != order
+    spread = [max(lengths[i] for i in order[a:a + 8]) - min(lengths[i] for i in order[a:a + 8])
+              for a in range(0, 256, 8)]
+    assert sum(spread) / len(spread) < 60  # random batches of 8 would spread ~380 tokens
+    keys = ["a" if i % 3 else "b" for i in range(40)]
+    order = list(PrefixGroupedSampler(keys, 4, seed=0))
+    mixed = [len({keys[i] for i in order[a:a + 4]}) for a in range(0, 40, 4)]
+    assert sorted(order) == list(range(40)) and sum(m > 1 for m in mixed) <= 1

@@ -112,7 +112,6 @@ def _load_model(config: TuneConfig, model_dir: Path) -> Any:
 
 def build_trainer(config: TuneConfig, model_dir: Path, out: Path) -> Any:
     """The TRL trainer for ``config`` (model loaded and wrapped, dataset rendered); nothing trained yet."""
-    import trl
     from datasets import Dataset
     from transformers import AutoTokenizer, PrinterCallback, set_seed
 
@@ -129,10 +128,11 @@ def build_trainer(config: TuneConfig, model_dir: Path, out: Path) -> Any:
         trainer = SharedPrefixSFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
         trainer.shared_prefix_min = config.min_shared_prefix if config.shared_prefix else 0
         trainer.group_keys = keys if config.group_by_prefix else None
-    elif config.method == "dpo":
-        trainer = trl.DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     else:
-        trainer = trl.KTOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+        from treadle.tuning.trainers import GroupedDPOTrainer, GroupedKTOTrainer
+
+        cls = GroupedDPOTrainer if config.method == "dpo" else GroupedKTOTrainer
+        trainer = cls(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     trainer.remove_callback(PrinterCallback)
     return trainer
 
