@@ -201,3 +201,31 @@ def test_samplers_are_seeded_and_group() -> None:
     order = list(PrefixGroupedSampler(keys, 4, seed=0))
     mixed = [len({keys[i] for i in order[a:a + 4]}) for a in range(0, 40, 4)]
     assert sorted(order) == list(range(40)) and sum(m > 1 for m in mixed) <= 1
+
+
+def test_tuned_adapter_serves_in_treadles_engine(tiny_llama: Path, tmp_path: Path) -> None:
+    """The engine (multi-LoRA, issue 13) generates what transformers does with the adapter merged."""
+    pytest.importorskip("treadle.models.lora", reason="multi-LoRA serving (issue 13) is not in this branch yet")
+    import peft
+    from transformers import AutoModelForCausalLM
+
+    from treadle.llm import LLM
+    from treadle.models.tokenizer import Tokenizer
+    from treadle.sampling_params import SamplingParams
+
+    out = tmp_path / "o"
+    tune(_small("sft", _sft_file(tmp_path), out, tiny_llama, max_steps=4))
+    prompt = Tokenizer(tiny_llama).encode_chat([{"role": "system", "content": SYSTEM},
+                                                {"role": "user", "content": "cancel my order please"}])
+    llm = LLM(str(tiny_llama), num_kv_blocks=64, block_size=4, threads=1, lora_modules=(("tuned", str(out)),))
+    got = llm.generate([prompt], SamplingParams(temperature=0, max_tokens=6, ignore_eos=True),
+                       lora_name="tuned")[0].outputs[0].token_ids
+    merged = peft.PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32),
+                                            out).merge_and_unload().eval()
+    with torch.no_grad():
+        logits = merged(torch.tensor([prompt + list(got)])).logits[0]
+    for i, tok in enumerate(got):
+        row = logits[len(prompt) - 1 + i]
+        if tok != int(row.argmax()):
+            assert float(row.max() - row[tok]) < 1e-4, f"token {i} differs from the merged model's greedy choice"
+            break
