@@ -145,6 +145,12 @@ def tune(config: TuneConfig, extra_callbacks: list | None = None) -> dict[str, A
     from treadle.tuning.callbacks import ProgressBar, TimeBudget
 
     config.validate()
+    if not config.progress:  # no bars at all: model loading and dataset mapping have their own
+        import datasets
+        import transformers
+
+        datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()
     t0, cpu0 = time.monotonic(), cpu_seconds()
     model_dir, _ = resolve_model(config.model)
     config = dataclasses.replace(config, model=str(model_dir), threads=config.threads or machine_threads())
