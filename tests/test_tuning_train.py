@@ -229,3 +229,15 @@ def test_tuned_adapter_serves_in_treadles_engine(tiny_llama: Path, tmp_path: Pat
         if tok != int(row.argmax()):
             assert float(row.max() - row[tok]) < 1e-4, f"token {i} differs from the merged model's greedy choice"
             break
+
+
+def test_resume_skips_a_checkpoint_cut_off_mid_save(tmp_path: Path) -> None:
+    from treadle.tuning.run import last_checkpoint
+
+    for step, complete in ((4, True), (8, True), (12, False)):
+        d = tmp_path / "checkpoints" / f"checkpoint-{step}"
+        d.mkdir(parents=True)
+        if complete:
+            (d / "trainer_state.json").write_text("{}")
+    assert last_checkpoint(tmp_path).name == "checkpoint-8"
+    assert last_checkpoint(tmp_path / "nothing") is None

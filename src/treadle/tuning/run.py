@@ -37,8 +37,10 @@ def machine_threads() -> int:
 
 
 def last_checkpoint(out: Path) -> Path | None:
+    """Newest complete checkpoint: the Trainer writes trainer_state.json last, so a kill mid-save is skipped."""
     folder = out / CHECKPOINTS
-    found = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()] if folder.is_dir() else []
+    found = [p for p in folder.glob("checkpoint-*")
+             if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()] if folder.is_dir() else []
     return max(found, key=lambda p: int(p.name.split("-")[-1])) if found else None
 
 
