@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _DTYPES = ("float32", "bfloat16")
 
@@ -31,11 +31,17 @@ class EngineConfig:
     # Decode steps with few rows read the GGUF blocks the weights came from (bit-identical
     # weights, ~5x fewer bytes per step); only for models converted from a Q4_1/Q8_0 GGUF.
     decode_kernel: bool = True
+    # Multi-LoRA serving (docs/LORA.md): adapters resident at once, largest rank accepted, and
+    # (name, PEFT folder) pairs loaded at start.
+    max_loras: int = field(default=4, metadata={"help": "LoRA adapters resident at once (more wait in CPU memory)"})
+    max_lora_rank: int = field(default=64, metadata={"help": "largest LoRA rank r an adapter may have"})
+    lora_modules: tuple[tuple[str, str], ...] = field(
+        default=(), metadata={"help": "LoRA adapters loaded at start, as NAME=PATH (repeatable)"})
 
     def __post_init__(self) -> None:
         if self.dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {_DTYPES}, got {self.dtype!r}")
-        for name in ("block_size", "max_num_seqs", "max_num_batched_tokens"):
+        for name in ("block_size", "max_num_seqs", "max_num_batched_tokens", "max_loras", "max_lora_rank"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_model_len is not None and self.max_model_len < 2:
