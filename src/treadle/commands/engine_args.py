@@ -22,9 +22,13 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default=d.dtype, choices=["float32", "bfloat16"])
     p.add_argument("--no-decode-kernel", action="store_true",
                    help="plain fp32 matmuls only (no GGUF-block decode kernel)")
+    p.add_argument("--max-loras", type=int, default=d.max_loras,
+                   help="LoRA adapters resident at once (more are kept in CPU memory and swapped in, LRU)")
+    p.add_argument("--max-lora-rank", type=int, default=d.max_lora_rank, help="largest LoRA rank r accepted")
 
 
 def engine_config_from_args(args: argparse.Namespace) -> EngineConfig:
+    d = EngineConfig()
     return EngineConfig(
         model=args.model,
         dtype=args.dtype,
@@ -36,4 +40,15 @@ def engine_config_from_args(args: argparse.Namespace) -> EngineConfig:
         enable_prefix_caching=not args.no_prefix_cache,
         threads=args.threads,
         decode_kernel=not args.no_decode_kernel,
+        max_loras=getattr(args, "max_loras", d.max_loras),
+        max_lora_rank=getattr(args, "max_lora_rank", d.max_lora_rank),
+        lora_modules=tuple(parse_lora_flag(v) for v in getattr(args, "lora", None) or ()),
     )
+
+
+def parse_lora_flag(value: str) -> tuple[str, str]:
+    """``NAME=PATH`` (a ``--lora`` value) -> (name, path). Raises ValueError naming the flag."""
+    name, sep, path = value.partition("=")
+    if not sep or not name or not path:
+        raise ValueError(f"--lora expects NAME=PATH (a PEFT adapter folder), got {value!r}")
+    return name, path

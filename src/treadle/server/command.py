@@ -30,6 +30,10 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1 routes")
+    p.add_argument("--admin-api-key", default=None, help="key for the admin endpoints (load/unload LoRA "
+                   "adapters); also accepted as an API key. Without it those endpoints are disabled")
+    p.add_argument("--lora", action="append", default=[], metavar="NAME=PATH",
+                   help="serve the PEFT LoRA adapter in folder PATH as model NAME (repeatable)")
     p.add_argument("--max-queue", type=int, default=256,
                    help="most sequences allowed to wait for a slot; beyond it requests get 429 (-1: unlimited)")
     p.add_argument("--default-max-tokens", type=int, default=256, help="max_tokens when a request sends none")
@@ -68,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         default_max_tokens=args.default_max_tokens,
         max_queue=None if args.max_queue < 0 else args.max_queue,
         max_num_seqs=config.max_num_seqs,
+        admin_api_key=args.admin_api_key or None,
     )
 
     def factory():  # noqa: ANN202 - AsyncEngine, imported here to keep `--help` fast
