@@ -251,3 +251,14 @@ def test_lora_on_the_decode_kernel_path_equals_dense_merged_weights() -> None:
     expected = x @ w_deq.T
     expected[[0, 3]] = x[[0, 3]] @ (w_deq + b @ a).T
     torch.testing.assert_close(y, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_lora_bench_runs_base_and_adapters_on_one_engine(tiny_llama) -> None:
+    from treadle.bench.lora_bench import lora_bench
+
+    engine = make_engine(tiny_llama, {}, max_loras=2)
+    logs: list[str] = []
+    r = lora_bench(engine, PROMPTS * 2, num_loras=3, rank=4, output_tokens=4, log=logs.append)
+    assert r["num_loras"] == 3 and r["base_throughput_tok_s"] > 0 and r["lora_throughput_tok_s"] > 0
+    assert r["lora_single_stream_ratio"] > 0 and len(logs) == 3
+    assert sorted(engine.loras.by_name) == ["bench-lora-0", "bench-lora-1", "bench-lora-2"]
