@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from typing import Literal
 
 import pytest
 
@@ -102,10 +103,27 @@ def test_a_new_field_is_one_edit() -> None:
     assert [f.name for f in cli_fields(Extended)][-3:] == ["spec_tokens", "fast_path", "mode"]
 
 
+def test_sequences_and_literals() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Many:
+        modules: tuple[str, ...] = dataclasses.field(default=(), metadata={"help": "name=path pairs"})
+        ids: list[int] = dataclasses.field(default_factory=list, metadata={"help": "ids"})
+        policy: Literal["fcfs", "priority"] = dataclasses.field(default="fcfs", metadata={"help": "order"})
+
+    p = argparse.ArgumentParser()
+    add_dataclass_args(p, Many)
+    got = dataclass_from_args(Many, p.parse_args(["--modules", "a=/x", "b=/y", "--ids", "1", "2",
+                                                  "--policy", "priority"]))
+    assert got == Many(modules=("a=/x", "b=/y"), ids=[1, 2], policy="priority")
+    assert dataclass_from_args(Many, p.parse_args([])) == Many()
+    with pytest.raises(SystemExit):
+        p.parse_args(["--policy", "lifo"])
+
+
 def test_an_unmappable_type_fails_at_declaration() -> None:
     @dataclasses.dataclass(frozen=True)
     class Bad:
-        ids: list[int] = dataclasses.field(default_factory=list, metadata={"help": "ids"})
+        ids: dict[str, int] = dataclasses.field(default_factory=dict, metadata={"help": "ids"})
 
     with pytest.raises(TypeError, match="ids"):
         add_dataclass_args(argparse.ArgumentParser(), Bad)

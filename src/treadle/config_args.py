@@ -11,10 +11,13 @@ and :func:`add_dataclass_args` turns every field into an argparse argument (as v
   ``metadata["aliases"]`` adds other spellings (kept for flags users already type);
 - ``int``/``float``/``str`` fields parse with that type; ``X | None`` parses as ``X`` and also
   accepts ``none``; ``metadata["type"]`` overrides the converter (it gets the raw string);
+  ``Literal["a", "b"]`` gives a string with those choices;
+- ``tuple[X, ...]`` / ``list[X]`` fields take any number of values (``--x a b``), stored as a
+  tuple / list of X (``metadata["type"]`` converts each value);
 - ``bool`` fields become ``--x/--no-x`` (``argparse.BooleanOptionalAction``); an alias
   ``--y`` also gives ``--no-y``;
-- ``metadata["action"]`` sets the argparse action (``AppendTuple`` for a repeatable flag whose
-  values collect into a tuple field);
+- ``metadata["action"]`` sets the argparse action (``AppendTuple``: a tuple field whose flag may
+  also be repeated, ``--x a --x b``);
 - ``metadata["choices"]`` restricts the values; ``metadata["cli"] = False`` keeps a field off the
   command line (the caller then supplies it);
 - every flag's help ends with ``(default: X)`` unless its text already has a ``default:``;
@@ -48,6 +51,28 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
+def _sequence(tp: Any) -> tuple[type, Any] | None:
+    """``tuple[X, ...]`` -> (tuple, X); ``list[X]`` -> (list, X); anything else -> None."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is list and len(args) == 1:
+        return list, args[0]
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return tuple, args[0]
+    return None
+
+
+class _StoreSequence(argparse.Action):
+    """Stores the values as the field's container type (tuple or list)."""
+
+    def __init__(self, *args: Any, sequence_type: type = tuple, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sequence_type = sequence_type  # not `container`: argparse sets that to the group
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, self.sequence_type(values or ()))
+
+
 def _converter(name: str, base: Any, optional: bool) -> Callable[[str], Any]:
     if base not in (int, float, str):
         raise TypeError(f"field {name!r}: type {base!r} has no flag mapping; give metadata['type']")
@@ -62,11 +87,16 @@ def _converter(name: str, base: Any, optional: bool) -> Callable[[str], Any]:
 
 
 class AppendTuple(argparse.Action):
-    """A repeatable flag: each use appends its converted value to a tuple (the default is not mutated)."""
+    """A repeatable sequence flag: each use adds its values to the tuple (``--x a --x b c`` gives
+    ``(a, b, c)``), starting from the field's default, which is not mutated."""
+
+    def __init__(self, *args: Any, sequence_type: type = tuple, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: str | None = None) -> None:
-        setattr(namespace, self.dest, (*(getattr(namespace, self.dest, None) or ()), values))
+        new = values if isinstance(values, list) else [values]
+        setattr(namespace, self.dest, (*(getattr(namespace, self.dest, None) or ()), *new))
 
 
 def _flag(name: str) -> str:
@@ -123,11 +153,18 @@ def add_dataclass_args(
             if action.help is not None and "%(default)" not in action.help:  # Python >= 3.14 adds none
                 action.help = _with_default(action.help, default)
             continue
-        convert = meta.get("type") or _converter(f.name, base, optional)
-        kwargs: dict[str, Any] = {"dest": f.name, "default": default, "type": convert,
-                                  "help": _with_default(help_text, default)}
-        if "choices" in meta:
-            kwargs["choices"] = list(meta["choices"])
+        kwargs: dict[str, Any] = {"dest": f.name, "default": default, "help": _with_default(help_text, default)}
+        choices = meta.get("choices")
+        seq = _sequence(base)
+        if seq is not None:
+            container, base = seq
+            kwargs.update(nargs="*", action=_StoreSequence, sequence_type=container)
+        if typing.get_origin(base) is typing.Literal:
+            choices = choices or typing.get_args(base)
+            base = str
+        kwargs["type"] = meta.get("type") or _converter(f.name, base, optional)
+        if choices is not None:
+            kwargs["choices"] = list(choices)
         if "metavar" in meta:
             kwargs["metavar"] = meta["metavar"]
         if "action" in meta:
