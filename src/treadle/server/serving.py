@@ -115,7 +115,6 @@ class Handler:
             self._text = TokenText(engine.tokenizer)
         rid = ("chatcmpl-" if prep.chat else "cmpl-") + uuid.uuid4().hex
         request.state.engine_request_id = rid
-        request.state.model_version = version  # the interaction log records it (treadle.feedback)
         self.state.seqs += seqs
         released = False
 
