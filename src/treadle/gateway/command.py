@@ -40,6 +40,8 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1 routes")
     p.add_argument("--replica-api-key", default=None, help="key the gateway sends to the replicas")
+    p.add_argument("--admin-api-key", default=None, help="key for the admin API (route aliases, adapter "
+                   "load/unload sent to every replica with this same key); without it the admin API is off")
     p.add_argument("--request-timeout", type=float, default=600.0, help="seconds per request, end to end")
     p.add_argument("--max-attempts", type=int, default=3, help="replicas one request may try")
     p.add_argument("--health-interval", type=float, default=1.0, help="seconds between health probes")
@@ -51,6 +53,9 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--downscale-delay", type=float, default=30.0)
     p.add_argument("--ttft-slo", type=float, default=None, help="seconds; p90 TTFT above it asks for a replica more")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    from treadle.feedback.config import add_feedback_args
+
+    add_feedback_args(p)  # launched replicas run with --no-log-interactions: the gateway logs for them
 
 
 def build(args: argparse.Namespace):  # noqa: ANN201 - (Gateway, FleetController | None)
@@ -71,9 +76,12 @@ def build(args: argparse.Namespace):  # noqa: ANN201 - (Gateway, FleetController
     policy = make_policy(args.policy, **params)
     name = served_name(args.model, args.served_model_name)
     hasher = load_hasher(args.model, name) if policy.needs_prefix else None
+    from treadle.feedback.config import feedback_config_from_args
+
     settings = GatewaySettings(api_key=args.api_key, replica_api_key=args.replica_api_key,
+                               admin_api_key=args.admin_api_key,
                                request_timeout_s=args.request_timeout, max_attempts=args.max_attempts,
-                               health_interval_s=args.health_interval)
+                               health_interval_s=args.health_interval, feedback=feedback_config_from_args(args))
     gw = Gateway(policy, settings, hasher)
     from treadle.gateway.urls import expand_replica_url
 
@@ -89,10 +97,14 @@ def build(args: argparse.Namespace):  # noqa: ANN201 - (Gateway, FleetController
         max_r = args.max_replicas or args.launch
         threads = args.replica_threads or threads_per_replica(max_r)
         extra = tuple(shlex.split(args.replica_args))
+        if "--no-log-interactions" not in extra:
+            extra += ("--no-log-interactions",)
         if args.served_model_name:
             extra += ("--served-model-name", args.served_model_name)
         if args.replica_api_key:
             extra += ("--api-key", args.replica_api_key)
+        if args.admin_api_key:
+            extra += ("--admin-api-key", args.admin_api_key)
         spec = ReplicaSpec(args.model, threads, extra)
         opts = {"address": args.ray_address} if args.launcher == "ray" else {}
         launcher = make_launcher(args.launcher, spec, **opts)

@@ -12,6 +12,10 @@ retried (the replica may still be working on the request): 504, or an error even
 
 Each request holds one unit of its replica's ``inflight`` from send to the last byte relayed, so
 draining a replica waits for exactly the requests it is serving.
+
+Models: a request goes only to replicas whose ``/v1/models`` lists its ``model`` (base or LoRA
+adapter); a ``model`` that is a route alias (``treadle.gateway.routes``) is first replaced by the
+version the route picks for the request's user, and the decision is counted per version.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from treadle.gateway.metrics import GatewayMetrics
 from treadle.gateway.policies import Decision, RouteRequest, RoutingPolicy
 from treadle.gateway.prefix import PrefixHasher
 from treadle.gateway.replicas import Replica, ReplicaSet
+from treadle.gateway.routes import RouteTable, user_key
 from treadle.server.body import load_json_object
 from treadle.server.errors import ApiError, unavailable
 from treadle.server.responses import sse
@@ -80,6 +85,8 @@ class Proxy:
         self.hasher, self.max_attempts, self.timeout_s = hasher, max_attempts, request_timeout_s
         self.replica_api_key = replica_api_key
         self.ttft_log: deque[tuple[float, float]] = deque(maxlen=4096)  # (monotonic time, TTFT s), streams
+        self.routes = RouteTable()
+        self.recorder: Any = None  # treadle.feedback.service.FeedbackService: logs each relayed response
 
     def model_ids(self) -> list[str]:
         ids: list[str] = []
@@ -99,30 +106,40 @@ class Proxy:
         t0 = time.monotonic()
         raw = await request.body()
         body = load_json_object(raw)
-        ids = self.model_ids()
-        model = body.get("model")
-        if model is not None and ids and model not in ids:
-            raise ApiError(404, f"The model `{model}` does not exist. This gateway serves {', '.join(ids)}.",
-                           "model", "model_not_found")
-        route = (self.hasher.route_request(body, chat) if self.policy.needs_prefix and self.hasher
-                 else RouteRequest())
         rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+        model, alias = self.routes.resolve(body.get("model"), user_key(body, request.headers, rid))
+        if alias is not None:
+            self.metrics.route_decisions.labels(alias, model).inc()
+            body["model"] = model
+            raw = json.dumps(body).encode()
+        ids = self.model_ids()
+        if model is not None and ids and model not in ids:
+            served = ", ".join([*ids, *self.routes.routes])
+            raise ApiError(404, f"The model `{model}`{f' (route {alias!r})' if alias else ''} does not exist. "
+                           f"This gateway serves {served}.", "model", "model_not_found")
+        route = RouteRequest()
+        if self.policy.needs_prefix and self.hasher:
+            card = next((c for r in self.replicas.routable() if model and (c := r.card(model))), None)
+            route = self.hasher.route_request(body, chat, card)
         state = StreamState(body, chat) if body.get("stream") is True else None
         if state is not None and state.continuable and not state.client_wants_ids:
             raw = json.dumps({**body, "return_token_ids": True}, ensure_ascii=False).encode()
         try:
             async with cancel_on_disconnect(request.receive), asyncio.timeout(self.timeout_s):
-                return await self._attempts(raw, bool(body.get("stream")), route, path, rid, t0, state)
+                rec = self.recorder.gateway_record(request, body, chat) if self.recorder is not None else None
+                return await self._attempts(raw, bool(body.get("stream")), route, path, rid, t0, model, rec,
+                                            state)
         except TimeoutError:
             raise ApiError(504, f"The request timed out after {self.timeout_s:g} s (--request-timeout).",
                            None, "timeout") from None
 
     async def _attempts(self, raw: bytes, stream: bool, route: RouteRequest, path: str, rid: str,
-                        t0: float, state: StreamState | None = None) -> Response:
+                        t0: float, model: str | None = None, rec: Any = None, state: StreamState | None = None
+                        ) -> Response:
         tried: set[str] = set()
         last: Response | None = None
         for _ in range(self.max_attempts):
-            cands = [r for r in self.replicas.routable() if r.replica_id not in tried]
+            cands = [r for r in self.replicas.routable() if r.replica_id not in tried and r.serves(model)]
             if not cands:
                 break
             d = self.policy.choose(route, [r.load() for r in cands])
@@ -139,7 +156,7 @@ class Proxy:
                     continue
                 if not stream or resp.status_code != 200:
                     try:
-                        return await self._whole(r, resp, route, d, t0)
+                        return await self._whole(r, resp, route, d, t0, rec)
                     except httpx.TransportError as e:  # the body broke before any byte was relayed
                         self.replicas.mark_failed(r, f"response broke before it was relayed: {e!r}")
                         self.metrics.retries.labels(r.replica_id, "stream_start").inc()
@@ -156,8 +173,8 @@ class Proxy:
                     last = unavailable(f"replica {r.replica_id} failed before streaming", "replica_failed").response()
                     continue
                 held.keep = True  # the relay (or the response's cleanup) releases it
-                relay = self._relay(r, resp, lines, first, route, d, t0, held, state or StreamState({}, False), tried,
-                                    rid)
+                relay = self._relay(r, resp, lines, first, route, d, t0, held, rec, state or StreamState({}, False),
+                                    tried, rid)
                 return _Stream(relay, resp, held,
                                {"Cache-Control": "no-cache", "x-request-id": rid, "x-treadle-replica": r.replica_id})
             except (asyncio.CancelledError, ClientDisconnected):
@@ -192,8 +209,8 @@ class Proxy:
             return None, str(resp.status_code), keep
         return resp, "", None
 
-    async def _whole(self, r: Replica, resp: httpx.Response, route: RouteRequest, d: Decision, t0: float
-                     ) -> Response:
+    async def _whole(self, r: Replica, resp: httpx.Response, route: RouteRequest, d: Decision, t0: float,
+                     rec: Any = None) -> Response:
         try:
             content = await resp.aread()
         finally:
@@ -205,6 +222,8 @@ class Proxy:
                 cached = None
             if cached is not None:
                 self.policy.on_result(route, d, cached)
+            if rec is not None:
+                rec.whole(content, r.replica_id, t0)
         self.metrics.routed.labels(r.replica_id, str(resp.status_code)).inc()
         self.metrics.e2e.observe(time.monotonic() - t0)
         headers = {k: v for k, v in resp.headers.items() if k.lower() in ("x-request-id", "retry-after")}
@@ -213,13 +232,15 @@ class Proxy:
                         media_type=resp.headers.get("content-type", "application/json"))
 
     async def _relay(self, r: Replica, resp: httpx.Response, lines: AsyncIterator[str], first: list[str],
-                     route: RouteRequest, d: Decision, t0: float, held: _Hold, state: StreamState,
-                     tried: set[str], rid: str) -> AsyncIterator[str]:
+                     route: RouteRequest, d: Decision, t0: float, held: _Hold, rec: Any,
+                     state: StreamState, tried: set[str], rid: str) -> AsyncIterator[str]:
         status = "200"
         try:
             for line in first:
                 out = state.observe(line)
                 if out is not None:
+                    if rec is not None:
+                        rec.feed(out)
                     yield out + "\n"
             ttft = time.monotonic() - t0
             self.metrics.ttft.observe(ttft)
@@ -232,6 +253,8 @@ class Proxy:
                             self._usage_line(line, route, d)
                         out = state.observe(line)
                         if out is not None:
+                            if rec is not None:
+                                rec.feed(out)
                             yield out + "\n"
             except (httpx.HTTPError, TimeoutError) as e:
                 timed_out = isinstance(e, TimeoutError)
@@ -261,6 +284,9 @@ class Proxy:
                        ApiError(502, f"The replica serving this request failed mid-stream ({type(e).__name__}) "
                                 "and the stream could not be continued on another replica.", None, "replica_failed"))
                 yield "\n" + sse(err.body()) + sse("[DONE]")
+            else:
+                if rec is not None:
+                    rec.finish(r.replica_id, t0, ttft)
         except (asyncio.CancelledError, GeneratorExit):
             status = "499"
             raise

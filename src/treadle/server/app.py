@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 
 import treadle
 from treadle.server.errors import ApiError, not_found_model, unavailable
+from treadle.server.lora_routes import add_lora_routes, model_cards
 from treadle.server.metrics import CONTENT_TYPE, ServerMetrics
 from treadle.server.middleware import RequestContextMiddleware, ServerState
 from treadle.server.openapi import body_of
@@ -37,11 +38,21 @@ def create_app(
     settings: ServerSettings,
     engine_factory: Callable[[], Any],
     on_ready: Callable[[Any], None] | None = None,
+    feedback: Any = None,
 ) -> FastAPI:
-    """Build the app; ``engine_factory()`` (run on a thread) returns the AsyncEngine."""
+    """Build the app; ``engine_factory()`` (run on a thread) returns the AsyncEngine.
+
+    ``feedback`` (a :class:`treadle.feedback.config.FeedbackConfig`) turns on the interaction log,
+    ``POST /v1/feedback``, ``/review`` and the feedback metrics; None leaves them off.
+    """
     state = ServerState(settings.served_model_name)
     metrics = ServerMetrics(settings.served_model_name, lambda: state.engine.stats if state.engine else None)
     handler = Handler(state, settings, metrics)
+    if feedback is not None:  # interaction log, /v1/feedback, /review (treadle.feedback)
+        from treadle.feedback.service import FeedbackService
+
+        feedback = FeedbackService.open(feedback, api_key=settings.api_key, admin_key=settings.admin_api_key)
+        handler.recorder = feedback
 
     async def load() -> None:
         try:
@@ -50,6 +61,7 @@ def create_app(
             log.exception("model failed to load")
             state.load_error = e
             return
+        state.loras = dict(engine.engine.loras.by_name)  # adapters loaded at start (--lora)
         state.engine = engine
         if on_ready is not None:
             on_ready(engine)
@@ -63,11 +75,16 @@ def create_app(
             await asyncio.gather(task, return_exceptions=True)
             if state.engine is not None:
                 await asyncio.to_thread(state.engine.shutdown)
+            if feedback is not None:
+                await asyncio.to_thread(feedback.close)
 
     app = FastAPI(title="Treadle", lifespan=lifespan, docs_url="/docs", redoc_url=None, openapi_url="/openapi.json")
     app.state.server = state
     app.state.metrics = metrics
-    app.add_middleware(RequestContextMiddleware, state=state, api_key=settings.api_key, metrics=metrics)
+    app.add_middleware(RequestContextMiddleware, state=state, api_key=settings.api_key, metrics=metrics,
+                       admin_api_key=settings.admin_api_key, keys=feedback.keys if feedback is not None else None)
+    if feedback is not None:
+        feedback.install(app, metrics.registry)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, e: ApiError) -> Response:
@@ -115,27 +132,18 @@ def create_app(
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
-    def model_card() -> dict:
-        engine = state.engine
-        return {
-            "id": settings.served_model_name,
-            "object": "model",
-            "created": int(start_time),
-            "owned_by": "treadle",
-            "root": str(engine.engine.model_path),
-            "parent": None,
-            "max_model_len": engine.engine.max_model_len,
-        }
-
     @app.get("/v1/models")
     async def models() -> Response:
-        return JSONResponse({"object": "list", "data": [model_card()]})
+        cards = model_cards(settings.served_model_name, state.engine, state.loras, int(start_time))
+        return JSONResponse({"object": "list", "data": cards})
 
     @app.get("/v1/models/{model_id:path}")
     async def model(model_id: str) -> Response:
-        if model_id != settings.served_model_name:
-            raise not_found_model(model_id, settings.served_model_name)
-        return JSONResponse(model_card())
+        cards = model_cards(settings.served_model_name, state.engine, state.loras, int(start_time))
+        for card in cards:
+            if card["id"] == model_id:
+                return JSONResponse(card)
+        raise not_found_model(model_id, settings.served_model_name)
 
     @app.post("/v1/chat/completions", openapi_extra=body_of(ChatCompletionRequest))
     async def chat(request: Request) -> Response:
@@ -147,6 +155,7 @@ def create_app(
         body = await parse_body(request, CompletionRequest)
         return await handler.handle(request, body, prepare_completion)
 
+    add_lora_routes(app, state, settings.served_model_name, settings.admin_api_key)
     start_time = time.time()
     install_openapi(app, [ChatCompletionRequest, CompletionRequest], treadle.__version__)
     return app

@@ -70,6 +70,7 @@ class _Sampling(_Body):
     guided_choice: list[str] | None = None
     guided_grammar: str | None = None
     return_token_ids: bool | None = False  # vLLM: token ids in responses and stream chunks
+    cache_salt: str | None = None  # vLLM: prefixes are shared only between requests with the same salt
 
 
 class ChatCompletionRequest(_Sampling):

@@ -16,8 +16,10 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from treadle.engine.async_engine import EngineDeadError
+from treadle.engine.lora_registry import AdapterNotFoundError
 from treadle.server.body import load_json_object
-from treadle.server.errors import ApiError, not_found_model
+from treadle.server.errors import ApiError
+from treadle.server.lora_routes import resolve_model
 from treadle.server.metrics import RequestTracker, ServerMetrics
 from treadle.server.middleware import ServerState
 from treadle.server.requests import _PARAM_NAMES, Limits, Prepared
@@ -83,6 +85,7 @@ class Handler:
     def __init__(self, state: ServerState, settings: ServerSettings, metrics: ServerMetrics) -> None:
         self.state, self.settings, self.metrics = state, settings, metrics
         self._text: TokenText | None = None
+        self.recorder: Any = None  # treadle.feedback.service.FeedbackService: records each served response
 
     def _admit(self, seqs: int) -> None:
         limit = self.settings.max_queue
@@ -103,8 +106,9 @@ class Handler:
 
     async def handle(self, request: Request, body: Any, prepare: Callable[..., Prepared]) -> Response:
         engine = self.state.engine
-        if body.model is not None and body.model != self.settings.served_model_name:
-            raise not_found_model(body.model, self.settings.served_model_name)
+        model_name, lora_name, version = resolve_model(body.model, self.settings.served_model_name,
+                                                       self.state.loras)
+        request.state.model_name, request.state.model_version = model_name, version  # for request logs
         if _constrained(body):  # the one-time grammar tokenizer setup (~0.4 s) off the event loop
             await asyncio.to_thread(lambda: engine.engine.grammar_compiler.ll_tokenizer)
         limits = Limits(engine.engine.max_model_len, self.settings.default_max_tokens,
@@ -130,12 +134,12 @@ class Handler:
 
         streams = [
             engine.generate(p.text if p.text is not None else list(p.token_ids), params, f"{rid}-{i}",
-                            prompt_token_ids=list(p.token_ids))
+                            prompt_token_ids=list(p.token_ids), lora_name=lora_name, cache_salt=body.cache_salt)
             for i, (p, params) in enumerate(zip(prep.prompts, prep.params, strict=True))
         ]
         merged = merge(streams)
-        tracker = self.metrics.tracker(seqs)
-        col = Collector(prep, rid, self.settings.served_model_name, int(time.time()), self._text)
+        tracker = self.metrics.tracker(seqs, model_name, version)
+        col = Collector(prep, rid, model_name, int(time.time()), self._text)
         try:
             async with cancel_on_disconnect(request.receive):
                 first = await merged.__anext__()
@@ -152,12 +156,14 @@ class Handler:
                 raise
             raise mapped from e
         if prep.stream:  # from here Starlette cancels the body if the client leaves
-            return _Stream(self._sse(request, prep, col, tracker, first, merged), release)
+            return _Stream(self._sse(request, body, prep, col, tracker, first, merged), release)
         await release()
         self._record(request, col)
+        if self.recorder is not None:
+            self.recorder.record_server(request, body, col, stream=False)
         return JSONResponse(col.chat_response() if prep.chat else col.completion_response())
 
-    async def _sse(self, request: Request, prep: Prepared, col: Collector, tracker: RequestTracker,
+    async def _sse(self, request: Request, body: Any, prep: Prepared, col: Collector, tracker: RequestTracker,
                    first: tuple, merged: AsyncIterator) -> AsyncIterator[str]:
         if prep.chat:
             for chunk in col.chat_role_chunks():
@@ -178,6 +184,8 @@ class Handler:
             if prep.include_usage:
                 yield col.usage_chunk()
             self._record(request, col)
+            if self.recorder is not None:
+                self.recorder.record_server(request, body, col, stream=True)
         yield sse("[DONE]")
 
     @staticmethod
@@ -196,6 +204,8 @@ def _constrained(body: Any) -> bool:
 def _api_error(e: BaseException) -> BaseException:
     if isinstance(e, ApiError):
         return e
+    if isinstance(e, AdapterNotFoundError):  # unloaded between the name check and the engine
+        return ApiError(404, str(e), "model", "model_not_found")
     if isinstance(e, ValueError):
         return ApiError.from_value_error(e, _PARAM_NAMES)
     if isinstance(e, EngineDeadError):

@@ -41,6 +41,9 @@ class ServerSettings:
         "help": "the model's tool-call format, read for tool_choice 'auto' (default: none: 'auto' is a 400, "
                 "while 'required' and named functions work on any model through the grammar)",
         "choices": ("hermes", "json")})
+    admin_api_key: str | None = field(default=None, metadata={
+        "help": "key of the admin endpoints (LoRA adapter load/unload, docs/LORA.md), also accepted as an "
+                "API key; without it those endpoints are disabled (default: none)"})
     # The engine's own --max-num-seqs (EngineConfig): the command copies it here.
     max_num_seqs: int = field(default=128, metadata={"cli": False})
 
