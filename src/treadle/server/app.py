@@ -35,11 +35,21 @@ def create_app(
     settings: ServerSettings,
     engine_factory: Callable[[], Any],
     on_ready: Callable[[Any], None] | None = None,
+    feedback: Any = None,
 ) -> FastAPI:
-    """Build the app; ``engine_factory()`` (run on a thread) returns the AsyncEngine."""
+    """Build the app; ``engine_factory()`` (run on a thread) returns the AsyncEngine.
+
+    ``feedback`` (a :class:`treadle.feedback.config.FeedbackConfig`) turns on the interaction log,
+    ``POST /v1/feedback``, ``/review`` and the feedback metrics; None leaves them off.
+    """
     state = ServerState(settings.served_model_name)
     metrics = ServerMetrics(settings.served_model_name, lambda: state.engine.stats if state.engine else None)
     handler = Handler(state, settings, metrics)
+    if feedback is not None:  # interaction log, /v1/feedback, /review (treadle.feedback)
+        from treadle.feedback.service import FeedbackService
+
+        feedback = FeedbackService.open(feedback, api_key=settings.api_key, admin_key=settings.admin_api_key)
+        handler.recorder = feedback
 
     async def load() -> None:
         try:
@@ -62,12 +72,16 @@ def create_app(
             await asyncio.gather(task, return_exceptions=True)
             if state.engine is not None:
                 await asyncio.to_thread(state.engine.shutdown)
+            if feedback is not None:
+                await asyncio.to_thread(feedback.close)
 
     app = FastAPI(title="Treadle", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.server = state
     app.state.metrics = metrics
     app.add_middleware(RequestContextMiddleware, state=state, api_key=settings.api_key, metrics=metrics,
-                       admin_api_key=settings.admin_api_key)
+                       admin_api_key=settings.admin_api_key, keys=feedback.keys if feedback is not None else None)
+    if feedback is not None:
+        feedback.install(app, metrics.registry)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, e: ApiError) -> Response:

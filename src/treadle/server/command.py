@@ -31,6 +31,9 @@ def register(p: argparse.ArgumentParser) -> None:
     add_engine_args(p)
     add_dataclass_args(p.add_argument_group("server"), ServerSettings)
     add_dataclass_args(p.add_argument_group("listen"), ListenSettings)
+    from treadle.feedback.config import add_feedback_args
+
+    add_feedback_args(p)
 
 
 def served_name(model: str, override: str | None) -> str:
@@ -44,6 +47,7 @@ def served_name(model: str, override: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from treadle.feedback.config import feedback_config_from_args
     from treadle.server.app import create_app
 
     t0 = time.perf_counter()
@@ -66,9 +70,10 @@ def run(args: argparse.Namespace) -> int:
         source = "bundled default, converted cache" if args.model in ("default", e.model_name) else "local folder"
         print(f"[treadle] serving {settings.served_model_name} from {e.model_path} ({source}); "
               f"loaded in {e.load_seconds:.2f} s, ready {time.perf_counter() - t0:.2f} s after start; "
-              f"max_model_len={e.max_model_len} on http://{listen.host}:{listen.port}", file=sys.stderr, flush=True)
+              f"max_model_len={e.max_model_len} on http://{listen.host}:{server.port or listen.port}", file=sys.stderr,
+              flush=True)
 
-    app = create_app(settings, factory, on_ready)
+    app = create_app(settings, factory, on_ready, feedback=feedback_config_from_args(args))
     uv_config = uvicorn.Config(app, host=listen.host, port=listen.port, log_level=listen.log_level,
                                access_log=False, timeout_graceful_shutdown=5, lifespan="on")
     server = DrainingServer(uv_config, app.state.server, listen.drain_timeout)
@@ -83,10 +88,18 @@ class DrainingServer(uvicorn.Server):
         super().__init__(config)
         self.state, self.drain_timeout = state, drain_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.port: int | None = None  # the bound port, once listening (differs from config.port for 0)
 
     async def serve(self, sockets: list | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         await super().serve(sockets)
+
+    async def startup(self, sockets: list | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.servers and self.servers[0].sockets:
+            # at every log level, with the real port (also for --port 0): scripts and tests read it
+            self.port = self.servers[0].sockets[0].getsockname()[1]
+            print(f"[treadle] listening on http://{self.config.host}:{self.port}", file=sys.stderr, flush=True)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Not calling super(): it records the signal and re-raises it after shutdown (exit != 0).
