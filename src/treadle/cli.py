@@ -21,6 +21,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("treadle.report.command", "Markdown + HTML report (summary, recommendations, risks) from result files"),
     "eval": ("treadle.evals.command", "run quality eval suites (accuracy, coherence, safety) against an endpoint"),
     "gate": ("treadle.evals.gate_command", "validation gate: candidate eval results vs production's"),
+    "review": ("treadle.feedback.review_command", "expert review queue: list, show, approve, correct, reject, label, scan"),
+    "dataset": ("treadle.feedback.dataset_command", "curated datasets from reviewed feedback: build, list, show, lineage"),
+    "data": ("treadle.feedback.data_command", "retention: `data delete --user U` removes a user's records"),
+    "keys": ("treadle.feedback.keys_command", "API keys with roles (user, reviewer, admin) in the store"),
+    "simulate-users": ("treadle.feedback.simulate", "simulated users and experts (Bitext) against a live endpoint"),
 }
 
 

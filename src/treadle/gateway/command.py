@@ -50,6 +50,9 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--downscale-delay", type=float, default=30.0)
     p.add_argument("--ttft-slo", type=float, default=None, help="seconds; p90 TTFT above it asks for a replica more")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    from treadle.feedback.config import add_feedback_args
+
+    add_feedback_args(p)  # launched replicas run with --no-log-interactions: the gateway logs for them
 
 
 def build(args: argparse.Namespace):  # noqa: ANN201 - (Gateway, FleetController | None)
@@ -70,9 +73,11 @@ def build(args: argparse.Namespace):  # noqa: ANN201 - (Gateway, FleetController
     policy = make_policy(args.policy, **params)
     name = served_name(args.model, args.served_model_name)
     hasher = load_hasher(args.model, name) if policy.needs_prefix else None
+    from treadle.feedback.config import feedback_config_from_args
+
     settings = GatewaySettings(api_key=args.api_key, replica_api_key=args.replica_api_key,
                                request_timeout_s=args.request_timeout, max_attempts=args.max_attempts,
-                               health_interval_s=args.health_interval)
+                               health_interval_s=args.health_interval, feedback=feedback_config_from_args(args))
     gw = Gateway(policy, settings, hasher)
     for url in args.replica:
         gw.replicas.add(url)
@@ -86,6 +91,8 @@ def build(args: argparse.Namespace):  # noqa: ANN201 - (Gateway, FleetController
         max_r = args.max_replicas or args.launch
         threads = args.replica_threads or threads_per_replica(max_r)
         extra = tuple(shlex.split(args.replica_args))
+        if "--no-log-interactions" not in extra:
+            extra += ("--no-log-interactions",)
         if args.served_model_name:
             extra += ("--served-model-name", args.served_model_name)
         if args.replica_api_key:

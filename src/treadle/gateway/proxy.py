@@ -76,6 +76,7 @@ class Proxy:
         self.hasher, self.max_attempts, self.timeout_s = hasher, max_attempts, request_timeout_s
         self.replica_api_key = replica_api_key
         self.ttft_log: deque[tuple[float, float]] = deque(maxlen=4096)  # (monotonic time, TTFT s), streams
+        self.recorder: Any = None  # treadle.feedback.service.FeedbackService: logs each relayed response
 
     def model_ids(self) -> list[str]:
         ids: list[str] = []
@@ -110,13 +111,14 @@ class Proxy:
         rid = request.headers.get("x-request-id") or uuid.uuid4().hex
         try:
             async with cancel_on_disconnect(request.receive), asyncio.timeout(self.timeout_s):
-                return await self._attempts(raw, bool(body.get("stream")), route, path, rid, t0)
+                rec = self.recorder.gateway_record(request, body, chat) if self.recorder is not None else None
+                return await self._attempts(raw, bool(body.get("stream")), route, path, rid, t0, rec)
         except TimeoutError:
             raise ApiError(504, f"The request timed out after {self.timeout_s:g} s (--request-timeout).",
                            None, "timeout") from None
 
     async def _attempts(self, raw: bytes, stream: bool, route: RouteRequest, path: str, rid: str,
-                        t0: float) -> Response:
+                        t0: float, rec: Any = None) -> Response:
         tried: set[str] = set()
         last: Response | None = None
         for _ in range(self.max_attempts):
@@ -137,7 +139,7 @@ class Proxy:
                     continue
                 if not stream or resp.status_code != 200:
                     try:
-                        return await self._whole(r, resp, route, d, t0)
+                        return await self._whole(r, resp, route, d, t0, rec)
                     except httpx.TransportError as e:  # the body broke before any byte was relayed
                         self.replicas.mark_failed(r, f"response broke before it was relayed: {e!r}")
                         self.metrics.retries.labels(r.replica_id, "stream_start").inc()
@@ -154,7 +156,7 @@ class Proxy:
                     last = unavailable(f"replica {r.replica_id} failed before streaming", "replica_failed").response()
                     continue
                 held.keep = True  # the relay (or the response's cleanup) releases it
-                return _Stream(self._relay(r, resp, lines, first, route, d, t0, held), resp, held,
+                return _Stream(self._relay(r, resp, lines, first, route, d, t0, held, rec), resp, held,
                                {"Cache-Control": "no-cache", "x-request-id": rid, "x-treadle-replica": r.replica_id})
             except (asyncio.CancelledError, ClientDisconnected):
                 self.metrics.routed.labels(r.replica_id, "499").inc()
@@ -186,8 +188,8 @@ class Proxy:
             return None, str(resp.status_code), keep
         return resp, "", None
 
-    async def _whole(self, r: Replica, resp: httpx.Response, route: RouteRequest, d: Decision, t0: float
-                     ) -> Response:
+    async def _whole(self, r: Replica, resp: httpx.Response, route: RouteRequest, d: Decision, t0: float,
+                     rec: Any = None) -> Response:
         try:
             content = await resp.aread()
         finally:
@@ -199,6 +201,8 @@ class Proxy:
                 cached = None
             if cached is not None:
                 self.policy.on_result(route, d, cached)
+            if rec is not None:
+                rec.whole(content, r.replica_id, t0)
         self.metrics.routed.labels(r.replica_id, str(resp.status_code)).inc()
         self.metrics.e2e.observe(time.monotonic() - t0)
         headers = {k: v for k, v in resp.headers.items() if k.lower() in ("x-request-id", "retry-after")}
@@ -207,10 +211,13 @@ class Proxy:
                         media_type=resp.headers.get("content-type", "application/json"))
 
     async def _relay(self, r: Replica, resp: httpx.Response, lines: AsyncIterator[str], first: list[str],
-                     route: RouteRequest, d: Decision, t0: float, held: _Hold) -> AsyncIterator[str]:
+                     route: RouteRequest, d: Decision, t0: float, held: _Hold, rec: Any = None
+                     ) -> AsyncIterator[str]:
         status = "200"
         try:
             for line in first:
+                if rec is not None:
+                    rec.feed(line)
                 yield line + "\n"
             ttft = time.monotonic() - t0
             self.metrics.ttft.observe(ttft)
@@ -221,6 +228,8 @@ class Proxy:
                     async for line in lines:
                         if '"cached_tokens"' in line and line.startswith("data:"):
                             self._usage_line(line, route, d)
+                        if rec is not None:
+                            rec.feed(line)
                         yield line + "\n"
             except (httpx.HTTPError, TimeoutError) as e:
                 timed_out = isinstance(e, TimeoutError)
@@ -233,6 +242,9 @@ class Proxy:
                        ApiError(502, f"The replica serving this request failed mid-stream ({type(e).__name__}).",
                                 None, "replica_failed"))
                 yield "\n" + sse(err.body()) + sse("[DONE]")
+            else:
+                if rec is not None:
+                    rec.finish(r.replica_id, t0, ttft)
         except (asyncio.CancelledError, GeneratorExit):
             status = "499"
             raise

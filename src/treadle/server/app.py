@@ -39,6 +39,12 @@ def create_app(
     state = ServerState(settings.served_model_name)
     metrics = ServerMetrics(settings.served_model_name, lambda: state.engine.stats if state.engine else None)
     handler = Handler(state, settings, metrics)
+    feedback = None
+    if settings.feedback is not None:  # interaction log, /v1/feedback, /review (treadle.feedback)
+        from treadle.feedback.service import FeedbackService
+
+        feedback = FeedbackService.open(settings.feedback, api_key=settings.api_key)
+        handler.recorder = feedback
 
     async def load() -> None:
         try:
@@ -60,11 +66,16 @@ def create_app(
             await asyncio.gather(task, return_exceptions=True)
             if state.engine is not None:
                 await asyncio.to_thread(state.engine.shutdown)
+            if feedback is not None:
+                await asyncio.to_thread(feedback.close)
 
     app = FastAPI(title="Treadle", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.server = state
     app.state.metrics = metrics
-    app.add_middleware(RequestContextMiddleware, state=state, api_key=settings.api_key, metrics=metrics)
+    app.add_middleware(RequestContextMiddleware, state=state, api_key=settings.api_key, metrics=metrics,
+                       keys=feedback.keys if feedback is not None else None)
+    if feedback is not None:
+        feedback.install(app, metrics.registry)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, e: ApiError) -> Response:

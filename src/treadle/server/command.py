@@ -31,6 +31,9 @@ def register(p: argparse.ArgumentParser) -> None:
     add_engine_args(p)
     add_dataclass_args(p.add_argument_group("server"), ServerSettings)
     add_dataclass_args(p.add_argument_group("listen"), ListenSettings)
+    from treadle.feedback.config import add_feedback_args
+
+    add_feedback_args(p)
 
 
 def served_name(model: str, override: str | None) -> str:
@@ -44,6 +47,7 @@ def served_name(model: str, override: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from treadle.feedback.config import feedback_config_from_args
     from treadle.server.app import create_app
 
     t0 = time.perf_counter()
@@ -53,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     config = engine_config_from_args(args)
     settings = dataclass_from_args(ServerSettings, args, api_key=args.api_key or None,
                                    served_model_name=served_name(args.model, args.served_model_name),
-                                   max_num_seqs=config.max_num_seqs)
+                                   max_num_seqs=config.max_num_seqs, feedback=feedback_config_from_args(args))
 
     def factory():  # noqa: ANN202 - AsyncEngine, imported here to keep `--help` fast
         from treadle.engine.async_engine import AsyncEngine

@@ -87,6 +87,7 @@ class Handler:
     def __init__(self, state: ServerState, settings: ServerSettings, metrics: ServerMetrics) -> None:
         self.state, self.settings, self.metrics = state, settings, metrics
         self._text: TokenText | None = None
+        self.recorder: Any = None  # treadle.feedback.service.FeedbackService: records each served response
 
     def _admit(self, seqs: int) -> None:
         limit = self.settings.max_queue
@@ -146,12 +147,14 @@ class Handler:
                 raise
             raise mapped from e
         if prep.stream:  # from here Starlette cancels the body if the client leaves
-            return _Stream(self._sse(request, prep, col, tracker, first, merged), release)
+            return _Stream(self._sse(request, body, prep, col, tracker, first, merged), release)
         await release()
         self._record(request, col)
+        if self.recorder is not None:
+            self.recorder.record_server(request, body, col, stream=False)
         return JSONResponse(col.chat_response() if prep.chat else col.completion_response())
 
-    async def _sse(self, request: Request, prep: Prepared, col: Collector, tracker: RequestTracker,
+    async def _sse(self, request: Request, body: Any, prep: Prepared, col: Collector, tracker: RequestTracker,
                    first: tuple, merged: AsyncIterator) -> AsyncIterator[str]:
         if prep.chat:
             for chunk in col.chat_role_chunks():
@@ -172,6 +175,8 @@ class Handler:
             if prep.include_usage:
                 yield col.usage_chunk()
             self._record(request, col)
+            if self.recorder is not None:
+                self.recorder.record_server(request, body, col, stream=True)
         yield sse("[DONE]")
 
     @staticmethod

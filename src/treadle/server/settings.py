@@ -8,6 +8,7 @@ framework here, so ``treadle serve --help`` stays fast.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -37,6 +38,8 @@ class ServerSettings:
         "type": queue_limit})
     # The engine's own --max-num-seqs (EngineConfig): the command copies it here.
     max_num_seqs: int = field(default=128, metadata={"cli": False})
+    # treadle.feedback.config.FeedbackConfig (interaction log, feedback API, /review); set by the command.
+    feedback: Any = field(default=None, metadata={"cli": False})
 
     def __post_init__(self) -> None:
         if not self.served_model_name:
