@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("treadle.feedback.data_command", "retention: `data delete --user U` removes a user's records"),
     "keys": ("treadle.feedback.keys_command", "API keys with roles (user, reviewer, admin) in the store"),
     "simulate-users": ("treadle.feedback.simulate", "simulated users and experts (Bitext) against a live endpoint"),
+    "tune": ("treadle.tuning.command", "fine-tune a LoRA adapter from a dataset (SFT, DPO, KTO) with TRL + PEFT"),
+    "tune-data": ("treadle.tuning.data_command", "write built-in training sets (bitext_intent SFT, safety mix)"),
 }
 
 

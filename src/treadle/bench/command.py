@@ -26,6 +26,9 @@ def register(p: argparse.ArgumentParser) -> None:
     from treadle.fleet import bench_fleet
 
     bench_fleet.register(sub.add_parser("fleet", help="routing policies and replica scaling on a local fleet"))
+    from treadle.tuning import bench as tune_bench  # needs the `tune` extra only when run
+
+    tune_bench.register(sub.add_parser("tune", help="treadle tune SFT speed: plain vs shared-prefix path"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
         from treadle.bench import compare
 
         return compare.run(args)
+    if args.bench == "tune":
+        from treadle.tuning import bench as tune_bench
+
+        return tune_bench.run(args)
     if args.bench == "fleet":
         from treadle.fleet import bench_fleet
 
