@@ -13,6 +13,8 @@ and :func:`add_dataclass_args` turns every field into an argparse argument (as v
   accepts ``none``; ``metadata["type"]`` overrides the converter (it gets the raw string);
 - ``bool`` fields become ``--x/--no-x`` (``argparse.BooleanOptionalAction``); an alias
   ``--y`` also gives ``--no-y``;
+- ``metadata["action"]`` sets the argparse action (``AppendTuple`` for a repeatable flag whose
+  values collect into a tuple field);
 - ``metadata["choices"]`` restricts the values; ``metadata["cli"] = False`` keeps a field off the
   command line (the caller then supplies it);
 - every flag's help ends with ``(default: X)`` unless its text already has a ``default:``;
@@ -57,6 +59,14 @@ def _converter(name: str, base: Any, optional: bool) -> Callable[[str], Any]:
 
     convert.__name__ = base.__name__  # argparse names the type in its error message
     return convert
+
+
+class AppendTuple(argparse.Action):
+    """A repeatable flag: each use appends its converted value to a tuple (the default is not mutated)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, (*(getattr(namespace, self.dest, None) or ()), values))
 
 
 def _flag(name: str) -> str:
@@ -120,6 +130,8 @@ def add_dataclass_args(
             kwargs["choices"] = list(meta["choices"])
         if "metavar" in meta:
             kwargs["metavar"] = meta["metavar"]
+        if "action" in meta:
+            kwargs["action"] = meta["action"]
         parser.add_argument(*names, **kwargs)
 
 

@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = engine_config_from_args(args)
     settings = dataclass_from_args(ServerSettings, args, api_key=args.api_key or None,
+                                   admin_api_key=args.admin_api_key or None,
                                    served_model_name=served_name(args.model, args.served_model_name),
                                    max_num_seqs=config.max_num_seqs, feedback=feedback_config_from_args(args))
 
