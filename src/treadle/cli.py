@@ -28,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate-users": ("treadle.feedback.simulate", "simulated users and experts (Bitext) against a live endpoint"),
     "tune": ("treadle.tuning.command", "fine-tune a LoRA adapter from a dataset (SFT, DPO, KTO) with TRL + PEFT"),
     "tune-data": ("treadle.tuning.data_command", "write built-in training sets (bitext_intent SFT, safety mix)"),
+    "registry": ("treadle.registry.command", "model registry: versions with lineage, aliases, promote, rollback"),
+    "loop": ("treadle.loop.command", "the improvement loop: dataset -> tune -> gate -> canary -> promote/rollback"),
 }
 
 
