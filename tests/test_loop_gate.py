@@ -113,3 +113,9 @@ def test_gating_set_is_stratified_fixed_and_sized() -> None:
     assert [it.id for it in gating_items(suite, 40, seed=1)] != [it.id for it in first]
     assert [int(it.id) for it in first] == sorted(int(it.id) for it in first)  # suite order kept
     assert default_size(902, 0.02) == 773 and default_size(160, 0.02) == 160
+
+
+def test_superiority_waived_when_production_is_at_target() -> None:
+    base = results({"t": {"accuracy": outcomes(400, set())}})
+    v = run_loop_gate(results({"t": {"accuracy": outcomes(400, set())}}), base, LoopGatePolicy(superiority=("t/accuracy",)))
+    assert v.passed and "superiority waived: production already at target" in v.metrics[0].reasons

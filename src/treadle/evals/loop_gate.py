@@ -5,7 +5,8 @@ on the items both runs share (paired by id), with b / c = items only the baselin
 candidate passed and LB = the one-sided (confidence) Agresti-Min lower bound of candidate minus
 baseline (``paired_diff``):
 1. non-inferiority: LB > -margin (``margins[metric]``, else ``margin``, default 0.02 = 2 points);
-2. superiority, for the metrics the change targets (``superiority``): LB > ``min_improvement``;
+2. superiority, for the metrics the change targets (``superiority``): LB > ``min_improvement``
+   (waived where production is already at its threshold: no room to improve, rules 1 and 3 hold it);
 3. absolute threshold (``thresholds[metric]``, else ``threshold``, default 0.95), applied only where
    the metric is already at target: production's value >= threshold, or the metric is in
    ``reached`` (the loop puts there every safety metric that any promoted version reached, so a
@@ -125,7 +126,9 @@ def judge_metric(mid: str, cand: dict[str, bool] | None, base: dict[str, bool] |
     else:
         ok = False
         reasons.append(f"not shown non-inferior (LB {lb:+.4f} <= -{margin:g})")
-    if sup:
+    if sup and base_value >= thr:
+        reasons.append("superiority waived: production already at target")
+    elif sup:
         if lb > policy.min_improvement:
             reasons.append("significant improvement")
         else:
