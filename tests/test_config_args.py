@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from typing import Literal
 
 import pytest
 
@@ -32,6 +33,9 @@ def test_every_field_has_a_flag_and_its_defaults_round_trip(cls: type) -> None:
     for f in dataclasses.fields(cls):
         if f.name == "max_num_seqs" and cls is ServerSettings:  # the engine's flag, copied by the command
             assert f.metadata.get("cli") is False and hasattr(args, "max_num_seqs")
+            continue
+        if f.name == "feedback" and cls is ServerSettings:  # built from the FeedbackConfig flags (--db, ...)
+            assert f.metadata.get("cli") is False and hasattr(args, "db")
             continue
         assert hasattr(args, f.name), f"{cls.__name__}.{f.name} has no flag"
         assert getattr(args, f.name) == field_default(f), f.name
@@ -100,12 +104,33 @@ def test_a_new_field_is_one_edit() -> None:
     assert (got.spec_tokens, got.fast_path, got.mode, got.hidden) == (4, True, "b", 3)
     assert dataclass_from_args(Extended, p.parse_args([])) == Extended()
     assert [f.name for f in cli_fields(Extended)][-3:] == ["spec_tokens", "fast_path", "mode"]
+    other = argparse.ArgumentParser()  # another command: its own default, one field left to a sibling
+    add_dataclass_args(other, Extended, skip=("threads",), defaults={"mode": "b"})
+    assert "threads" not in dests(other) and other.parse_args([]).mode == "b"
+    assert "(default: b)" in other.format_help()
+
+
+def test_sequences_and_literals() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Many:
+        modules: tuple[str, ...] = dataclasses.field(default=(), metadata={"help": "name=path pairs"})
+        ids: list[int] = dataclasses.field(default_factory=list, metadata={"help": "ids"})
+        policy: Literal["fcfs", "priority"] = dataclasses.field(default="fcfs", metadata={"help": "order"})
+
+    p = argparse.ArgumentParser()
+    add_dataclass_args(p, Many)
+    got = dataclass_from_args(Many, p.parse_args(["--modules", "a=/x", "b=/y", "--ids", "1", "2",
+                                                  "--policy", "priority"]))
+    assert got == Many(modules=("a=/x", "b=/y"), ids=[1, 2], policy="priority")
+    assert dataclass_from_args(Many, p.parse_args([])) == Many()
+    with pytest.raises(SystemExit):
+        p.parse_args(["--policy", "lifo"])
 
 
 def test_an_unmappable_type_fails_at_declaration() -> None:
     @dataclasses.dataclass(frozen=True)
     class Bad:
-        ids: list[int] = dataclasses.field(default_factory=list, metadata={"help": "ids"})
+        ids: dict[str, int] = dataclasses.field(default_factory=dict, metadata={"help": "ids"})
 
     with pytest.raises(TypeError, match="ids"):
         add_dataclass_args(argparse.ArgumentParser(), Bad)

@@ -11,6 +11,9 @@ and :func:`add_dataclass_args` turns every field into an argparse argument (as v
   ``metadata["aliases"]`` adds other spellings (kept for flags users already type);
 - ``int``/``float``/``str`` fields parse with that type; ``X | None`` parses as ``X`` and also
   accepts ``none``; ``metadata["type"]`` overrides the converter (it gets the raw string);
+  ``Literal["a", "b"]`` gives a string with those choices;
+- ``tuple[X, ...]`` / ``list[X]`` fields take any number of values (``--x a b``), stored as a
+  tuple / list of X (``metadata["type"]`` converts each value);
 - ``bool`` fields become ``--x/--no-x`` (``argparse.BooleanOptionalAction``); an alias
   ``--y`` also gives ``--no-y``;
 - ``metadata["action"]`` sets the argparse action (``AppendTuple`` for a repeatable flag whose
@@ -46,6 +49,28 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
             return args[0], True
         raise TypeError(f"only 'X | None' unions map to a flag, got {tp!r}")
     return tp, False
+
+
+def _sequence(tp: Any) -> tuple[type, Any] | None:
+    """``tuple[X, ...]`` -> (tuple, X); ``list[X]`` -> (list, X); anything else -> None."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is list and len(args) == 1:
+        return list, args[0]
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return tuple, args[0]
+    return None
+
+
+class _StoreSequence(argparse.Action):
+    """Stores the values as the field's container type (tuple or list)."""
+
+    def __init__(self, *args: Any, sequence_type: type = tuple, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sequence_type = sequence_type  # not `container`: argparse sets that to the group
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, self.sequence_type(values or ()))
 
 
 def _converter(name: str, base: Any, optional: bool) -> Callable[[str], Any]:
@@ -123,14 +148,23 @@ def add_dataclass_args(
             if action.help is not None and "%(default)" not in action.help:  # Python >= 3.14 adds none
                 action.help = _with_default(action.help, default)
             continue
-        convert = meta.get("type") or _converter(f.name, base, optional)
-        kwargs: dict[str, Any] = {"dest": f.name, "default": default, "type": convert,
-                                  "help": _with_default(help_text, default)}
-        if "choices" in meta:
-            kwargs["choices"] = list(meta["choices"])
+        kwargs: dict[str, Any] = {"dest": f.name, "default": default, "help": _with_default(help_text, default)}
+        choices = meta.get("choices")
+        seq = _sequence(base)
+        if seq is not None:
+            container, base = seq
+            kwargs.update(nargs="*", action=_StoreSequence, sequence_type=container)
+        if typing.get_origin(base) is typing.Literal:
+            choices = choices or typing.get_args(base)
+            base = str
+        kwargs["type"] = meta.get("type") or _converter(f.name, base, optional)
+        if choices is not None:
+            kwargs["choices"] = list(choices)
         if "metavar" in meta:
             kwargs["metavar"] = meta["metavar"]
-        if "action" in meta:
+        if "action" in meta:  # the field's own action (e.g. AppendTuple) replaces the sequence handling
+            kwargs.pop("nargs", None)
+            kwargs.pop("sequence_type", None)
             kwargs["action"] = meta["action"]
         parser.add_argument(*names, **kwargs)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from dataclasses import dataclass, field
 
 
@@ -30,15 +29,10 @@ class FeedbackConfig:
 
 
 def add_feedback_args(p: argparse.ArgumentParser) -> None:
-    """Register the FeedbackConfig flags (by hand until the config-to-argparse helper is in main)."""
-    help_of = {f.name: f.metadata["help"] for f in dataclasses.fields(FeedbackConfig)}
-    p.add_argument("--db", default=None, help=help_of["db"])
-    p.add_argument("--no-log-interactions", dest="log_interactions", action="store_false",
-                   help="do not record served responses (the feedback API and /review still work)")
-    p.add_argument("--keys-file", default=None, help=help_of["keys_file"])
-    p.add_argument("--review-sample", type=float, default=0.02, help=help_of["review_sample"])
-    p.add_argument("--reviews-per-item", type=int, default=1, help=help_of["reviews_per_item"])
-    p.add_argument("--log-queue-size", type=int, default=10000, help=help_of["log_queue_size"])
+    """Register the FeedbackConfig flags (one per field, defaults in the help; ``--no-log-interactions``)."""
+    from treadle.config_args import add_dataclass_args
+
+    add_dataclass_args(p, FeedbackConfig)
 
 
 def feedback_config_from_args(args: argparse.Namespace) -> FeedbackConfig:
