@@ -29,10 +29,13 @@ from treadle.feedback.roles import Principal
 from treadle.gateway.app import Gateway, GatewaySettings, create_gateway_app
 from treadle.gateway.policies import make_policy
 from treadle.loop.config import config_from_dict
+from treadle.loop.export import loop_summary
 from treadle.loop.fleet import FleetClient
 from treadle.loop.runner import Loop
 from treadle.loop.state import runs as loop_runs
 from treadle.registry import registry as reg
+from treadle.report.loading import load_results as load_report_results
+from treadle.report.plots import loop_versions
 from treadle.store import open_store
 from treadle.store.models import Interaction
 
@@ -207,4 +210,11 @@ def test_loop_promotes_stops_a_poisoned_candidate_and_rolls_back_a_bad_one(fleet
     runs = {r["id"]: r for r in loop_runs(store, ALIAS)}
     assert [s["step"] for s in runs[third.id]["steps"]] == ["dataset", "tune", "register", "evaluate", "gate",
                                                            "canary_start", "canary"]
+    summary = loop_summary(store, ALIAS)  # what `treadle loop export` writes and `treadle report` plots
+    fates = {v["name"]: v["status"] for v in summary["versions"]}
+    assert fates == {BASE: "retired", good: "production", second.candidate: "gate_failed", bad: "rolled_back"}
+    assert summary["versions"][1]["gating"]["tiny_intent/accuracy"]["n"] == 60
+    out = tmp_path / "loop-summary.json"
+    out.write_text(json.dumps(summary))
+    assert loop_versions(load_report_results([out]))[:8] == b"\x89PNG\r\n\x1a\n"
     store.close()

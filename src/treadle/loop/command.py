@@ -2,7 +2,8 @@
 
 Without ``--once`` the loop waits for its trigger (N new approved review items, or the schedule),
 runs a pass, and waits again, until interrupted; an unfinished pass (a crash, a kill) is resumed
-first. ``status`` prints the runs, their steps and the alias's current split (JSON with ``--json``).
+first. ``status`` prints the runs, their steps and the alias's current split (JSON with ``--json``);
+``export --out FILE`` writes every version's gating scores and fate (``kind: loop``) for ``treadle report``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ HELP = "the improvement loop: dataset -> tune -> gate -> canary -> promote or ro
 
 
 def register(p: argparse.ArgumentParser) -> None:
-    p.add_argument("what", nargs="?", choices=("run", "status"), default="run")
+    p.add_argument("what", nargs="?", choices=("run", "status", "export"), default="run",
+                   help="run the loop (default), print its status, or export the summary that treadle report plots")
+    p.add_argument("--out", default="loop-summary.json", help="export: where to write the summary (kind: loop)")
     p.add_argument("--config", required=True, help="loop.yaml (see docs/LOOP.md)")
     p.add_argument("--once", action="store_true", help="resume or run at most one pass, then exit")
     p.add_argument("--force", action="store_true", help="start a pass even if the trigger has not fired")
@@ -33,6 +36,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.what == "status":
             return _status(cfg, store, args.json)
+        if args.what == "export":
+            from pathlib import Path
+
+            from treadle.loop.export import loop_summary
+
+            Path(args.out).write_text(json.dumps(loop_summary(store, cfg.alias), indent=1) + "\n")
+            print(f"wrote {args.out}")
+            return 0
         from treadle.loop.fleet import FleetClient
         from treadle.loop.runner import Loop
 

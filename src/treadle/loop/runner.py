@@ -241,13 +241,25 @@ class Loop:
             reg.promote(self.store, self.cfg.alias, cand, "loop", f"canary: {reason}")
             self.say(f"run {run.id}: promoted {cand} ({reason})")
             st.step_done(self.store, run.id, sid, "finish", {"canary": detail}, detail=detail)
-            return st.finish_run(self.store, run.id, "promoted", reason)
+            done = st.finish_run(self.store, run.id, "promoted", reason)
+            if self.cfg.full_suites_on_promotion:  # after the run is recorded: a crash here loses only this eval
+                self._full_eval(run, cand)
+            return done
         self.fleet.set_route(self.cfg.alias, {prod: 1.0})  # first stop routing, then record
         reg.rollback(self.store, self.cfg.alias, "loop", f"canary: {reason}")
         self._unload(cand)
         self.say(f"run {run.id}: rolled back {cand} ({reason})")
         st.step_done(self.store, run.id, sid, "finish", {"canary": detail}, detail=detail)
         return st.finish_run(self.store, run.id, "rolled_back", reason)
+
+    def _full_eval(self, run: st.RunView, version: str) -> None:
+        """Every item of the configured suites on a promoted version (minutes to hours), kept as its 'full' eval."""
+        from treadle.loop.evaluate import evaluate, load_gating_suites
+
+        out = self._work(run) / "eval-full"
+        evaluate(self.cfg, version, out, load_gating_suites(self.cfg, full=True, names=self.cfg.full_suites_on_promotion),
+                 self.progress)
+        reg.record_eval(self.store, version, "full", {"dir": str(out)})
 
     def _ensure_loaded(self, name: str, path: str) -> None:
         if name not in self.fleet.models():
