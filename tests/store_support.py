@@ -7,13 +7,14 @@ root, so as root it runs as the ``postgres`` user through ``runuser`` and the te
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import pwd
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -28,9 +29,9 @@ def _as_postgres(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
-    """``postgresql+psycopg://postgres@127.0.0.1:PORT`` of a fresh cluster (no database part)."""
+@contextlib.contextmanager
+def pg_cluster() -> Iterator[tuple[str, Callable[[], None]]]:
+    """(URL without database, stop()) of a fresh throwaway cluster; removed on exit."""
     if not (PG_BIN / "initdb").is_file():
         pytest.fail(f"PostgreSQL 15 is not installed ({PG_BIN}/initdb missing): apt-get install postgresql "
                     "(.ci/run does this)")
@@ -44,12 +45,22 @@ def postgres_server() -> Iterator[str]:
     opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
     subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-o", opts,
                                  "-w", "-t", "120", "start"]), check=True, capture_output=True)
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
-    finally:
+    def stop() -> None:
         subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
                        capture_output=True)
+
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}", stop
+    finally:
+        stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """``postgresql+psycopg://postgres@127.0.0.1:PORT`` of a fresh cluster (no database part)."""
+    with pg_cluster() as (url, _):
+        yield url
 
 
 def new_pg_database(server: str) -> str:

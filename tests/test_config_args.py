@@ -34,9 +34,6 @@ def test_every_field_has_a_flag_and_its_defaults_round_trip(cls: type) -> None:
         if f.name == "max_num_seqs" and cls is ServerSettings:  # the engine's flag, copied by the command
             assert f.metadata.get("cli") is False and hasattr(args, "max_num_seqs")
             continue
-        if f.name == "feedback" and cls is ServerSettings:  # built from the FeedbackConfig flags (--db, ...)
-            assert f.metadata.get("cli") is False and hasattr(args, "db")
-            continue
         assert hasattr(args, f.name), f"{cls.__name__}.{f.name} has no flag"
         assert getattr(args, f.name) == field_default(f), f.name
         assert f.metadata.get("help"), f"{cls.__name__}.{f.name} has no help text"

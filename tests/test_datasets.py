@@ -114,3 +114,20 @@ def test_build_lineage_replay_and_delete(db_url: str, tmp_path: Path) -> None:
     m3 = build(store, tmp_path / "v3", BuildOptions(name="sup", include_all=True, replay_share=0.0))
     assert {i["response_id"] for i in m3["items"]} == {"a2", "t1"}  # alice's records are gone for good
     store.close()
+
+
+def test_files_are_what_trl_reads(tmp_path: Path) -> None:
+    from datasets import load_dataset
+    from trl.data_utils import is_conversational
+
+    store = open_store(f"sqlite:///{tmp_path / 'trl.db'}")
+    _reviewed(store, "x1", "Cancel my order", "No.", "correct", reply="Orders, then Cancel.")
+    _reviewed(store, "x2", "Refund please", "Orders, then Refund.", "approve")
+    build(store, tmp_path / "ds", BuildOptions(embed=False, dev_share=0.0))
+    columns = {"sft": {"messages"}, "preference": {"prompt", "chosen", "rejected"},
+               "kto": {"prompt", "completion", "label"}}
+    for kind, cols in columns.items():
+        ds = load_dataset("json", data_files=str(tmp_path / "ds" / f"{kind}.jsonl"), split="train")
+        assert set(ds.column_names) == cols and len(ds) > 0
+        assert all(is_conversational(row) for row in ds)
+    store.close()

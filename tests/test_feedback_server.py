@@ -1,5 +1,5 @@
-"""The feedback side of a live `treadle serve`: every response logged (plain and streamed, with user, model,
-tokens, latency), POST /v1/feedback with roles, the review API, and the feedback metrics."""
+"""The feedback side of a live `treadle serve` on SQLite and on PostgreSQL: every response logged (plain and
+streamed, with user, model, tokens, latency), POST /v1/feedback with roles, the review API, the metrics."""
 
 from __future__ import annotations
 
@@ -24,10 +24,15 @@ def keys_file(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def served(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def served(request: pytest.FixtureRequest, tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     tmp = tmp_path_factory.mktemp("fb-server")
-    db = f"sqlite:///{tmp / 'fb.db'}"
+    if request.param == "sqlite":
+        db = f"sqlite:///{tmp / 'fb.db'}"
+    else:
+        from store_support import new_pg_database
+
+        db = new_pg_database(request.getfixturevalue("postgres_server"))
     srv = ServerProcess(tiny_llama, tmp / "server.log", "--db", db, "--keys-file", str(keys_file(tmp)),
                         "--review-sample", "0", "--served-model-name", "tiny")
     yield srv, db
@@ -89,6 +94,7 @@ def test_log_feedback_roles_and_metrics(served) -> None:  # noqa: ANN001
     assert srv.metric("treadle_feedback_thumbs_up_rate", model_name="tiny") == 0.5
     assert srv.metric("treadle_interaction_log_records_total", outcome="written") >= 3
     assert srv.metric("treadle_interaction_log_records_total", outcome="dropped") == 0
+    assert 'action="/review/login"' in httpx.get(f"{srv.base}/review", timeout=30).text  # the page's login form
     # the review API: a user key may not, a reviewer key may
     assert httpx.get(f"{srv.base}/review/api/queue", headers=_h("k-alice"), timeout=30).status_code == 403
     q = httpx.get(f"{srv.base}/review/api/queue", headers=_h("k-rev"), timeout=30).json()

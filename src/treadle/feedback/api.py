@@ -26,6 +26,18 @@ def error(e: FeedbackError) -> Response:
     return ApiError(e.status, e.message, e.param, e.code).response()
 
 
+async def in_thread(fn: Any, *args: Any) -> Any:
+    """Run a store operation on a worker thread; a store outage becomes FeedbackError(503)."""
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    try:
+        return await asyncio.to_thread(fn, *args)
+    except (OperationalError, PoolTimeout) as e:
+        raise FeedbackError(503, f"The feedback store is unavailable; retry later ({type(e).__name__}).", None,
+                            "store_unavailable") from e
+
+
 async def json_body(request: Request) -> Any:
     try:
         return json.loads(await request.body())
@@ -56,7 +68,7 @@ def add_routes(app: Any, svc: Any) -> None:
     async def feedback(request: Request) -> Response:
         try:
             payload = await json_body(request)
-            out = await asyncio.to_thread(submit_feedback, svc.store, svc.principal(request), payload,
+            out = await in_thread(submit_feedback, svc.store, svc.principal(request), payload,
                                           svc.config.reviews_per_item, svc.flush_log)
         except FeedbackError as e:
             return error(e)
@@ -67,7 +79,7 @@ def add_routes(app: Any, svc: Any) -> None:
         try:
             p = reviewer(request, svc, signer)
             limit = int(request.query_params.get("limit", "50"))
-            return JSONResponse(await asyncio.to_thread(_queue, svc, p, limit))
+            return JSONResponse(await in_thread(_queue, svc, p, limit))
         except FeedbackError as e:
             return error(e)
         except ValueError:
@@ -77,7 +89,7 @@ def add_routes(app: Any, svc: Any) -> None:
     async def review_item(request: Request, item_id: int) -> Response:
         try:
             reviewer(request, svc, signer)
-            return JSONResponse(await asyncio.to_thread(_item, svc, item_id))
+            return JSONResponse(await in_thread(_item, svc, item_id))
         except FeedbackError as e:
             return error(e)
 
@@ -88,7 +100,7 @@ def add_routes(app: Any, svc: Any) -> None:
             body = await json_body(request)
             if not isinstance(body, dict):
                 raise FeedbackError(400, "The request body must be a JSON object")
-            out = await asyncio.to_thread(_act, svc, item_id, p, body)
+            out = await in_thread(_act, svc, item_id, p, body)
         except FeedbackError as e:
             return error(e)
         return JSONResponse(out)

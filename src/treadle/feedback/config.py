@@ -29,13 +29,13 @@ class FeedbackConfig:
 
 
 def add_feedback_args(p: argparse.ArgumentParser) -> None:
-    """Register the FeedbackConfig flags (one per field, defaults in the help; ``--no-log-interactions``)."""
+    """Register the FeedbackConfig flags (``--db``, ``--log-interactions/--no-log-interactions``, ...)."""
     from treadle.config_args import add_dataclass_args
 
-    add_dataclass_args(p, FeedbackConfig)
+    add_dataclass_args(p.add_argument_group("feedback"), FeedbackConfig)
 
 
 def feedback_config_from_args(args: argparse.Namespace) -> FeedbackConfig:
-    return FeedbackConfig(db=args.db, log_interactions=args.log_interactions, keys_file=args.keys_file,
-                          review_sample=args.review_sample, reviews_per_item=args.reviews_per_item,
-                          log_queue_size=args.log_queue_size)
+    from treadle.config_args import dataclass_from_args
+
+    return dataclass_from_args(FeedbackConfig, args)

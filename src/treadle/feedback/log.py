@@ -119,6 +119,9 @@ class InteractionLog:
             if picked:
                 from treadle.feedback.review import enqueue
 
-                with self.store.session() as s:
-                    for rid in picked:
-                        enqueue(s, rid, "random", self.reviews_per_item)
+                try:  # the rows are written: a failure here only loses the random sample
+                    with self.store.session() as s:
+                        for rid in picked:
+                            enqueue(s, rid, "random", self.reviews_per_item)
+                except Exception as e:  # noqa: BLE001
+                    log.warning("interaction log: random review sample not queued: %r", e)

@@ -15,7 +15,7 @@ may also re-decide a decided item. Every action is stored (who, when, what).
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from treadle.feedback.errors import FeedbackError, bad, not_found
@@ -54,7 +54,8 @@ def queue(s: Session, reviewer: str | None = None, status: str | None = None, li
         q = q.where(ReviewItem.status == status)
     elif not reviewer:
         q = q.where(ReviewItem.status.in_(OPEN))
-    return list(s.execute(q.order_by(ReviewItem.status.desc(), ReviewItem.id).limit(limit)).scalars())
+    first = case((ReviewItem.status == "adjudication", 0), else_=1)  # adjudication first, then by age
+    return list(s.execute(q.order_by(first, ReviewItem.id).limit(limit)).scalars())
 
 
 def progress(s: Session, reviewer: str | None = None) -> dict:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
 import threading
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from treadle.store import Store
 
+log = logging.getLogger("treadle.feedback")
 ROLES = ("user", "reviewer", "admin")
 _RANK = {r: i for i, r in enumerate(ROLES)}
 
@@ -102,9 +104,16 @@ class KeyRing:
 
         from treadle.store.models import ApiKey
 
-        with self._lock, self.store.session() as s:
-            rows = s.execute(select(ApiKey.key_hash, ApiKey.user, ApiKey.role).where(ApiKey.revoked_at.is_(None)))
-            self._db = {h: Principal(u, r) for h, u, r in rows}
+        with self._lock:
+            try:
+                with self.store.session() as s:
+                    rows = s.execute(select(ApiKey.key_hash, ApiKey.user, ApiKey.role)
+                                     .where(ApiKey.revoked_at.is_(None)))
+                    self._db = {h: Principal(u, r) for h, u, r in rows}
+            except Exception as e:  # noqa: BLE001 - the store is down: keep the keys known so far
+                if force:
+                    raise
+                log.warning("API keys not refreshed from the store: %r", e)
             self._loaded_at = time.monotonic()
 
     @property

@@ -79,8 +79,9 @@ class FeedbackService:
             m = finals[0].metrics
             ttft = m.ttft if m is not None else None
             e2e = (m.finished_time - m.arrival_time) if m is not None and m.finished_time else None
+            version = getattr(request.state, "model_version", None)  # set by the handler when it knows it
             rec = from_response(body.model_dump(exclude_none=True), response, key_user=self.key_user(request),
-                                source="serve", stream=stream, ttft_s=ttft, e2e_s=e2e)
+                                source="serve", stream=stream, ttft_s=ttft, e2e_s=e2e, model_version=version)
             if rec is not None:
                 self.log.submit(rec)
         except Exception:  # noqa: BLE001 - logging must never break serving

@@ -35,16 +35,20 @@ def create_app(
     settings: ServerSettings,
     engine_factory: Callable[[], Any],
     on_ready: Callable[[Any], None] | None = None,
+    feedback: Any = None,
 ) -> FastAPI:
-    """Build the app; ``engine_factory()`` (run on a thread) returns the AsyncEngine."""
+    """Build the app; ``engine_factory()`` (run on a thread) returns the AsyncEngine.
+
+    ``feedback`` (a :class:`treadle.feedback.config.FeedbackConfig`) turns on the interaction log,
+    ``POST /v1/feedback``, ``/review`` and the feedback metrics; None leaves them off.
+    """
     state = ServerState(settings.served_model_name)
     metrics = ServerMetrics(settings.served_model_name, lambda: state.engine.stats if state.engine else None)
     handler = Handler(state, settings, metrics)
-    feedback = None
-    if settings.feedback is not None:  # interaction log, /v1/feedback, /review (treadle.feedback)
+    if feedback is not None:  # interaction log, /v1/feedback, /review (treadle.feedback)
         from treadle.feedback.service import FeedbackService
 
-        feedback = FeedbackService.open(settings.feedback, api_key=settings.api_key)
+        feedback = FeedbackService.open(feedback, api_key=settings.api_key)
         handler.recorder = feedback
 
     async def load() -> None:

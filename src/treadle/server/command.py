@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     settings = dataclass_from_args(ServerSettings, args, api_key=args.api_key or None,
                                    admin_api_key=args.admin_api_key or None,
                                    served_model_name=served_name(args.model, args.served_model_name),
-                                   max_num_seqs=config.max_num_seqs, feedback=feedback_config_from_args(args))
+                                   max_num_seqs=config.max_num_seqs)
 
     def factory():  # noqa: ANN202 - AsyncEngine, imported here to keep `--help` fast
         from treadle.engine.async_engine import AsyncEngine
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
               f"loaded in {e.load_seconds:.2f} s, ready {time.perf_counter() - t0:.2f} s after start; "
               f"max_model_len={e.max_model_len} on http://{listen.host}:{listen.port}", file=sys.stderr, flush=True)
 
-    app = create_app(settings, factory, on_ready)
+    app = create_app(settings, factory, on_ready, feedback=feedback_config_from_args(args))
     uv_config = uvicorn.Config(app, host=listen.host, port=listen.port, log_level=listen.log_level,
                                access_log=False, timeout_graceful_shutdown=5, lifespan="on")
     server = DrainingServer(uv_config, app.state.server, listen.drain_timeout)

@@ -8,7 +8,6 @@ framework here, so ``treadle serve --help`` stays fast.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -41,8 +40,6 @@ class ServerSettings:
                 "API key; without it those endpoints are disabled (default: none)"})
     # The engine's own --max-num-seqs (EngineConfig): the command copies it here.
     max_num_seqs: int = field(default=128, metadata={"cli": False})
-    # treadle.feedback.config.FeedbackConfig (interaction log, feedback API, /review); set by the command.
-    feedback: Any = field(default=None, metadata={"cli": False})
 
     def __post_init__(self) -> None:
         if not self.served_model_name:

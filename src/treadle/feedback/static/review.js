@@ -60,7 +60,7 @@ async function show(id) {
   for (const li of $("queue").children) li.classList.toggle("current", Number(li.dataset.id) === id);
   const inter = item.interaction || { request: { prompt: "(deleted)" }, output: "", model_name: "?" };
   const fb = item.feedback.map((f) => el("div", { class: "feedback" },
-    `${f.user}: ${f.thumbs ? "👍👎"[f.thumbs === "up" ? 0 : 1] + " " : ""}${f.rating ? f.rating + "/5 " : ""}${f.comment || ""}`
+    `${f.user}: ${f.thumbs ? (f.thumbs === "up" ? "thumbs up · " : "thumbs down · ") : ""}${f.rating ? f.rating + "/5 " : ""}${f.comment || ""}`
     + (f.correction ? ` — suggests: “${f.correction}”` : "")));
   const acts = item.actions.map((a) => el("div", { class: "feedback" }, `${a.reviewer} ${a.action}${a.reason ? " (" + a.reason + ")" : ""}${a.label ? " [" + a.label + "]" : ""}`));
   const suggestion = (item.feedback.find((f) => f.correction) || {}).correction || inter.output;
