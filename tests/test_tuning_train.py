@@ -183,3 +183,61 @@ def test_merged_adapter_equals_peft_and_progress_bar_shows_speed(tiny_llama: Pat
     with torch.no_grad():
         assert torch.allclose(merged(ids).logits, lora(ids).logits, atol=1e-5)
     assert (tmp_path / "m" / "tokenizer.json").is_file()
+
+
+def test_samplers_are_seeded_and_group() -> None:
+    from treadle.tuning.trainers import LengthGroupedSampler, PrefixGroupedSampler
+
+    lengths = [random.Random(i).randint(5, 500) for i in range(256)]
+    s = LengthGroupedSampler(lengths, 8, seed=3)
+    order = list(s)
+    assert sorted(order) == list(range(256)) and order == list(LengthGroupedSampler(lengths, 8, seed=3))
+    s.set_epoch(1)
+    assert list(s) != order
+    spread = [max(lengths[i] for i in order[a:a + 8]) - min(lengths[i] for i in order[a:a + 8])
+              for a in range(0, 256, 8)]
+    assert sum(spread) / len(spread) < 60  # random batches of 8 would spread ~380 tokens
+    keys = ["a" if i % 3 else "b" for i in range(40)]
+    order = list(PrefixGroupedSampler(keys, 4, seed=0))
+    mixed = [len({keys[i] for i in order[a:a + 4]}) for a in range(0, 40, 4)]
+    assert sorted(order) == list(range(40)) and sum(m > 1 for m in mixed) <= 1
+
+
+def test_tuned_adapter_serves_in_treadles_engine(tiny_llama: Path, tmp_path: Path) -> None:
+    """The engine (multi-LoRA, issue 13) generates what transformers does with the adapter merged."""
+    pytest.importorskip("treadle.models.lora", reason="multi-LoRA serving (issue 13) is not in this branch yet")
+    import peft
+    from transformers import AutoModelForCausalLM
+
+    from treadle.llm import LLM
+    from treadle.models.tokenizer import Tokenizer
+    from treadle.sampling_params import SamplingParams
+
+    out = tmp_path / "o"
+    tune(_small("sft", _sft_file(tmp_path), out, tiny_llama, max_steps=4))
+    prompt = Tokenizer(tiny_llama).encode_chat([{"role": "system", "content": SYSTEM},
+                                                {"role": "user", "content": "cancel my order please"}])
+    llm = LLM(str(tiny_llama), num_kv_blocks=64, block_size=4, threads=1, lora_modules=(("tuned", str(out)),))
+    got = llm.generate([prompt], SamplingParams(temperature=0, max_tokens=6, ignore_eos=True),
+                       lora_name="tuned")[0].outputs[0].token_ids
+    merged = peft.PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32),
+                                            out).merge_and_unload().eval()
+    with torch.no_grad():
+        logits = merged(torch.tensor([prompt + list(got)])).logits[0]
+    for i, tok in enumerate(got):
+        row = logits[len(prompt) - 1 + i]
+        if tok != int(row.argmax()):
+            assert float(row.max() - row[tok]) < 1e-4, f"token {i} differs from the merged model's greedy choice"
+            break
+
+
+def test_resume_skips_a_checkpoint_cut_off_mid_save(tmp_path: Path) -> None:
+    from treadle.tuning.run import last_checkpoint
+
+    for step, complete in ((4, True), (8, True), (12, False)):
+        d = tmp_path / "checkpoints" / f"checkpoint-{step}"
+        d.mkdir(parents=True)
+        if complete:
+            (d / "trainer_state.json").write_text("{}")
+    assert last_checkpoint(tmp_path).name == "checkpoint-8"
+    assert last_checkpoint(tmp_path / "nothing") is None

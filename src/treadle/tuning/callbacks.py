@@ -20,6 +20,7 @@ class ProgressBar(TrainerCallback):
         self.t0 = 0.0
         self.tokens0 = 0
         self.loss: float | None = None
+        self.step_elapsed: list[tuple[int, float]] = []  # (global step, seconds since train begin)
 
     def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
         self.t0, self.tokens0 = time.monotonic(), state.num_input_tokens_seen
@@ -34,6 +35,7 @@ class ProgressBar(TrainerCallback):
         return (state.num_input_tokens_seen - self.tokens0) / elapsed if elapsed > 0 else 0.0
 
     def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
+        self.step_elapsed.append((state.global_step, round(time.monotonic() - self.t0, 3)))
         if self.bar is None:
             return
         post = {"tok/s": f"{self.tokens_per_s(state):.0f}"}

@@ -29,7 +29,12 @@ def register(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import warnings
+
     from treadle.tuning.run import tune
+
+    # deprecation notices from inside transformers/TRL/PEFT say nothing a `treadle tune` user can act on
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|trl|peft)(\.|$)")
 
     config = dataclass_from_args(METHODS[args.method], args)
     record = tune(config)

@@ -37,8 +37,10 @@ def machine_threads() -> int:
 
 
 def last_checkpoint(out: Path) -> Path | None:
+    """Newest complete checkpoint: the Trainer writes trainer_state.json last, so a kill mid-save is skipped."""
     folder = out / CHECKPOINTS
-    found = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()] if folder.is_dir() else []
+    found = [p for p in folder.glob("checkpoint-*")
+             if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()] if folder.is_dir() else []
     return max(found, key=lambda p: int(p.name.split("-")[-1])) if found else None
 
 
@@ -112,7 +114,6 @@ def _load_model(config: TuneConfig, model_dir: Path) -> Any:
 
 def build_trainer(config: TuneConfig, model_dir: Path, out: Path) -> Any:
     """The TRL trainer for ``config`` (model loaded and wrapped, dataset rendered); nothing trained yet."""
-    import trl
     from datasets import Dataset
     from transformers import AutoTokenizer, PrinterCallback, set_seed
 
@@ -129,10 +130,11 @@ def build_trainer(config: TuneConfig, model_dir: Path, out: Path) -> Any:
         trainer = SharedPrefixSFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
         trainer.shared_prefix_min = config.min_shared_prefix if config.shared_prefix else 0
         trainer.group_keys = keys if config.group_by_prefix else None
-    elif config.method == "dpo":
-        trainer = trl.DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     else:
-        trainer = trl.KTOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+        from treadle.tuning.trainers import GroupedDPOTrainer, GroupedKTOTrainer
+
+        cls = GroupedDPOTrainer if config.method == "dpo" else GroupedKTOTrainer
+        trainer = cls(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     trainer.remove_callback(PrinterCallback)
     return trainer
 
@@ -145,6 +147,12 @@ def tune(config: TuneConfig, extra_callbacks: list | None = None) -> dict[str, A
     from treadle.tuning.callbacks import ProgressBar, TimeBudget
 
     config.validate()
+    if not config.progress:  # no bars at all: model loading and dataset mapping have their own
+        import datasets
+        import transformers
+
+        datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()
     t0, cpu0 = time.monotonic(), cpu_seconds()
     model_dir, _ = resolve_model(config.model)
     config = dataclasses.replace(config, model=str(model_dir), threads=config.threads or machine_threads())
@@ -173,7 +181,8 @@ def tune(config: TuneConfig, extra_callbacks: list | None = None) -> dict[str, A
         "base_model": {"path": str(model_dir), "sha256": model_sha256(Path(model_dir))},
         "config": config.to_json(),
         "metrics": {**training_metrics(state.log_history), "steps": state.global_step, "max_steps": state.max_steps,
-                    "epochs_done": state.epoch, "input_tokens_seen": state.num_input_tokens_seen},
+                    "epochs_done": state.epoch, "input_tokens_seen": state.num_input_tokens_seen,
+                    "step_elapsed_s": bar.step_elapsed},
         "ended": "max_minutes" if budget and budget.hit else "completed",
         "resumed_from": str(resume_from) if resume_from else None,
         "wall_s": round(time.monotonic() - t0, 2), "train_wall_s": round(train_wall, 2),

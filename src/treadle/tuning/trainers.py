@@ -1,10 +1,13 @@
-"""TRL trainers as ``treadle tune`` uses them: SFT with the shared-prefix loss and prefix-grouped batches.
+"""TRL trainers as ``treadle tune`` uses them: SFT with the shared-prefix loss and prefix-grouped batches;
+DPO and KTO with length-grouped batches (their collators pad to the longest example of a batch).
 
 ``SharedPrefixSFTTrainer`` is TRL's ``SFTTrainer`` (padding-free batches) whose ``compute_loss`` takes the
 shared-prefix path (``treadle.tuning.shared_prefix``) when a training batch qualifies and TRL's own loss
 otherwise. ``PrefixGroupedSampler`` orders examples so that a batch holds examples with the same first
 message (a system prompt) wherever a group has enough of them: a seeded shuffle, stable grouping, batches
 cut inside each group, then the batch order shuffled. Same seed and epoch, same order (resume relies on it).
+``LengthGroupedSampler``: a seeded shuffle cut into windows of 32 batches, each window sorted by length and
+cut into batches, the batch order shuffled: batches of similar lengths, little padding, still random.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
-from trl import SFTTrainer
+from trl import DPOTrainer, KTOTrainer, SFTTrainer
 
 from treadle.tuning.shared_prefix import shared_prefix_len, shared_prefix_loss, split_packed
 
@@ -36,6 +39,54 @@ class PrefixGroupedSampler(torch.utils.data.Sampler[int]):
         batches = [order[a: a + self.batch_size] for a in range(0, len(order), self.batch_size)]
         for b in torch.randperm(len(batches), generator=g).tolist():
             yield from batches[b]
+
+
+class LengthGroupedSampler(torch.utils.data.Sampler[int]):
+    WINDOW_BATCHES = 32
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int) -> None:
+        self.lengths, self.batch_size, self.seed, self.epoch = lengths, batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        perm = torch.randperm(len(self.lengths), generator=g).tolist()
+        window = self.batch_size * self.WINDOW_BATCHES
+        batches = []
+        for a in range(0, len(perm), window):
+            chunk = sorted(perm[a: a + window], key=lambda i: -self.lengths[i])
+            batches += [chunk[b: b + self.batch_size] for b in range(0, len(chunk), self.batch_size)]
+        for b in torch.randperm(len(batches), generator=g).tolist():
+            yield from batches[b]
+
+
+def _length_sampler(trainer, train_dataset, reply_columns: tuple[str, ...]):  # noqa: ANN001, ANN202
+    ds = train_dataset if train_dataset is not None else trainer.train_dataset
+    if ds is None or "prompt_ids" not in ds.column_names or not all(c in ds.column_names for c in reply_columns):
+        return None
+    cols = [ds["prompt_ids"], *(ds[c] for c in reply_columns)]
+    lengths = [len(p) + max(len(r[i]) for r in cols[1:]) for i, p in enumerate(cols[0])]
+    return LengthGroupedSampler(lengths, trainer.args.per_device_train_batch_size, trainer.args.seed)
+
+
+class GroupedDPOTrainer(DPOTrainer):
+    """DPOTrainer with length-grouped batches (length = prompt + the longer of chosen/rejected)."""
+
+    def _get_train_sampler(self, train_dataset=None):  # noqa: ANN001, ANN202
+        return _length_sampler(self, train_dataset, ("chosen_ids", "rejected_ids")) or \
+            super()._get_train_sampler(train_dataset)
+
+
+class GroupedKTOTrainer(KTOTrainer):
+    """KTOTrainer with length-grouped batches (length = prompt + completion)."""
+
+    def _get_train_sampler(self, train_dataset=None):  # noqa: ANN001, ANN202
+        return _length_sampler(self, train_dataset, ("completion_ids",)) or super()._get_train_sampler(train_dataset)
 
 
 class SharedPrefixSFTTrainer(SFTTrainer):
