@@ -35,7 +35,7 @@ from treadle.gateway.metrics import GatewayMetrics
 from treadle.gateway.policies import Decision, RouteRequest, RoutingPolicy
 from treadle.gateway.prefix import PrefixHasher
 from treadle.gateway.replicas import Replica, ReplicaSet
-from treadle.gateway.routes import RouteTable
+from treadle.gateway.routes import RouteTable, user_key
 from treadle.server.errors import ApiError, unavailable
 from treadle.server.responses import sse
 from treadle.server.streams import ClientDisconnected, cancel_on_disconnect
@@ -108,7 +108,7 @@ class Proxy:
         if not isinstance(body, dict):
             raise ApiError.bad_param(None, "The request body must be a JSON object")
         rid = request.headers.get("x-request-id") or uuid.uuid4().hex
-        model, alias = self.routes.resolve(body.get("model"), _user_key(body, request, rid))
+        model, alias = self.routes.resolve(body.get("model"), user_key(body, request.headers, rid))
         if alias is not None:
             self.metrics.route_decisions.labels(alias, model).inc()
             body["model"] = model
@@ -135,7 +135,7 @@ class Proxy:
         tried: set[str] = set()
         last: Response | None = None
         for _ in range(self.max_attempts):
-            cands = [r for r in self.replicas.routable() if r.replica_id not in tried and _serves(r, model)]
+            cands = [r for r in self.replicas.routable() if r.replica_id not in tried and r.serves(model)]
             if not cands:
                 break
             d = self.policy.choose(route, [r.load() for r in cands])
@@ -274,21 +274,6 @@ class Proxy:
             return
         if cached is not None:
             self.policy.on_result(route, d, cached)
-
-
-def _serves(r: Replica, model: str | None) -> bool:
-    """Whether ``r`` may get a request for ``model`` (a replica that lists no models may get any)."""
-    return model is None or not r.models or r.card(model) is not None
-
-
-def _user_key(body: dict[str, Any], request: Request, rid: str) -> str:
-    """Who the request is for, for sticky route splits: ``user``, else the API key, else the request id."""
-    user = body.get("user")
-    if isinstance(user, str) and user:
-        return "user:" + user
-    auth = request.headers.get("authorization", "")
-    token = auth[7:].strip() if auth[:7].lower() == "bearer " else request.headers.get("x-api-key", "")
-    return "key:" + token if token else "request:" + rid
 
 
 class _Stream(StreamingResponse):

@@ -74,6 +74,10 @@ class Replica:
     def routable(self) -> bool:
         return self.state == "healthy"
 
+    def serves(self, model: str | None) -> bool:
+        """Whether it may get a request for ``model`` (a replica that lists no models may get any)."""
+        return model is None or not self.models or self.card(model) is not None
+
     def card(self, model: str) -> dict | None:
         """Its /v1/models card for ``model``, or None when it does not serve it."""
         return next((c for c in self.models if c.get("id") == model), None)

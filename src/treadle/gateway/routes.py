@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:/")
 
@@ -80,3 +82,13 @@ class RouteTable:
         if route is None:
             return model, None
         return route.choose(user_key), route.alias
+
+
+def user_key(body: Mapping[str, Any], headers: Mapping[str, str], request_id: str) -> str:
+    """Who a request is for: its ``user`` field, else its API key, else its id (then not sticky)."""
+    user = body.get("user")
+    if isinstance(user, str) and user:
+        return "user:" + user
+    auth = headers.get("authorization", "")
+    token = auth[7:].strip() if auth[:7].lower() == "bearer " else headers.get("x-api-key", "")
+    return "key:" + token if token else "request:" + request_id

@@ -106,6 +106,7 @@ class Handler:
         engine = self.state.engine
         model_name, lora_name, version = resolve_model(body.model, self.settings.served_model_name,
                                                        self.state.loras)
+        request.state.model_name, request.state.model_version = model_name, version  # for request logs
         limits = Limits(engine.engine.max_model_len, self.settings.default_max_tokens)
         prep = prepare(body, engine.engine.tokenize_prompt, limits)
         seqs = len(prep.prompts) * prep.n
