@@ -66,6 +66,7 @@ class GatingConfig:
     seed: int = 0
     concurrency: int = 16
     discordance: float = 0.05  # planning value of the share of items that flip between versions
+    base_url: str | None = None  # where evals run (default: the gateway); a replica URL keeps eval traffic out of the log
 
 
 @dataclass(frozen=True)

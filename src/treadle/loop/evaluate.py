@@ -45,7 +45,8 @@ def evaluate(cfg: LoopConfig, model: str, out: Path, suites: list, progress: boo
     from treadle.bench.meta import make_meta
 
     out.mkdir(parents=True, exist_ok=True)
-    base_url = cfg.gateway.url.rstrip("/") + ("" if cfg.gateway.url.rstrip("/").endswith("/v1") else "/v1")
+    url = (cfg.gating.base_url or cfg.gateway.url).rstrip("/")
+    base_url = url if url.endswith("/v1") else url + "/v1"
     meta = make_meta(seed=cfg.gating.seed, endpoint=base_url, model=model, gating=True)
     summary: dict = {"kind": "eval", "meta": meta, "suites": {}, "classifiers": {}}
     asyncio.run(_run(base_url, model, cfg, suites, out, summary, progress))
