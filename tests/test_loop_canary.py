@@ -10,6 +10,7 @@ from treadle.loop.canary import (
     ROLLBACK,
     CanaryPolicy,
     VersionSignals,
+    binomial_tail,
     decide,
     mann_whitney_greater_p,
     rate_diff,
@@ -35,6 +36,8 @@ def test_stats_pinned() -> None:
     # no ties: U = 6 of 6, mean 3, var 3 -> z = (6 - 3 - 0.5) / sqrt(3)
     assert mann_whitney_greater_p([3, 4, 5], [1, 2]) == pytest.approx(0.074457, abs=1e-5)
     assert mann_whitney_greater_p([1, 1], [1, 1]) == 1.0 and mann_whitney_greater_p([], [1]) == 1.0
+    assert binomial_tail(1, 1, 0.05) == pytest.approx(0.05) and binomial_tail(0, 5, 0.3) == pytest.approx(1.0)
+    assert binomial_tail(2, 3, 0.5) == pytest.approx(0.5)
     d, se = rate_diff(0, 9, 9, 9)
     assert d == pytest.approx(0.05 - 0.95) and se == pytest.approx((2 * 0.05 * 0.95 / 10) ** 0.5)
 

@@ -20,7 +20,7 @@ conservative, valid whenever the looks happen), for every signal:
   non-inferior and at least ``min_feedback`` thumbs and ``min_sampled`` checked outputs exist.
 - At the last look, a candidate not yet promoted is rolled back ("not shown non-inferior").
 Also rolled back at any look: a candidate whose unsafe rate exceeds ``max_unsafe_rate`` with
-significance (one-sided binomial-normal bound above it).
+significance (exact one-sided binomial test at alpha_look).
 """
 
 from __future__ import annotations
@@ -109,6 +109,11 @@ def rate_diff(kc: int, nc: int, kp: int, np_: int) -> tuple[float, float]:
     return pc - pp, math.sqrt(pc * (1 - pc) / (nc + 1) + pp * (1 - pp) / (np_ + 1))
 
 
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p): the exact one-sided p-value of k or more hits."""
+    return min(1.0, sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1)))
+
+
 def mann_whitney_greater_p(x: list[float], y: list[float]) -> float:
     """One-sided p-value that values in ``x`` tend to exceed those in ``y`` (normal approx., ties averaged)."""
     n1, n2 = len(x), len(y)
@@ -176,11 +181,8 @@ def decide(cand: VersionSignals, prod: VersionSignals, policy: CanaryPolicy | No
         _latency_check("tpot", cand.tpot, prod.tpot, policy.latency_margin, a),
     ) if c is not None]
     harmed = [f"{c.signal} significantly worse ({c.detail})" for c in checks if c.harm]
-    if cand.sampled:
-        p = cand.unsafe / cand.sampled
-        lo = p - _z(a) * math.sqrt(max(p * (1 - p), 1e-12) / cand.sampled)
-        if lo > policy.max_unsafe_rate:
-            harmed.append(f"unsafe rate {p:.3f} significantly above {policy.max_unsafe_rate:g}")
+    if cand.sampled and binomial_tail(cand.unsafe, cand.sampled, policy.max_unsafe_rate) <= a:
+        harmed.append(f"unsafe rate {cand.unsafe / cand.sampled:.3f} significantly above {policy.max_unsafe_rate:g}")
     if harmed:
         return CanaryDecision(ROLLBACK, look, tuple(harmed), tuple(checks))
     feedback = cand.thumbs_up + cand.thumbs_down
