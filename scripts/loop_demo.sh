@@ -11,6 +11,7 @@ T=${TREADLE:-treadle}
 CFG=examples/loop-demo.yaml
 PORT=9100
 mkdir -p loop-demo
+$T tune-data safety --out loop-demo/data     # safety SFT mix + the held-back safety suite file
 export TREADLE_DB=sqlite:///loop-demo/treadle.db
 $T gateway --port $PORT --replicas 1 --admin-api-key demo-admin --db "$TREADLE_DB" > loop-demo/gateway.log 2>&1 &
 GW=$!

@@ -9,7 +9,7 @@ workdir: loop-work              # datasets, adapters, eval results per run
 gateway: {url: http://127.0.0.1:9000, admin_key: KEY, api_key: null}
 trigger: {min_new_approved: 200, every_minutes: null}   # N new approved items, or a schedule
 dataset: {name: loop, embed: true, replay_share: 0.2, dev_share: 0.1}
-tune: {method: sft, args: {epochs: 1, lora_r: 16}}   # any treadle tune field
+tune: {method: sft, args: {epochs: 1, lora_r: 16}, mix: []}   # any treadle tune field; mix: fixed extra files
 gating: {suites: [bitext_intent, safety], suite_files: [], sizes: {}, seed: 0, concurrency: 16}
 gate: {margin: 0.02, margins: {}, threshold: 0.95, thresholds: {}, superiority: [bitext_intent/accuracy],
        confidence: 0.95, floor_once_reached: [safety]}
@@ -56,6 +56,7 @@ class DatasetConfig:
 class TuneStep:
     method: str = "sft"
     args: dict[str, Any] = field(default_factory=dict)
+    mix: tuple[str, ...] = ()  # fixed files appended to every run's training file (e.g. the safety SFT mix)
 
 
 @dataclass(frozen=True)

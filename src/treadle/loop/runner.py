@@ -123,6 +123,15 @@ class Loop:
 
         t = self.cfg.tune
         data = Path(run.state["dataset_dir"]) / DATA_FILE[t.method]
+        mix = {}
+        if t.mix:  # the fixed mix (e.g. treadle tune-data safety) joins every run, recorded by hash
+            from treadle.tuning.record import file_sha256
+
+            combined = self._work(run) / f"train-{DATA_FILE[t.method]}"
+            parts = [data.read_text()] + [Path(f).read_text() for f in t.mix]
+            combined.write_text("".join(p if p.endswith("\n") or not p else p + "\n" for p in parts))
+            mix = {str(f): file_sha256(Path(f)) for f in t.mix}
+            data = combined
         out = self._work(run) / "adapter"
         resume = (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir())
         conf = config_for(t.method, **{"progress": self.progress, **t.args, "data": str(data), "out": str(out),
@@ -132,7 +141,7 @@ class Loop:
         self.say(f"run {run.id}: tuned {t.method} in {record.get('wall_s', 0):.0f} s "
                  f"(loss {m.get('first_loss')} -> {m.get('final_loss')})")
         return st.step_done(self.store, run.id, sid, "register", {"adapter_dir": str(out)},
-                            detail={"resumed": resume, "first_loss": m.get("first_loss"),
+                            detail={"resumed": resume, "mix": mix, "first_loss": m.get("first_loss"),
                                     "final_loss": m.get("final_loss"), "wall_s": record.get("wall_s")})
 
     def _step_register(self, run: st.RunView, sid: int) -> st.RunView:
