@@ -85,3 +85,34 @@ def test_config_errors_name_the_key() -> None:
                             "canary": {"share": 0.2, "poll_seconds": 1}})
     assert cfg.gate.superiority == ("bitext_intent/accuracy",) and cfg.canary.policy.share == 0.2
     assert cfg.canary.poll_seconds == 1 and cfg.floor_once_reached == ("safety",)
+
+
+def test_tune_step_appends_the_fixed_mix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    db = f"sqlite:///{tmp_path / 'm.db'}"
+    mix = tmp_path / "safety_sft.jsonl"
+    mix.write_text(json.dumps({"messages": [{"role": "user", "content": "harm?"},
+                                            {"role": "assistant", "content": "I can't help with that."}]}) + "\n")
+    cfg = config_from_dict({"alias": "bot", "production": "base", "db": db, "workdir": str(tmp_path / "w"),
+                            "tune": {"method": "sft", "mix": [str(mix)], "args": {"max_steps": 1}}})
+    store = open_store(db)
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    (ds / "sft.jsonl").write_text('{"messages": [{"role": "user", "content": "hi"}, '
+                                  '{"role": "assistant", "content": "cancel"}]}')  # no final newline
+    seen = {}
+
+    def fake_tune(conf):  # noqa: ANN001, ANN202
+        seen["data"], seen["max_steps"] = Path(conf.data).read_text().splitlines(), conf.max_steps
+        return {"metrics": {"first_loss": 2.0, "final_loss": 1.0}, "wall_s": 1.0}
+
+    monkeypatch.setattr("treadle.tuning.tune", fake_tune)
+    run = st.start_run(store, "bot", {"reason": "forced"})
+    run = st.step_done(store, run.id, st.step_started(store, run.id, "dataset"), "tune", {"dataset_dir": str(ds)})
+    run = Loop(cfg, store, FakeFleet())._step_tune(run, st.step_started(store, run.id, "tune"))
+    assert run.step == "register" and seen["max_steps"] == 1
+    assert [json.loads(x)["messages"][-1]["content"] for x in seen["data"]] == ["cancel", "I can't help with that."]
+    detail = st.runs(store, "bot")[0]["steps"][-1]["detail"]
+    assert list(detail["mix"]) == [str(mix)] and len(detail["mix"][str(mix)]) == 64
+    store.close()
