@@ -54,9 +54,15 @@ def run(args: argparse.Namespace) -> int:
         elif args.action == "history":
             print(json.dumps(reg.history(store, args.alias), indent=1))
         elif args.action == "register":
-            record = json.loads(open(args.run_record).read()) if args.run_record else None
-            vid = reg.register(store, args.version, args.kind, args.base_model, args.path,
-                               (record or {}).get("adapter_hash"), args.dataset_id, record)
+            from pathlib import Path
+
+            from treadle.tuning.record import file_sha256
+
+            record = json.loads(Path(args.run_record).read_text()) if args.run_record else None
+            weights = Path(args.path or "", "adapter_model.safetensors")
+            digest = file_sha256(weights) if args.path and weights.is_file() else (record or {}).get("adapter_hash")
+            vid = reg.register(store, args.version, args.kind, args.base_model, args.path, digest, args.dataset_id,
+                               record)
             print(json.dumps({"registered": args.version, "id": vid}))
         elif args.action == "promote":
             _push(args, {args.version: 1.0})
