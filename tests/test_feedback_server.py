@@ -105,3 +105,11 @@ def test_log_feedback_roles_and_metrics(served) -> None:  # noqa: ANN001
     again = httpx.post(f"{srv.base}/review/api/items/{item['id']}", headers=_h("k-rev"), json={"action": "approve"},
                        timeout=30)
     assert again.status_code == 409
+    # a key with the admin role passes the adapter admin API's check (no --admin-api-key needed); others do not
+    gone = httpx.post(f"{srv.base}/v1/unload_lora_adapter", json={"lora_name": "nope"}, headers=_h("k-admin"),
+                      timeout=30)
+    assert gone.status_code == 404, gone.text
+    denied = httpx.post(f"{srv.base}/v1/unload_lora_adapter", json={"lora_name": "nope"}, headers=_h("k-rev"),
+                        timeout=30)
+    assert denied.status_code in (401, 403), denied.text
+

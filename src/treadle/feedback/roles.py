@@ -2,9 +2,9 @@
 
 Keys come from a small file (``--keys-file``: JSON or YAML, ``{"keys": [{"key" or "key_sha256", "user",
 "role"}]}``), from the store's ``api_keys`` table (``treadle keys add``; kept as SHA-256), from the
-server's ``--api-key`` (role ``user``, owner ``api-key``) and an admin key (role ``admin``, owner
-``admin``). With no key configured anywhere the server is open, as ``make run``: every caller is
-``anonymous`` with the admin role. Other code checks roles with :meth:`KeyRing.authorize` (e.g. the
+server's ``--api-key`` (role ``user``, owner ``api-key``) and ``--admin-api-key`` (role ``admin``, owner
+``admin``). With no key configured (the admin key aside) the server is open, as ``make run``: every caller is
+``anonymous`` with the admin role (admin-only routes still ask for an admin key). Other code checks roles with :meth:`KeyRing.authorize` (e.g. the
 adapter admin API: a key with the admin role is accepted wherever the admin key is).
 """
 
@@ -90,8 +90,8 @@ class KeyRing:
         self.static: dict[str, Principal] = load_keys_file(keys_file) if keys_file else {}
         if api_key:
             self.static[hash_key(api_key)] = Principal("api-key", "user")
-        if admin_key:
-            self.static[hash_key(admin_key)] = Principal("admin", "admin")
+        # the server's --admin-api-key: accepted as an admin key, but it alone does not close an open server
+        self._admin = {hash_key(admin_key): Principal("admin", "admin")} if admin_key else {}
         self._db: dict[str, Principal] = {}
         self._loaded_at = -1e9
         self._lock = threading.Lock()
@@ -129,7 +129,7 @@ class KeyRing:
         if not key:
             return None
         h = hash_key(key)  # comparing hashes: the lookup time says nothing about the key
-        p = self.static.get(h) or self._db.get(h)
+        p = self.static.get(h) or self._admin.get(h) or self._db.get(h)
         if p is None:
             self._refresh()
             p = self._db.get(h)

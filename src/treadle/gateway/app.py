@@ -122,7 +122,8 @@ def create_gateway_app(gw: Gateway) -> FastAPI:
     if gw.settings.feedback is not None and gw.feedback is None:  # interaction log, /v1/feedback, /review
         from treadle.feedback.service import FeedbackService
 
-        gw.feedback = FeedbackService.open(gw.settings.feedback, api_key=gw.settings.api_key, source="gateway")
+        gw.feedback = FeedbackService.open(gw.settings.feedback, api_key=gw.settings.api_key,
+                                         admin_key=gw.settings.admin_api_key, source="gateway")
         gw.proxy.recorder = gw.feedback
         gw.feedback.install(app, gw.metrics.registry)
 

@@ -81,8 +81,8 @@ class Proxy:
         self.hasher, self.max_attempts, self.timeout_s = hasher, max_attempts, request_timeout_s
         self.replica_api_key = replica_api_key
         self.ttft_log: deque[tuple[float, float]] = deque(maxlen=4096)  # (monotonic time, TTFT s), streams
-        self.recorder: Any = None  # treadle.feedback.service.FeedbackService: logs each relayed response
         self.routes = RouteTable()
+        self.recorder: Any = None  # treadle.feedback.service.FeedbackService: logs each relayed response
 
     def model_ids(self) -> list[str]:
         ids: list[str] = []

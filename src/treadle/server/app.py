@@ -48,7 +48,7 @@ def create_app(
     if feedback is not None:  # interaction log, /v1/feedback, /review (treadle.feedback)
         from treadle.feedback.service import FeedbackService
 
-        feedback = FeedbackService.open(feedback, api_key=settings.api_key)
+        feedback = FeedbackService.open(feedback, api_key=settings.api_key, admin_key=settings.admin_api_key)
         handler.recorder = feedback
 
     async def load() -> None:
@@ -79,7 +79,7 @@ def create_app(
     app.state.server = state
     app.state.metrics = metrics
     app.add_middleware(RequestContextMiddleware, state=state, api_key=settings.api_key, metrics=metrics,
-                       keys=feedback.keys if feedback is not None else None, admin_api_key=settings.admin_api_key)
+                       admin_api_key=settings.admin_api_key, keys=feedback.keys if feedback is not None else None)
     if feedback is not None:
         feedback.install(app, metrics.registry)
 

@@ -38,11 +38,12 @@ class ServerState:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, state: ServerState, api_key: str | None, metrics: Any, keys: Any = None,
-                 admin_api_key: str | None = None) -> None:
+    def __init__(self, app: ASGIApp, state: ServerState, api_key: str | None, metrics: Any,
+                 admin_api_key: str | None = None, keys: Any = None) -> None:
         self.app, self.state, self.api_key, self.metrics = app, state, api_key, metrics
         self.keys = keys  # treadle.feedback.roles.KeyRing: keys with roles (replaces the api_key check)
         self.admin_api_key = admin_api_key  # also accepted wherever the API key is
+        self.keys = keys  # treadle.feedback.roles.KeyRing: keys with roles (replaces the api_key check)
 
     def _gate(self, headers: Headers, st: dict | None = None) -> ApiError | None:
         state = self.state
