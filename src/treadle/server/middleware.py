@@ -41,7 +41,6 @@ class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, state: ServerState, api_key: str | None, metrics: Any,
                  admin_api_key: str | None = None, keys: Any = None) -> None:
         self.app, self.state, self.api_key, self.metrics = app, state, api_key, metrics
-        self.keys = keys  # treadle.feedback.roles.KeyRing: keys with roles (replaces the api_key check)
         self.admin_api_key = admin_api_key  # also accepted wherever the API key is
         self.keys = keys  # treadle.feedback.roles.KeyRing: keys with roles (replaces the api_key check)
 
@@ -57,13 +56,7 @@ class RequestContextMiddleware:
         if self.keys is not None:
             from treadle.feedback.roles import bearer_token
 
-            token = bearer_token(headers)
-            principal = self.keys.lookup(token)
-            if principal is None and self.admin_api_key and token and hmac.compare_digest(
-                    token.encode(), self.admin_api_key.encode()):
-                from treadle.feedback.roles import Principal
-
-                principal = Principal("admin", "admin")
+            principal = self.keys.lookup(bearer_token(headers))
             if principal is None:
                 return ApiError(401, "Incorrect or missing API key: send 'Authorization: Bearer <key>'.",
                                 None, "invalid_api_key")
