@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("treadle.feedback.data_command", "retention: `data delete --user U` removes a user's records"),
     "keys": ("treadle.feedback.keys_command", "API keys with roles (user, reviewer, admin) in the store"),
     "simulate-users": ("treadle.feedback.simulate", "simulated users and experts (Bitext) against a live endpoint"),
+    "registry": ("treadle.registry.command", "model registry: versions with lineage, aliases, promote, rollback"),
+    "loop": ("treadle.loop.command", "the improvement loop: dataset -> tune -> gate -> canary -> promote/rollback"),
 }
 
 

@@ -134,3 +134,7 @@ class DatasetItem(Base):
     review_item_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     replay_of: Mapped[int | None] = mapped_column(Integer, nullable=True)  # a dataset_items.id of an earlier set
     record: Mapped[dict] = mapped_column(JSON)
+
+
+# The registry and loop tables (migration 0002) share this Base; importing them here keeps one metadata.
+from treadle.registry import models as _registry_models  # noqa: E402,F401
