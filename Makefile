@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.treadle-installed
 
-.PHONY: install run test test-slow lint bench-engine clean
+.PHONY: install system-deps run test test-slow lint bench-engine clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -23,11 +23,14 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/treadle serve --model default --host 127.0.0.1 --port 8000
 
-# make test also needs the Debian packages postgresql (15), chromium and chromium-driver (.ci/run installs them).
-test: $(STAMP)
+# The tests also use Debian's postgresql (15), chromium and chromium-driver: installed when missing.
+system-deps:
+	scripts/install_system_packages.sh
+
+test: $(STAMP) system-deps
 	$(VENV)/bin/python -m pytest -q
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) system-deps
 	$(VENV)/bin/python -m pytest -q -m slow
 
 lint: $(STAMP)
