@@ -196,7 +196,7 @@ def test_command_writes_a_sim_file_the_report_reads(tmp_path) -> None:
     from treadle.report.loading import load_results
 
     trace = tmp_path / "t.csv"
-    trace.write_text("arrival_s,input_tokens,output_tokens\n" + "".join(f"{i * 0.2},{20 + i},{3}\n" for i in range(30)))
+    trace.write_text("arrival_s,input_tokens,output_tokens\n" + "".join(f"{i * 0.2},{20 + i},{40}\n" for i in range(30)))
     cost = tmp_path / "c.json"
     cost.write_text(json.dumps({"cores": 0, "fits": {"1": {"a": 0.05, "b": 0.001}},
                                 "engine": {"num_blocks": 64, "max_model_len": 512}}))
@@ -207,3 +207,11 @@ def test_command_writes_a_sim_file_the_report_reads(tmp_path) -> None:
     assert data["kind"] == "sim" and len(data["runs"]) == 4
     assert all(r["summary"]["completed"] == 30 for r in data["runs"])
     assert len(load_results([tmp_path])["sim"]) == 1
+    assert main(["sim", "--trace", str(trace), "--autoscale", "--min-replicas", "1", "--max-replicas", "3",
+                 "--target-load", "1", "--upscale-delay", "0", "--startup", "1", "--cost", str(cost),
+                 "--out", str(tmp_path / "auto.json")]) == 0
+    auto = json.loads((tmp_path / "auto.json").read_text())["runs"][0]
+    assert auto["autoscale"]["max_replicas"] == 3 and auto["max_replicas"] > 1
+    assert main(["report", str(out), str(tmp_path / "auto.json"), "--out", str(tmp_path / "rep")]) == 0
+    md = (tmp_path / "rep" / "REPORT.md").read_text()
+    assert "Simulation (treadle sim)" in md and "sim0_timeline.png" in md and "autoscale 1-3" in md

@@ -215,8 +215,8 @@ class Simulation:
     # -- fleet -----------------------------------------------------------------------------------------
     def _machine(self) -> Machine:
         per = self.fleet.replicas_per_machine or max(1, self.cost.cores // self.fleet.threads)
-        if not self.cost.cores:
-            return Machine(0)
+        if not self.cost.cores or per * self.fleet.threads <= self.cost.cores:
+            return Machine(0)  # its cores are never oversubscribed: nothing to share
         if not self.machines or self.machines[-1][1] >= per:
             self.machines.append((Machine(self.cost.cores), 0))
         m, n = self.machines[-1]
