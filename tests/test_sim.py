@@ -215,3 +215,29 @@ def test_command_writes_a_sim_file_the_report_reads(tmp_path) -> None:
     assert main(["report", str(out), str(tmp_path / "auto.json"), "--out", str(tmp_path / "rep")]) == 0
     md = (tmp_path / "rep" / "REPORT.md").read_text()
     assert "Simulation (treadle sim)" in md and "sim0_timeline.png" in md and "autoscale 1-3" in md
+
+
+def test_fit_recovers_known_coefficients() -> None:
+    from treadle.sim.calibrate import errors, fit
+
+    truth = Fit(a=0.02, b=0.001, c=0.004, d=0.00001, e=0.0005)
+    shapes = [StepShape(p, d, d * ctx, p * (s + (p + 1) / 2) / 1000) for p in (0, 16, 64) for d in (0, 1, 4)
+              for ctx in (32, 256) for s in (0, 128) if p or d]
+    points = [(sh, truth.seconds(sh)) for sh in shapes]
+    got = fit(points)
+    for k in ("a", "b", "c", "d", "e"):
+        assert getattr(got, k) == pytest.approx(getattr(truth, k), rel=1e-6, abs=1e-12)
+    assert errors(got, points)["max_ape"] < 1e-6
+
+
+def test_calibrate_runs_the_engine_on_a_tiny_model(tiny_llama) -> None:
+    from treadle.sim.calibrate import calibrate
+
+    model = calibrate(str(tiny_llama), [1], num_kv_blocks=64, log=lambda _: None,
+                      prefill=[(16, 0), (32, 64)], decode=[(1, 32), (4, 32)])
+    f = model.fits[1]
+    assert f.a > 0 and model.cores >= 1
+    err = model.fit_error["1"]
+    assert err["in_sample"]["steps"] >= 8 and err["held_out"]["mape"] >= 0
+    back = CostModel.from_json(json.loads(json.dumps(model.to_json())))
+    assert back.fits == model.fits

@@ -52,6 +52,8 @@ def register(p: argparse.ArgumentParser) -> None:
     # calibrate / validate
     p.add_argument("--model", default="default", help="calibrate: the model to time")
     p.add_argument("--calibrate-threads", default="1,2", help="calibrate: thread counts to fit")
+    p.add_argument("--clock", choices=("cpu", "wall"), default="cpu", help="calibrate: time steps by CPU time / "
+                   "threads (robust on a shared machine) or by the wall clock")
     p.add_argument("--fleet", default="docs/results/bench-fleet.json", help="validate: a bench fleet result file")
     p.add_argument("--serve", default="", help="validate: bench serve result files, comma separated")
 
@@ -88,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         from treadle.sim.calibrate import calibrate
 
         threads = [int(t) for t in args.calibrate_threads.split(",") if t]
-        model = calibrate(args.model, threads, seed=args.seed, log=_log)
+        model = calibrate(args.model, threads, seed=args.seed, clock=args.clock, log=_log)
         Path(args.out).write_text(json.dumps(model.to_json(), indent=2))
         _log(f"wrote {args.out}")
         return 0
