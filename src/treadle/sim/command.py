@@ -28,6 +28,8 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-requests", type=int, default=None, help="the first N requests of the trace")
     p.add_argument("--synthetic-day", type=int, default=0, metavar="HOURS",
                    help="tile the one-hour trace over HOURS hours with a daily rate curve (SYNTHETIC)")
+    p.add_argument("--synthetic-hour-s", type=float, default=3600.0,
+                   help="seconds of the trace each synthetic hour replays (less than 3600 compresses the day)")
     p.add_argument("--replicas", default="1", help="fixed fleet size, or several: 1,4,16 (initial size with --autoscale)")
     add_autoscale_flags(p)
     p.add_argument("--startup", type=float, default=None, help="replica launch-to-ready seconds (default: the cost file's)")
@@ -116,8 +118,10 @@ def simulate(args: argparse.Namespace) -> int:
     rows = rows_of(args.trace)
     label = Path(args.trace).stem if Path(args.trace).exists() else args.trace
     if args.synthetic_day:
-        rows = synthetic_day(rows, args.synthetic_day, args.seed)
-        label += f" (SYNTHETIC {args.synthetic_day} h day, tiled with a daily rate curve)"
+        rows = synthetic_day(rows, args.synthetic_day, args.seed, hour_s=args.synthetic_hour_s)
+        label += (f" (SYNTHETIC {args.synthetic_day} h day, tiled with a daily rate curve"
+                  + (f", each hour compressed to the trace's first {args.synthetic_hour_s:g} s)"
+                     if args.synthetic_hour_s < 3600 else ")"))
     sizes = [int(x) for x in str(args.replicas).split(",") if x]
     startup = args.startup if args.startup is not None else float(cost.engine.get("startup_s", 10.0))
     out = {"kind": "sim", "trace": label, "cost_model": {"name": cost.name, "source": cost.source, "file": args.cost},

@@ -129,17 +129,18 @@ def _file_row(rec: dict, i: int, path: Path) -> Row:
     return (t, n_in, n_out, [int(h) for h in hashes] if hashes else None)
 
 
-def synthetic_day(rows: list[Row], hours: int = 24, seed: int = 0,
-                  curve: Callable[[float], float] = daily_curve) -> list[Row]:
-    """``rows`` (one hour) tiled ``hours`` times, hour h keeping each row with probability curve(h)."""
-    if hours < 1:
-        raise ValueError(f"hours must be >= 1, got {hours}")
-    span = max(3600.0, rows[-1][0] + 1e-6 if rows else 3600.0)
+def synthetic_day(rows: list[Row], hours: int = 24, seed: int = 0, curve: Callable[[float], float] = daily_curve,
+                  hour_s: float = 3600.0) -> list[Row]:
+    """``rows`` tiled ``hours`` times, hour h keeping each row with probability curve(h). Each synthetic hour
+    replays the trace's first ``hour_s`` seconds (3600: all of it; less compresses the day, as labelled)."""
+    if hours < 1 or hour_s <= 0:
+        raise ValueError(f"hours must be >= 1 and hour_s > 0, got {hours}, {hour_s}")
+    window = [r for r in rows if r[0] < hour_s]
     rng = random.Random(seed)
     out: list[Row] = []
     for h in range(hours):
         keep = curve(h)
-        out += [(t + h * span, a, b, hs) for t, a, b, hs in rows if rng.random() < keep]
+        out += [(t + h * hour_s, a, b, hs) for t, a, b, hs in window if rng.random() < keep]
     return out
 
 
