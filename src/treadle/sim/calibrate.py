@@ -7,7 +7,7 @@ model, update, output processing: what a replica's loop pays) and recording its 
   made cached by a previous request with the same prefix;
 - decode: B requests (1, 2, 4, 8, 16, 32) that share an L-token prefix (64, 256, 1024) and then
   generate 8 tokens each (their prefill steps are recorded too: mixed shapes).
-The first scenario is run once unrecorded (warm-up). Then the coefficients of the linear model
+A few small scenarios are run first unrecorded (warm-up). Then the coefficients of the linear model
 (``cost_model``) are fitted by non-negative least squares weighted by 1/time (relative error, so small
 decode steps count as much as long prefills); the error is reported as the mean and max absolute
 percentage error over the measured steps (in-sample) and over a held-out repetition (out-of-sample).
@@ -121,7 +121,7 @@ def calibrate(model: str, threads: list[int], num_kv_blocks: int = 2048, seed: i
     report: dict = {}
     for t in threads:
         engine = LLMEngine(EngineConfig(model=model, threads=t, num_kv_blocks=num_kv_blocks, max_num_seqs=64))
-        measure(engine, seed + 99, clock, prefill, decode)  # warm-up, not recorded
+        measure(engine, seed + 99, clock, [(128, 0), (32, 512)], [(4, 64)])  # warm-up, not recorded
         train = measure(engine, seed, clock, prefill, decode)
         test = measure(engine, seed + 1, clock, prefill, decode)
         f = fit(train)

@@ -5,7 +5,8 @@ end-to-end percentiles, req/s, goodput under the SLO), ``slo_attainment`` (share
 meeting every SLO bound), ``prefix_cache_hit_rate`` (the replicas' own counters: hit / queried prompt
 tokens at admission, as ``/metrics`` reports them), ``replica_hours`` (launch to removal of every replica,
 start-up included, as a cloud bills it), ``replicas_over_time`` ([t, ready, desired] at each change),
-``latency_over_time`` (per minute of arrival: requests, TTFT p50/p90), ``routing`` (decision reasons),
+``steady_req_s`` (completions per second while requests arrive, from 10% of the last
+arrival time to it), ``latency_over_time`` (per minute of arrival: requests, TTFT p50/p90), ``routing`` (decision reasons),
 ``preemptions``, ``utilisation`` (busy share of replica time) and ``scale_events``.
 """
 
@@ -41,6 +42,18 @@ def latency_over_time(sim: Simulation, bucket_s: float = 60.0) -> list[dict]:
              "ttft_p90_ms": float(np.percentile(v, 90)) * 1000} for k, v in sorted(by.items())]
 
 
+def steady_req_s(sim: Simulation) -> float | None:
+    """Completions per second between 10% of the last arrival time and the last arrival (open loop): the
+    rate the fleet sustains while traffic is arriving, without the start and the final drain."""
+    arrivals = [r.arrival_s for r in sim.requests if r.arrival_s is not None]
+    if sim.fleet.concurrency or not arrivals:
+        return None
+    hi = max(arrivals)
+    lo = 0.1 * hi
+    n = sum(1 for r in sim.done if lo <= r.end_s <= hi)
+    return n / (hi - lo) if hi > lo else None
+
+
 def result(sim: Simulation, slo: dict[str, float] | None) -> dict:
     recs = records(sim)
     duration = max((r.end_s for r in sim.done), default=0.0) or 1e-9
@@ -53,6 +66,7 @@ def result(sim: Simulation, slo: dict[str, float] | None) -> dict:
         "slo_attainment": (sum(meets_slo(r, slo) for r in ok) / len(recs) if recs else None) if slo else None,
         "prefix_cache_hit_rate": summary["prefix_cache_hit_rate"],
         "replica_hours": hours,
+        "steady_req_s": steady_req_s(sim),
         "mean_replicas": hours * 3600.0 / duration,
         "max_replicas": max((p[1] for p in sim.timeline), default=0),
         "replicas_over_time": [[round(t, 3), a, b] for t, a, b in sim.timeline],
