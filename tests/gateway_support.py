@@ -49,8 +49,9 @@ class FakeReplica:
     ok, busy (503), full (429), break_before_token, break_mid_stream, hold; ``ready`` drives /ready.
     ``hold``: a stream sends its first token, then waits until the test sets ``release``."""
 
-    def __init__(self, name: str = "fake") -> None:
+    def __init__(self, name: str = "fake", models: tuple[str, ...] = ("fake",)) -> None:
         self.name, self.mode, self.ready, self.calls = name, "ok", True, 0
+        self.models = list(models)
         self.release = threading.Event()
         app = FastAPI()
 
@@ -64,7 +65,7 @@ class FakeReplica:
 
         @app.get("/v1/models")
         async def models() -> Response:
-            return JSONResponse({"object": "list", "data": [{"id": "fake", "object": "model"}]})
+            return JSONResponse({"object": "list", "data": [{"id": m, "object": "model"} for m in self.models]})
 
         @app.post("/v1/completions")
         async def completions(request: Request) -> Response:
@@ -78,7 +79,7 @@ class FakeReplica:
                 return JSONResponse({"choices": [{"index": 0, "text": self.name, "finish_reason": "length"}],
                                      "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4,
                                                "prompt_tokens_details": {"cached_tokens": 0}},
-                                     "served_by": self.name})
+                                     "served_by": self.name, "model": body.get("model")})
             return StreamingResponse(self._stream(), media_type="text/event-stream")
 
         self.app = app

@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("treadle.evals.command", "run quality eval suites (accuracy, coherence, safety) against an endpoint"),
     "gate": ("treadle.evals.gate_command", "validation gate: candidate eval results vs production's"),
     "sim": ("treadle.sim.command", "simulate a gateway + fleet on a trace with the real scheduler/routing/autoscaler"),
+    "tune": ("treadle.tuning.command", "fine-tune a LoRA adapter from a dataset (SFT, DPO, KTO) with TRL + PEFT"),
+    "tune-data": ("treadle.tuning.data_command", "write built-in training sets (bitext_intent SFT, safety mix)"),
 }
 
 

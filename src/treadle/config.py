@@ -9,7 +9,20 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from treadle.config_args import AppendTuple
+
 _DTYPES = ("float32", "bfloat16")
+
+
+def parse_lora_module(value: str) -> tuple[str, str]:
+    """``NAME=PATH`` (a ``--lora`` value) -> (name, path). Raises ValueError."""
+    name, sep, path = value.partition("=")
+    if not sep or not name or not path:
+        raise ValueError(f"--lora expects NAME=PATH (a PEFT adapter folder), got {value!r}")
+    return name, path
+
+
+parse_lora_module.__name__ = "NAME=PATH"  # argparse names the expected form in its error message
 
 
 @dataclass(frozen=True)
@@ -43,11 +56,19 @@ class EngineConfig:
     decode_kernel: bool = field(default=True, metadata={
         "help": "decode steps read the GGUF Q4_1/Q8_0 blocks the weights came from "
                 "(--no-decode-kernel: plain fp32 matmuls only)"})
+    # Multi-LoRA serving (docs/LORA.md): adapters resident at once, largest rank accepted, and
+    # (name, PEFT folder) pairs loaded at start (``treadle serve --lora NAME=PATH``, repeatable).
+    max_loras: int = field(default=4, metadata={
+        "help": "LoRA adapters resident at once; more are kept in CPU memory and swapped in (LRU)"})
+    max_lora_rank: int = field(default=64, metadata={"help": "largest LoRA rank r an adapter may have"})
+    lora_modules: tuple[tuple[str, str], ...] = field(default=(), metadata={
+        "help": "serve the PEFT LoRA adapter in folder PATH as model NAME; repeatable (default: none)",
+        "aliases": ("--lora",), "metavar": "NAME=PATH", "type": parse_lora_module, "action": AppendTuple})
 
     def __post_init__(self) -> None:
         if self.dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {_DTYPES}, got {self.dtype!r}")
-        for name in ("block_size", "max_num_seqs", "max_num_batched_tokens"):
+        for name in ("block_size", "max_num_seqs", "max_num_batched_tokens", "max_loras", "max_lora_rank"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_model_len is not None and self.max_model_len < 2:

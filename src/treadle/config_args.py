@@ -16,6 +16,8 @@ and :func:`add_dataclass_args` turns every field into an argparse argument (as v
   tuple / list of X (``metadata["type"]`` converts each value);
 - ``bool`` fields become ``--x/--no-x`` (``argparse.BooleanOptionalAction``); an alias
   ``--y`` also gives ``--no-y``;
+- ``metadata["action"]`` sets the argparse action (``AppendTuple``: a tuple field whose flag may
+  also be repeated, ``--x a --x b``);
 - ``metadata["choices"]`` restricts the values; ``metadata["cli"] = False`` keeps a field off the
   command line (the caller then supplies it);
 - every flag's help ends with ``(default: X)`` unless its text already has a ``default:``;
@@ -82,6 +84,19 @@ def _converter(name: str, base: Any, optional: bool) -> Callable[[str], Any]:
 
     convert.__name__ = base.__name__  # argparse names the type in its error message
     return convert
+
+
+class AppendTuple(argparse.Action):
+    """A repeatable sequence flag: each use adds its values to the tuple (``--x a --x b c`` gives
+    ``(a, b, c)``), starting from the field's default, which is not mutated."""
+
+    def __init__(self, *args: Any, sequence_type: type = tuple, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        new = values if isinstance(values, list) else [values]
+        setattr(namespace, self.dest, (*(getattr(namespace, self.dest, None) or ()), *new))
 
 
 def _flag(name: str) -> str:
@@ -152,6 +167,8 @@ def add_dataclass_args(
             kwargs["choices"] = list(choices)
         if "metavar" in meta:
             kwargs["metavar"] = meta["metavar"]
+        if "action" in meta:
+            kwargs["action"] = meta["action"]
         parser.add_argument(*names, **kwargs)
 
 

@@ -17,7 +17,11 @@ def register(p: argparse.ArgumentParser) -> None:
     e.add_argument("--threads", type=int, default=None, help="threads for both sides (default: all cores)")
     e.add_argument("--num-prompts", type=int, default=64)
     e.add_argument("--skip-hf", action="store_true", help="skip the transformers side (ratios become null)")
-    e.add_argument("--only", default="throughput,http,prefix,single,load", help="comma list of parts to run")
+    e.add_argument("--only", default=None, help="comma list of parts to run (default: throughput,http,prefix,"
+                   "single,load; with --num-loras: lora)")
+    e.add_argument("--num-loras", type=int, default=0, help="the multi-LoRA part: the workload spread over N "
+                   "random adapters vs the base model, and single stream with/without one (docs/LORA.md)")
+    e.add_argument("--lora-rank", type=int, default=16, help="rank of the --num-loras adapters")
     e.add_argument("--seed", type=int, default=0)
     from treadle.bench import compare, serve_command
 
@@ -26,6 +30,9 @@ def register(p: argparse.ArgumentParser) -> None:
     from treadle.fleet import bench_fleet
 
     bench_fleet.register(sub.add_parser("fleet", help="routing policies and replica scaling on a local fleet"))
+    from treadle.tuning import bench as tune_bench  # needs the `tune` extra only when run
+
+    tune_bench.register(sub.add_parser("tune", help="treadle tune SFT speed: plain vs shared-prefix path"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,6 +46,10 @@ def run(args: argparse.Namespace) -> int:
         from treadle.bench import compare
 
         return compare.run(args)
+    if args.bench == "tune":
+        from treadle.tuning import bench as tune_bench
+
+        return tune_bench.run(args)
     if args.bench == "fleet":
         from treadle.fleet import bench_fleet
 
@@ -58,15 +69,20 @@ def run_engine(args: argparse.Namespace) -> int:
     from treadle.config import EngineConfig
     from treadle.engine.llm_engine import LLMEngine
 
-    parts = set(args.only.split(","))
+    num_loras = getattr(args, "num_loras", 0)
+    only = args.only or ("lora" if num_loras else "throughput,http,prefix,single,load")
+    parts = set(only.split(","))
+    if "lora" in parts and num_loras < 1:
+        raise ValueError("the lora part needs --num-loras N (N >= 1)")
     threads = args.threads or EngineConfig().num_threads
     torch.manual_seed(args.seed)
-    cfg = EngineConfig(model=args.model, threads=threads, kv_cache_gb=4.0)
+    cfg = EngineConfig(model=args.model, threads=threads, kv_cache_gb=4.0, max_loras=max(num_loras, 1),
+                       max_lora_rank=max(64, getattr(args, "lora_rank", 16)))
     engine = LLMEngine(cfg)
     folder = engine.model_path
     _log(f"model {engine.model_name} from {folder}, {threads} threads")
     hf = None
-    if not args.skip_hf:
+    if not args.skip_hf and parts - {"lora"}:
         from transformers import AutoModelForCausalLM
 
         hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
@@ -132,6 +148,12 @@ def run_engine(args: argparse.Namespace) -> int:
             result["single_stream_fp32_ratio"] = ratio(result["single_stream_fp32_tok_s"],
                                                        result["hf_single_stream_tok_s"])
         _log(f"single stream: treadle {result['single_stream_tok_s']:.1f} tok/s, hf {result['hf_single_stream_tok_s']}")
+
+    if "lora" in parts:
+        from treadle.bench.lora_bench import lora_bench
+
+        prompts = eb.throughput_prompts(engine.tokenizer, args.num_prompts)
+        result["lora"] = lora_bench(engine, prompts, num_loras, args.lora_rank, eb.OUTPUT_TOKENS, _log)
 
     if "load" in parts:
         del engine

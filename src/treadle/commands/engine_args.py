@@ -20,3 +20,4 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
 def engine_config_from_args(args: argparse.Namespace) -> EngineConfig:
     """The :class:`EngineConfig` the parsed flags describe (validated by its ``__post_init__``)."""
     return dataclass_from_args(EngineConfig, args)
+

@@ -79,6 +79,7 @@ class AsyncEngine:
         adapter_id: str | None = None,
         cache_salt: str | None = None,
         prompt_token_ids: list[int] | None = None,
+        lora_name: str | None = None,
     ) -> AsyncIterator[RequestOutput]:
         """Stream outputs for one request. Raises ValueError (bad input) before the first output."""
         if not self.is_alive:
@@ -87,7 +88,8 @@ class AsyncEngine:
         q: asyncio.Queue = asyncio.Queue()
         accepted = loop.create_future()
         self._streams[request_id] = (loop, q)
-        kwargs = dict(adapter_id=adapter_id, cache_salt=cache_salt, prompt_token_ids=prompt_token_ids)
+        kwargs = dict(adapter_id=adapter_id, cache_salt=cache_salt, prompt_token_ids=prompt_token_ids,
+                      lora_name=lora_name)
         self._commands.put(("add", (request_id, prompt, params, kwargs, loop, accepted)))
         finished = False
         try:
@@ -160,7 +162,7 @@ class AsyncEngine:
                 rid, prompt, params, kwargs, loop, fut = arg
                 try:
                     self.engine.add_request(rid, prompt, params, **kwargs)
-                except ValueError as e:
+                except (ValueError, LookupError) as e:  # bad input, or an adapter that is not loaded
                     loop.call_soon_threadsafe(_set_exception, fut, e)
                 else:
                     loop.call_soon_threadsafe(_set_result, fut, None)

@@ -3,9 +3,9 @@
 Algorithm (automatic prefix caching)
 - A request's tokens are cut into blocks of ``block_size``. Each *full* block gets a hash
   ``H_i = blake2b(H_{i-1} || extra_key || tokens_i)``, with ``H_{-1}`` empty and ``extra_key``
-  derived from the adapter id and the cache salt, so two requests share KV only when their
-  whole prefix, adapter and salt agree. Hashes are stable across processes (no Python hash
-  randomisation) so a gateway can compute the same chain.
+  derived from the adapter's content version and the cache salt, so two requests share KV only
+  when their whole prefix, adapter version and salt agree. The chain is defined once, in
+  ``treadle.prefix_hash`` (shared with the gateway, which computes the same hashes).
 - ``get_computed_blocks`` walks the chain from the first block and stops at the first miss.
   At least one prompt token is always left to compute (the last position's logits are needed).
 - ``allocate_slots`` gives a request enough blocks for ``num_new_tokens`` more tokens and indexes
@@ -17,37 +17,11 @@ Capacity shortfalls are return values (``None``); exceptions mean a bug or bad i
 
 from __future__ import annotations
 
-import hashlib
-from array import array
-
 from treadle.engine.block_pool import BlockPool, KVCacheBlock
 from treadle.engine.request import Request
+from treadle.prefix_hash import extra_hash_key, hash_block, hash_token_blocks
 
-
-def extra_hash_key(adapter_id: str | None, cache_salt: str | None) -> bytes:
-    """Bytes that separate caches of different adapters/salts; empty for the base model."""
-    if adapter_id is None and cache_salt is None:
-        return b""
-    return f"adapter={adapter_id or ''};salt={cache_salt or ''}".encode()
-
-
-def hash_block(parent: bytes, token_ids: list[int] | tuple[int, ...], extra: bytes = b"") -> bytes:
-    """One link of the prefix hash chain (16 bytes)."""
-    h = hashlib.blake2b(parent, digest_size=16)
-    h.update(extra)
-    h.update(array("q", token_ids).tobytes())
-    return h.digest()
-
-
-def hash_token_blocks(
-    token_ids: list[int], block_size: int, extra: bytes = b"", parent: bytes = b""
-) -> list[bytes]:
-    """Hash chain over every full block of ``token_ids`` (a partial last block gets no hash)."""
-    out = []
-    for start in range(0, len(token_ids) - block_size + 1, block_size):
-        parent = hash_block(parent, token_ids[start : start + block_size], extra)
-        out.append(parent)
-    return out
+__all__ = ["KVCacheManager", "extra_hash_key", "hash_block", "hash_token_blocks"]
 
 
 class KVCacheManager:

@@ -13,12 +13,14 @@ import time
 import torch
 
 from treadle.config import EngineConfig
+from treadle.engine.lora_registry import LoraInfo, LoraRegistry
 from treadle.engine.model_runner import ModelRunner
 from treadle.engine.output_processor import OutputProcessor
 from treadle.engine.outputs import RequestOutput
 from treadle.engine.request import FinishReason, Request
 from treadle.engine.scheduler import Scheduler, SchedulerConfig
 from treadle.models.loader import attach_decode_kernel, load_model, read_generation_eos
+from treadle.models.lora import LoraAdapter, load_adapter
 from treadle.models.registry import resolve_model
 from treadle.models.tokenizer import Tokenizer
 from treadle.sampling_params import SamplingParams
@@ -60,11 +62,15 @@ class LLMEngine:
                 num_blocks=num_blocks,
                 block_size=config.block_size,
                 enable_prefix_caching=config.enable_prefix_caching,
+                max_loras=config.max_loras,
             )
         )
         self.runner = ModelRunner(self.model, cfg, num_blocks, config.block_size, self.eos_token_ids, dtype)
         self.outputs = OutputProcessor(self.tokenizer)
         self._ids = itertools.count()
+        self.loras = LoraRegistry()
+        for name, path in config.lora_modules:
+            self.add_lora(name, self.read_lora(path))
         self.load_seconds = time.perf_counter() - t0
 
     # ---------------------------------------------------------------- requests
@@ -92,11 +98,20 @@ class LLMEngine:
         cache_salt: str | None = None,
         arrival_time: float | None = None,
         prompt_token_ids: list[int] | None = None,
+        lora_name: str | None = None,
     ) -> str:
         """Queue a request (``n`` samples become ``n`` engine requests). Returns its id.
 
-        Raises ValueError for bad input, including a prompt that does not fit the context.
+        ``lora_name`` runs it under that loaded adapter (``adapter_id`` is then its version).
+        Raises ValueError for bad input, including a prompt that does not fit the context, and
+        AdapterNotFoundError for an adapter that is not loaded.
         """
+        if lora_name is not None:
+            adapter_id = self.loras.version_of(lora_name)
+        elif adapter_id is not None and adapter_id not in self.runner.adapters:
+            raise ValueError(f"adapter_id {adapter_id!r} is not a loaded adapter version")
+        if cache_salt is not None and (not isinstance(cache_salt, str) or not cache_salt):
+            raise ValueError("cache_salt must be a non-empty string")
         params = params or SamplingParams()
         request_id = request_id if request_id is not None else f"req-{next(self._ids)}"
         if request_id in self.outputs.parents:
@@ -138,7 +153,39 @@ class LLMEngine:
             req = self.scheduler.finish_request(cid, FinishReason.ABORT)
             if req is not None:
                 aborted.append(req)
-        return self.outputs.abort(request_id, aborted)
+        out = self.outputs.abort(request_id, aborted)
+        self._retire_adapters()
+        return out
+
+    # ---------------------------------------------------------------- adapters
+    def read_lora(self, path: str) -> LoraAdapter:
+        """Read and check a PEFT adapter folder (any thread; touches no engine state). Raises LoraError."""
+        return load_adapter(path, self.model_config, self.config.max_lora_rank)
+
+    def add_lora(self, name: str, adapter: LoraAdapter) -> LoraInfo:
+        """Serve ``adapter`` under ``name`` from the next step on. Raises ValueError for a taken name."""
+        if not name or not isinstance(name, str):
+            raise ValueError("lora_name must be a non-empty string")
+        if name == self.model_name:
+            raise ValueError(f"lora_name {name!r} is the base model's name")
+        info = LoraInfo(name, adapter.path, adapter.version, adapter.rank, adapter.target_modules)
+        self.loras.add(info)
+        self.runner.adapters.setdefault(adapter.version, adapter)
+        return info
+
+    def remove_lora(self, name: str) -> LoraInfo:
+        """Stop serving ``name``: new requests for it fail; requests already accepted finish."""
+        info = self.loras.remove(name)
+        self._retire_adapters()
+        return info
+
+    def _retire_adapters(self) -> None:
+        if not self.loras.unloaded:
+            return
+        in_use = {r.adapter_id for r in self.scheduler.requests.values() if r.adapter_id is not None}
+        for version in self.loras.retire(in_use):
+            self.scheduler.loras.evict(version)
+            self.runner.adapters.pop(version, None)
 
     def has_unfinished_requests(self) -> bool:
         return self.scheduler.has_unfinished()
@@ -151,6 +198,7 @@ class LLMEngine:
         outputs, stopped = self.outputs.process(updated)
         for rid in stopped:
             self.scheduler.finish_request(rid, FinishReason.STOP)
+        self._retire_adapters()
         return outputs
 
     def get_stats(self) -> dict[str, float]:

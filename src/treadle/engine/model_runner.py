@@ -3,7 +3,9 @@
 It owns the KV cache tensors and the per-request random generators, and makes no scheduling
 decision: what to compute, where the KV goes and whether to sample all come from the scheduler.
 Rows of a step: single-token entries (decodes) first, batched through one attention call, then
-each multi-token chunk (prefill) as its own contiguous run.
+each multi-token chunk (prefill) as its own contiguous run. Rows of requests under a LoRA adapter
+are grouped by adapter (one ``LoraGroup`` each, whatever their position); the adapters resident
+in the scheduler's slots are activated (fused, scale folded in) when they enter a slot.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from treadle.engine.outputs import RunnerOutput, ScheduledRequest, SchedulerOutp
 from treadle.engine.sampler import Sampler, SamplingRow, top_logprobs
 from treadle.models.attention import AttentionMetadata, DecodeGroup, PrefillChunk, Workspace
 from treadle.models.config import ModelConfig
+from treadle.models.linear import LoraGroup
 from treadle.models.llama import LlamaModel
+from treadle.models.lora import LoraAdapter
 
 
 class ModelRunner:
@@ -43,6 +47,9 @@ class ModelRunner:
         self.workspace = Workspace()
         self.sampler = Sampler()
         self.generators: dict[str, torch.Generator] = {}
+        self.dtype = dtype
+        self.adapters: dict[str, LoraAdapter] = {}  # registered (CPU memory), by version
+        self.active: dict[str, list[dict[str, tuple[torch.Tensor, torch.Tensor]]]] = {}  # resident, by version
 
     @torch.inference_mode()
     def execute(self, out: SchedulerOutput) -> RunnerOutput:
@@ -51,9 +58,13 @@ class ModelRunner:
         if out.is_empty:
             return RunnerOutput({})
         # Decodes first, shortest context first (decode groups are contiguous rows), then prefills.
-        entries = sorted(out.scheduled, key=lambda s: (s.num_tokens != 1, s.start_pos if s.num_tokens == 1 else 0))
+        # Decodes first, then prefills; within each, the rows of one adapter are contiguous (one
+        # slice per adapter and kind), and decodes are by context length within an adapter.
+        entries = sorted(out.scheduled, key=lambda s: (s.num_tokens != 1, s.adapter_id or "",
+                                                       s.start_pos if s.num_tokens == 1 else 0))
         input_ids, positions, meta, last_rows = self._prepare(entries)
-        hidden = self.model(input_ids, positions, meta, self.kv_caches)
+        self._sync_slots(out.lora_slots)
+        hidden = self.model(input_ids, positions, meta, self.kv_caches, self._lora_groups(entries, last_rows))
 
         sampling = [(e, last_rows[i]) for i, e in enumerate(entries) if e.sample]
         prompt_lp = [(e, last_rows[i] - e.num_tokens + 1) for i, e in enumerate(entries) if e.prompt_logprob_targets]
@@ -81,6 +92,28 @@ class ModelRunner:
             k = e.params.prompt_logprobs or 0
             prompt_logprobs[e.request_id] = top_logprobs(logits, torch.tensor(targets), [k] * len(targets))
         return RunnerOutput(sampled, logprobs, prompt_logprobs)
+
+    def _sync_slots(self, slots: tuple[str | None, ...]) -> None:
+        """Make the activated adapters exactly those in ``slots`` (activating newcomers)."""
+        want = {a for a in slots if a is not None}
+        for version in [v for v in self.active if v not in want]:
+            del self.active[version]
+        for version in want - self.active.keys():
+            self.active[version] = self.adapters[version].activate(self.cfg, self.dtype)
+
+    def _lora_groups(self, entries: list[ScheduledRequest], last_rows: list[int]) -> list[LoraGroup]:
+        """One group per run of contiguous rows of one adapter (entries are sorted so that an
+        adapter has at most one run of decodes and one of prefill chunks)."""
+        spans: list[list] = []  # [adapter version, first row, end row]
+        for e, last in zip(entries, last_rows, strict=True):
+            if e.adapter_id is None:
+                continue
+            first = last - e.num_tokens + 1
+            if spans and spans[-1][0] == e.adapter_id and spans[-1][2] == first:
+                spans[-1][2] = last + 1
+            else:
+                spans.append([e.adapter_id, first, last + 1])
+        return [LoraGroup(slice(a, b), self.active[version]) for version, a, b in spans]
 
     def _generator(self, e: ScheduledRequest) -> torch.Generator | None:
         if e.params.seed is None or e.params.greedy:
@@ -112,7 +145,14 @@ class ModelRunner:
             if e.num_tokens > 1:
                 prefills.append(self._prefill_chunk(e, start_row, len(ids)))
         decodes = [e for e in entries if e.num_tokens == 1]
-        groups = [self._decode_group(decodes[a:b], a, b) for a, b in group_by_length([e.start_pos + 1 for e in decodes])]
+        groups = []
+        run_start = 0
+        for k in range(1, len(decodes) + 1):  # length groups within each adapter's run of decodes
+            if k == len(decodes) or decodes[k].adapter_id != decodes[run_start].adapter_id:
+                lengths = [e.start_pos + 1 for e in decodes[run_start:k]]
+                groups += [self._decode_group(decodes[run_start + a : run_start + b], run_start + a, run_start + b)
+                           for a, b in group_by_length(lengths)]
+                run_start = k
         meta = AttentionMetadata(torch.tensor(slots), groups, prefills, self.workspace)
         return torch.tensor(ids), torch.tensor(pos), meta, last_rows
 

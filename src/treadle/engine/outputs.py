@@ -28,6 +28,7 @@ class ScheduledRequest:
     num_prompt_tokens: int
     # For prompt_logprobs: the prompt token each of the chunk's first positions must predict.
     prompt_logprob_targets: list[int] = field(default_factory=list)
+    adapter_id: str | None = None  # the LoRA adapter's content version; None: the base model
 
     @property
     def num_tokens(self) -> int:
@@ -39,6 +40,7 @@ class SchedulerOutput:
     scheduled: list[ScheduledRequest]
     preempted_ids: list[str]
     finished_ids: list[str]  # finished since the previous step: the runner drops their state
+    lora_slots: tuple[str | None, ...] = ()  # adapter version resident in each slot (runner activates)
 
     @property
     def num_scheduled_tokens(self) -> int:

@@ -10,10 +10,13 @@ Algorithm (token-budget continuous batching, FCFS, as in vLLM v1)
    slot and KV blocks last and nothing was preempted in this step. A newly admitted request starts
    at its longest cached prefix and takes a chunk of at most ``min(budget,
    long_prefill_token_threshold)`` tokens. If the head of the queue does not fit, admission stops
-   (no overtaking, so a long prompt cannot starve).
+   (no overtaking, so a long prompt cannot starve). A request for a LoRA adapter also needs one of
+   ``max_loras`` adapter slots (``LoraSlots``: LRU over adapters no running request uses); when
+   none is free it stays queued and is skipped, and so is every later adapter request (FCFS among
+   them, so the slot it waits for is the next one freed), while base-model requests go on.
 Parameters: ``max_num_seqs``, ``max_num_batched_tokens`` (the per-step token budget),
 ``long_prefill_token_threshold`` (cap on one request's prefill chunk, 0 = none),
-``max_model_len``, and the KV cache (``num_blocks`` x ``block_size``).
+``max_model_len``, the KV cache (``num_blocks`` x ``block_size``), and ``max_loras``.
 No torch here.
 """
 
@@ -24,6 +27,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from treadle.engine.kv_cache_manager import KVCacheManager
+from treadle.engine.lora_slots import LoraSlots
 from treadle.engine.outputs import RunnerOutput, ScheduledRequest, SchedulerOutput
 from treadle.engine.request import FinishReason, Request, RequestStatus
 
@@ -37,9 +41,11 @@ class SchedulerConfig:
     num_blocks: int = 1024
     block_size: int = 16
     enable_prefix_caching: bool = True
+    max_loras: int = 4
 
     def __post_init__(self) -> None:
-        for name in ("max_num_seqs", "max_num_batched_tokens", "max_model_len", "num_blocks", "block_size"):
+        for name in ("max_num_seqs", "max_num_batched_tokens", "max_model_len", "num_blocks", "block_size",
+                     "max_loras"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.long_prefill_token_threshold < 0:
@@ -55,6 +61,7 @@ class Scheduler:
         self.requests: dict[str, Request] = {}
         self._finished_since_step: list[str] = []
         self.num_preemptions = 0
+        self.loras = LoraSlots(config.max_loras)
 
     # ---------------------------------------------------------------- public API
     def add_request(self, request: Request) -> None:
@@ -118,15 +125,25 @@ class Scheduler:
             i += 1
 
         now = time.time()
-        while self.waiting and budget > 0 and len(self.running) < cfg.max_num_seqs and not preempted:
-            req = self.waiting[0]
+        pinned = {r.adapter_id for r in self.running if r.adapter_id is not None}
+        slot_wait = False  # an adapter request is waiting for a slot: later adapter requests wait too
+        idx = 0
+        while idx < len(self.waiting) and budget > 0 and len(self.running) < cfg.max_num_seqs and not preempted:
+            req = self.waiting[idx]
+            if req.adapter_id is not None:
+                if slot_wait or self.loras.acquire(req.adapter_id, pinned) is None:
+                    slot_wait = True
+                    idx += 1
+                    continue
             hit_blocks, hit_tokens = self.kv.get_computed_blocks(req)
             n = min(req.num_tokens - hit_tokens, budget)
             if cfg.long_prefill_token_threshold:
                 n = min(n, cfg.long_prefill_token_threshold)
             if self.kv.allocate_slots(req, n, hit_blocks) is None:
                 break
-            self.waiting.popleft()
+            del self.waiting[idx]
+            if req.adapter_id is not None:
+                pinned.add(req.adapter_id)
             req.num_computed_tokens = hit_tokens
             if req.num_cached_tokens < 0:  # first admission (not a resume after preemption)
                 req.num_cached_tokens = hit_tokens
@@ -138,7 +155,7 @@ class Scheduler:
             budget -= n
 
         finished, self._finished_since_step = self._finished_since_step, []
-        return SchedulerOutput(scheduled, [r.request_id for r in preempted], finished)
+        return SchedulerOutput(scheduled, [r.request_id for r in preempted], finished, tuple(self.loras.slots))
 
     def update_from_output(self, out: SchedulerOutput, result: RunnerOutput) -> list[Request]:
         """Advance counters, append sampled tokens, finish stopped requests.
@@ -185,8 +202,12 @@ class Scheduler:
         }
 
     def check_integrity(self) -> None:
-        """KV invariants plus: exactly the running requests hold blocks."""
+        """KV invariants plus: exactly the running requests hold blocks; their adapters are resident."""
         self.kv.check_integrity()
+        self.loras.check_integrity()
+        missing = {r.adapter_id for r in self.running if r.adapter_id} - set(self.loras.slots)
+        if missing:
+            raise RuntimeError(f"running requests use adapters that hold no slot: {sorted(missing)}")
         holders = set(self.kv.req_blocks)
         running = {r.request_id for r in self.running}
         if holders - running:
@@ -209,6 +230,7 @@ class Scheduler:
             all_token_ids=req.all_token_ids,
             num_prompt_tokens=req.num_prompt_tokens,
             prompt_logprob_targets=targets,
+            adapter_id=req.adapter_id,
         )
 
     def _preempt(self, req: Request) -> None:

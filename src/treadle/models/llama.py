@@ -8,6 +8,7 @@ hidden states; logits are computed only for the rows that need them (``compute_l
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,9 @@ from torch import nn
 from treadle.kernels.ggml import BlockWeight
 from treadle.models.attention import AttentionMetadata, paged_attention
 from treadle.models.config import ModelConfig
+from treadle.models.linear import DenseLinear, GGUFBlockLinear, LinearMethod, LoraGroup, add_lora
+
+PROJECTIONS = ("qkv", "o_proj", "gate_up", "down")  # the fused projections of a layer
 
 
 def rope_inv_freq(cfg: ModelConfig) -> torch.Tensor:
@@ -50,17 +54,26 @@ class LlamaLayer(nn.Module):
         self.gate_up = nn.Parameter(torch.empty(2 * i, h), requires_grad=False)
         self.down = nn.Parameter(torch.empty(h, i), requires_grad=False)
         self.scale = cfg.head_dim**-0.5
-        # Optional GGUF-block copies of the weights for steps with few rows (treadle.kernels).
-        self.blocks: dict[str, BlockWeight] = {}
-        self.kernel = None
-        self.kernel_rows = 0
+        self.index = 0  # position in the model, the key of this layer's LoRA weights
+        # How each projection is computed (treadle.models.linear); built by ``bind_linears``.
+        self.linears: dict[str, LinearMethod] = {}
 
-    def _linear(self, x: torch.Tensor, name: str, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-        bw = self.blocks.get(name)
-        if bw is not None and x.shape[0] <= self.kernel_rows:
-            y = bw.matmul(x, self.kernel)
-            return y if bias is None else y.add_(bias)
-        return F.linear(x, weight, bias)
+    def bind_linears(self, blocks: dict[str, BlockWeight] | None = None, kernel: object = None,
+                     max_rows: int = 0) -> None:
+        """(Re)build the projection methods: dense over the parameters, GGUF blocks where given."""
+        blocks = blocks or {}
+        for name in PROJECTIONS:
+            dense = DenseLinear(getattr(self, name), self.qkv_bias if name == "qkv" else None)
+            bw = blocks.get(name)
+            self.linears[name] = GGUFBlockLinear(dense, bw, kernel, max_rows) if bw is not None else dense
+
+    def _linear(self, x: torch.Tensor, name: str, lora: Sequence[LoraGroup]) -> torch.Tensor:
+        if not self.linears:
+            self.bind_linears()
+        y = self.linears[name].apply(x)
+        if lora:
+            add_lora(y, x, lora, self.index, name)
+        return y
 
     def forward(
         self,
@@ -70,22 +83,23 @@ class LlamaLayer(nn.Module):
         meta: AttentionMetadata,
         k_cache: torch.Tensor,
         v_cache: torch.Tensor,
+        lora: Sequence[LoraGroup] = (),
     ) -> torch.Tensor:
         cfg = self.cfg
         eps = cfg.rms_norm_eps
         x = F.rms_norm(h, (cfg.hidden_size,), self.input_norm, eps)
-        qkv = self._linear(x, "qkv", self.qkv, self.qkv_bias)
+        qkv = self._linear(x, "qkv", lora)
         t = qkv.shape[0]
         q, k, v = qkv.split([cfg.q_size, cfg.kv_size, cfg.kv_size], dim=-1)
         q = apply_rope(q.view(t, cfg.num_heads, cfg.head_dim), cos, sin)
         k = apply_rope(k.view(t, cfg.num_kv_heads, cfg.head_dim), cos, sin)
         v = v.view(t, cfg.num_kv_heads, cfg.head_dim)
         attn = paged_attention(q, k, v, k_cache, v_cache, meta, self.scale)
-        h = h + self._linear(attn, "o_proj", self.o_proj)
+        h = h + self._linear(attn, "o_proj", lora)
         x = F.rms_norm(h, (cfg.hidden_size,), self.post_norm, eps)
-        gu = self._linear(x, "gate_up", self.gate_up)
+        gu = self._linear(x, "gate_up", lora)
         gate, up = gu.chunk(2, dim=-1)
-        return h + self._linear(F.silu(gate) * up, "down", self.down)
+        return h + self._linear(F.silu(gate) * up, "down", lora)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -100,6 +114,8 @@ class LlamaModel(nn.Module):
         self.cfg = cfg
         self.embed = nn.Parameter(torch.empty(cfg.vocab_size, cfg.hidden_size), requires_grad=False)
         self.layers = nn.ModuleList(LlamaLayer(cfg) for _ in range(cfg.num_layers))
+        for i, layer in enumerate(self.layers):
+            layer.index = i
         self.norm = nn.Parameter(torch.ones(cfg.hidden_size), requires_grad=False)
         self.lm_head = (
             self.embed
@@ -116,9 +132,8 @@ class LlamaModel(nn.Module):
         self.kernel, self.kernel_rows = kernel, max_rows
         self.head_blocks = blocks.get("lm_head")
         for i, layer in enumerate(self.layers):
-            layer.kernel, layer.kernel_rows = kernel, max_rows
-            layer.blocks = {n: blocks[f"layers.{i}.{n}"] for n in ("qkv", "o_proj", "gate_up", "down")
-                            if f"layers.{i}.{n}" in blocks}
+            layer.bind_linears({n: blocks[f"layers.{i}.{n}"] for n in PROJECTIONS if f"layers.{i}.{n}" in blocks},
+                               kernel, max_rows)
 
     def rope_tables(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         freqs = positions.to(torch.float32).unsqueeze(1) * self.inv_freq.unsqueeze(0)
@@ -131,12 +146,15 @@ class LlamaModel(nn.Module):
         positions: torch.Tensor,
         meta: AttentionMetadata,
         kv_caches: list[tuple[torch.Tensor, torch.Tensor]],
+        lora: Sequence[LoraGroup] = (),
     ) -> torch.Tensor:
-        """Hidden states after the final norm, one row per input token. Writes the KV cache."""
+        """Hidden states after the final norm, one row per input token. Writes the KV cache.
+
+        ``lora``: groups of rows that run under an adapter (other rows see the base weights)."""
         cos, sin = self.rope_tables(positions)
         h = F.embedding(input_ids, self.embed)
         for layer, (k_cache, v_cache) in zip(self.layers, kv_caches, strict=True):
-            h = layer(h, cos, sin, meta, k_cache, v_cache)
+            h = layer(h, cos, sin, meta, k_cache, v_cache, lora)
         return F.rms_norm(h, (self.cfg.hidden_size,), self.norm, self.cfg.rms_norm_eps)
 
     @torch.inference_mode()

@@ -68,6 +68,8 @@ def load_model(folder: str | Path, dtype: torch.dtype = torch.float32) -> tuple[
     if cfg.tie_word_embeddings:
         model.lm_head = model.embed
     model.inv_freq = rope_inv_freq(cfg)  # the buffer was created on the meta device
+    for layer in model.layers:
+        layer.bind_linears()
     model.eval()
     return model, cfg
 

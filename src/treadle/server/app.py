@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
 from treadle.server.errors import ApiError, unavailable
+from treadle.server.lora_routes import add_lora_routes, model_cards
 from treadle.server.metrics import CONTENT_TYPE, ServerMetrics
 from treadle.server.middleware import RequestContextMiddleware, ServerState
 from treadle.server.protocol import ChatCompletionRequest, CompletionRequest
@@ -47,6 +48,7 @@ def create_app(
             log.exception("model failed to load")
             state.load_error = e
             return
+        state.loras = dict(engine.engine.loras.by_name)  # adapters loaded at start (--lora)
         state.engine = engine
         if on_ready is not None:
             on_ready(engine)
@@ -64,7 +66,8 @@ def create_app(
     app = FastAPI(title="Treadle", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.server = state
     app.state.metrics = metrics
-    app.add_middleware(RequestContextMiddleware, state=state, api_key=settings.api_key, metrics=metrics)
+    app.add_middleware(RequestContextMiddleware, state=state, api_key=settings.api_key, metrics=metrics,
+                       admin_api_key=settings.admin_api_key)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, e: ApiError) -> Response:
@@ -114,17 +117,8 @@ def create_app(
 
     @app.get("/v1/models")
     async def models() -> Response:
-        engine = state.engine
-        card = {
-            "id": settings.served_model_name,
-            "object": "model",
-            "created": int(start_time),
-            "owned_by": "treadle",
-            "root": str(engine.engine.model_path),
-            "parent": None,
-            "max_model_len": engine.engine.max_model_len,
-        }
-        return JSONResponse({"object": "list", "data": [card]})
+        cards = model_cards(settings.served_model_name, state.engine, state.loras, int(start_time))
+        return JSONResponse({"object": "list", "data": cards})
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
@@ -136,5 +130,6 @@ def create_app(
         body = await parse_body(request, CompletionRequest)
         return await handler.handle(request, body, prepare_completion)
 
+    add_lora_routes(app, state, settings.served_model_name, settings.admin_api_key)
     start_time = time.time()
     return app

@@ -1,5 +1,9 @@
 """Prometheus metrics, ``treadle_`` prefix, labelled by model; names documented in docs/METRICS.md.
 
+Request counts and latency histograms also carry ``model_name`` (the base model or the LoRA
+adapter a request named) and ``model_version`` (the adapter's content hash; ``base`` for the
+base model), so versions of a model can be compared side by side (docs/LORA.md).
+
 Request metrics are observed by the server as outputs arrive; engine state (running, waiting,
 KV usage, prefix-cache totals) is read from ``AsyncEngine.stats`` at scrape time by a collector,
 so it is never stale and needs no background task. Each app has its own registry.
@@ -9,12 +13,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from treadle.engine.outputs import RequestOutput
+if TYPE_CHECKING:  # the gateway imports this module: no engine code at run time
+    from treadle.engine.outputs import RequestOutput
+
 
 disable_created_metrics()  # no *_created series: scrapers only need the values
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -51,11 +58,14 @@ class _EngineCollector(Collector):
             yield c
 
 
+BASE_VERSION = "base"  # model_version of requests on the base model
+
+
 class ServerMetrics:
     def __init__(self, model: str, stats: Callable[[], dict[str, float] | None]) -> None:
         self.model = model
         self.registry = CollectorRegistry()
-        r, lab = self.registry, ["model"]
+        r, lab = self.registry, ["model", "model_name", "model_version"]
         self.ttft = Histogram("treadle_time_to_first_token_seconds", "Time to first token: arrival to first "
                               "output token.", lab, registry=r, buckets=_TTFT_BUCKETS)
         self.itl = Histogram("treadle_inter_token_latency_seconds", "Time between consecutive output tokens "
@@ -65,29 +75,30 @@ class ServerMetrics:
         self.queue = Histogram("treadle_request_queue_time_seconds", "Arrival to first scheduled.", lab,
                                registry=r, buckets=_E2E_BUCKETS)
         self.requests = Counter("treadle_requests", "Finished sequences by finish_reason, and rejected "
-                                "requests by HTTP status.", ["model", "finish_reason", "status"], registry=r)
+                                "requests by HTTP status.", [*lab, "finish_reason", "status"], registry=r)
         self.prompt_tokens = Counter("treadle_prompt_tokens", "Prompt tokens of admitted prompts.", lab,
                                      registry=r)
         self.generation_tokens = Counter("treadle_generation_tokens", "Generated tokens.", lab, registry=r)
         r.register(_EngineCollector(model, stats))
-        self._itl = self.itl.labels(model)
-        self._gen = self.generation_tokens.labels(model)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
     def rejected(self, status: int) -> None:
-        self.requests.labels(self.model, "none", str(status)).inc()
+        self.requests.labels(self.model, self.model, BASE_VERSION, "none", str(status)).inc()
 
-    def tracker(self, num_seqs: int) -> RequestTracker:
-        return RequestTracker(self, num_seqs)
+    def tracker(self, num_seqs: int, model_name: str | None = None, model_version: str = BASE_VERSION
+                ) -> RequestTracker:
+        return RequestTracker(self, num_seqs, (self.model, model_name or self.model, model_version))
 
 
 class RequestTracker:
     """Observes one API request's outputs: inter-token gaps live, the rest when a sequence ends."""
 
-    def __init__(self, metrics: ServerMetrics, num_seqs: int) -> None:
-        self.m = metrics
+    def __init__(self, metrics: ServerMetrics, num_seqs: int, labels: tuple[str, str, str]) -> None:
+        self.m, self.lab = metrics, labels
+        self._itl = metrics.itl.labels(*labels)
+        self._gen = metrics.generation_tokens.labels(*labels)
         self.unfinished = num_seqs
         self.last: dict[tuple[int, int], float] = {}
         self.counted_prompts: set[int] = set()
@@ -96,17 +107,17 @@ class RequestTracker:
         m, now = self.m, time.time()
         if pidx not in self.counted_prompts:
             self.counted_prompts.add(pidx)
-            m.prompt_tokens.labels(m.model).inc(len(out.prompt_token_ids))
+            m.prompt_tokens.labels(*self.lab).inc(len(out.prompt_token_ids))
         for co in out.outputs:
             n = len(co.delta_token_ids)
             if n:
-                m._gen.inc(n)
+                self._gen.inc(n)
                 key = (pidx, co.index)
                 prev = self.last.get(key)
                 if prev is not None:
                     gap = (now - prev) / n
                     for _ in range(n):
-                        m._itl.observe(gap)
+                        self._itl.observe(gap)
                 self.last[key] = now
             if co.finish_reason is not None:
                 self._finished(co.finish_reason, co.metrics, status)
@@ -114,20 +125,20 @@ class RequestTracker:
     def _finished(self, reason: str, metrics: object, status: int) -> None:
         m = self.m
         self.unfinished -= 1
-        m.requests.labels(m.model, reason, str(status if reason != "abort" else 499)).inc()
+        m.requests.labels(*self.lab, reason, str(status if reason != "abort" else 499)).inc()
         if metrics is None:
             return
         ttft, qt = metrics.ttft, metrics.queue_time  # type: ignore[attr-defined]
         if ttft is not None:
-            m.ttft.labels(m.model).observe(max(0.0, ttft))
+            m.ttft.labels(*self.lab).observe(max(0.0, ttft))
         if qt is not None:
-            m.queue.labels(m.model).observe(max(0.0, qt))
+            m.queue.labels(*self.lab).observe(max(0.0, qt))
         fin, arr = metrics.finished_time, metrics.arrival_time  # type: ignore[attr-defined]
         if fin is not None:
-            m.e2e.labels(m.model).observe(max(0.0, fin - arr))
+            m.e2e.labels(*self.lab).observe(max(0.0, fin - arr))
 
     def aborted(self) -> None:
         """The client went away: every sequence not yet finished counts as aborted (status 499)."""
         if self.unfinished > 0:
-            self.m.requests.labels(self.m.model, "abort", "499").inc(self.unfinished)
+            self.m.requests.labels(*self.lab, "abort", "499").inc(self.unfinished)
             self.unfinished = 0

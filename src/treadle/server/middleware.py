@@ -30,6 +30,7 @@ class ServerState:
         self.draining = False
         self.inflight = 0  # /v1 HTTP requests in progress
         self.seqs = 0  # engine sequences admitted and not yet done
+        self.loras: dict[str, Any] = {}  # adapter name -> LoraInfo, as served now (treadle.server.lora_routes)
 
     @property
     def ready(self) -> bool:
@@ -37,8 +38,10 @@ class ServerState:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, state: ServerState, api_key: str | None, metrics: Any) -> None:
+    def __init__(self, app: ASGIApp, state: ServerState, api_key: str | None, metrics: Any,
+                 admin_api_key: str | None = None) -> None:
         self.app, self.state, self.api_key, self.metrics = app, state, api_key, metrics
+        self.admin_api_key = admin_api_key  # also accepted wherever the API key is
 
     def _gate(self, headers: Headers) -> ApiError | None:
         state = self.state
@@ -52,7 +55,8 @@ class RequestContextMiddleware:
         if self.api_key is not None:
             auth = headers.get("authorization", "")
             token = auth[7:].strip() if auth[:7].lower() == "bearer " else headers.get("x-api-key", "")
-            if not token or not hmac.compare_digest(token.encode(), self.api_key.encode()):
+            keys = [k for k in (self.api_key, self.admin_api_key) if k]
+            if not token or not any(hmac.compare_digest(token.encode(), k.encode()) for k in keys):
                 return ApiError(401, "Incorrect or missing API key: send 'Authorization: Bearer <key>'.",
                                 None, "invalid_api_key")
         return None

@@ -57,6 +57,7 @@ class _Sampling(_Body):
     ignore_eos: bool | None = False
     min_tokens: int | None = 0
     stop_token_ids: list[int] | None = None
+    cache_salt: str | None = None  # vLLM: prefixes are shared only between requests with the same salt
 
 
 class ChatCompletionRequest(_Sampling):

@@ -15,7 +15,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from treadle.engine.async_engine import EngineDeadError
-from treadle.server.errors import ApiError, not_found_model
+from treadle.engine.lora_registry import AdapterNotFoundError
+from treadle.server.errors import ApiError
+from treadle.server.lora_routes import resolve_model
 from treadle.server.metrics import RequestTracker, ServerMetrics
 from treadle.server.middleware import ServerState
 from treadle.server.requests import _PARAM_NAMES, Limits, Prepared
@@ -101,8 +103,9 @@ class Handler:
 
     async def handle(self, request: Request, body: Any, prepare: Callable[..., Prepared]) -> Response:
         engine = self.state.engine
-        if body.model is not None and body.model != self.settings.served_model_name:
-            raise not_found_model(body.model, self.settings.served_model_name)
+        model_name, lora_name, version = resolve_model(body.model, self.settings.served_model_name,
+                                                       self.state.loras)
+        request.state.model_name, request.state.model_version = model_name, version  # for request logs
         limits = Limits(engine.engine.max_model_len, self.settings.default_max_tokens)
         prep = prepare(body, engine.engine.tokenize_prompt, limits)
         seqs = len(prep.prompts) * prep.n
@@ -124,12 +127,12 @@ class Handler:
 
         streams = [
             engine.generate(p.text if p.text is not None else list(p.token_ids), params, f"{rid}-{i}",
-                            prompt_token_ids=list(p.token_ids))
+                            prompt_token_ids=list(p.token_ids), lora_name=lora_name, cache_salt=body.cache_salt)
             for i, (p, params) in enumerate(zip(prep.prompts, prep.params, strict=True))
         ]
         merged = merge(streams)
-        tracker = self.metrics.tracker(seqs)
-        col = Collector(prep, rid, self.settings.served_model_name, int(time.time()), self._text)
+        tracker = self.metrics.tracker(seqs, model_name, version)
+        col = Collector(prep, rid, model_name, int(time.time()), self._text)
         try:
             async with cancel_on_disconnect(request.receive):
                 first = await merged.__anext__()
@@ -185,6 +188,8 @@ class Handler:
 def _api_error(e: BaseException) -> BaseException:
     if isinstance(e, ApiError):
         return e
+    if isinstance(e, AdapterNotFoundError):  # unloaded between the name check and the engine
+        return ApiError(404, str(e), "model", "model_not_found")
     if isinstance(e, ValueError):
         return ApiError.from_value_error(e, _PARAM_NAMES)
     if isinstance(e, EngineDeadError):

@@ -35,6 +35,9 @@ class ServerSettings:
     max_queue: int | None = field(default=256, metadata={
         "help": "most sequences allowed to wait for a slot; beyond it requests get 429 (-1: unlimited)",
         "type": queue_limit})
+    admin_api_key: str | None = field(default=None, metadata={
+        "help": "key of the admin endpoints (LoRA adapter load/unload, docs/LORA.md), also accepted as an "
+                "API key; without it those endpoints are disabled (default: none)"})
     # The engine's own --max-num-seqs (EngineConfig): the command copies it here.
     max_num_seqs: int = field(default=128, metadata={"cli": False})
 
