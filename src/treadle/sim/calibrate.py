@@ -121,7 +121,8 @@ def calibrate(model: str, threads: list[int], num_kv_blocks: int = 2048, seed: i
     report: dict = {}
     for t in threads:
         engine = LLMEngine(EngineConfig(model=model, threads=t, num_kv_blocks=num_kv_blocks, max_num_seqs=64))
-        measure(engine, seed + 99, clock, [(128, 0), (32, 512)], [(4, 64)])  # warm-up, not recorded
+        warm = ((prefill or PREFILL)[:2], (decode or DECODE)[:1])
+        measure(engine, seed + 99, clock, *warm)  # warm-up, not recorded
         train = measure(engine, seed, clock, prefill, decode)
         test = measure(engine, seed + 1, clock, prefill, decode)
         f = fit(train)
