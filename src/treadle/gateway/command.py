@@ -18,7 +18,8 @@ import uvicorn
 
 def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--replica", action="append", default=[], metavar="URL",
-                   help="a running OpenAI-compatible replica (repeat for several)")
+                   help="a running OpenAI-compatible replica (repeat for several); a port range names several: "
+                        "http://127.0.0.1:8001-8004")
     p.add_argument("--launch", type=int, default=0, metavar="N", help="start N treadle serve replicas")
     p.add_argument("--launcher", default="local", choices=["local", "ray"])
     p.add_argument("--ray-address", default=None, help="Ray cluster to join (default: start/attach a local one)")
@@ -46,6 +47,9 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--health-interval", type=float, default=1.0, help="seconds between health probes")
     add_autoscale_flags(p)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    from treadle.feedback.config import add_feedback_args
+
+    add_feedback_args(p)  # launched replicas run with --no-log-interactions: the gateway logs for them
 
 
 def add_autoscale_flags(p: argparse.ArgumentParser) -> None:
@@ -86,12 +90,16 @@ def build(args: argparse.Namespace):  # noqa: ANN201 - (Gateway, FleetController
     policy = make_policy(args.policy, **params)
     name = served_name(args.model, args.served_model_name)
     hasher = load_hasher(args.model, name) if policy.needs_prefix else None
+    from treadle.feedback.config import feedback_config_from_args
+
     settings = GatewaySettings(api_key=args.api_key, replica_api_key=args.replica_api_key,
                                admin_api_key=args.admin_api_key,
                                request_timeout_s=args.request_timeout, max_attempts=args.max_attempts,
-                               health_interval_s=args.health_interval)
+                               health_interval_s=args.health_interval, feedback=feedback_config_from_args(args))
     gw = Gateway(policy, settings, hasher)
-    for url in args.replica:
+    from treadle.gateway.urls import expand_replica_url
+
+    for url in [u for given in args.replica for u in expand_replica_url(given)]:
         gw.replicas.add(url)
     controller = None
     if args.launch:
@@ -102,6 +110,8 @@ def build(args: argparse.Namespace):  # noqa: ANN201 - (Gateway, FleetController
         max_r = args.max_replicas or args.launch
         threads = args.replica_threads or threads_per_replica(max_r)
         extra = tuple(shlex.split(args.replica_args))
+        if "--no-log-interactions" not in extra:
+            extra += ("--no-log-interactions",)
         if args.served_model_name:
             extra += ("--served-model-name", args.served_model_name)
         if args.replica_api_key:
@@ -119,12 +129,20 @@ def build(args: argparse.Namespace):  # noqa: ANN201 - (Gateway, FleetController
     return gw, controller
 
 
+def quiet_probe_logs(level: str) -> None:
+    """httpx logs every request at INFO, which for the gateway is a line per health probe and metric
+    scrape of every replica each second: keep those at DEBUG (``--log-level debug`` shows them)."""
+    if level.lower() != "debug":
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
 def run(args: argparse.Namespace) -> int:
     from treadle.gateway.app import create_gateway_app
     from treadle.server.command import DrainingServer
 
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_probe_logs(args.log_level)
     gw, _ = build(args)
     app = create_gateway_app(gw)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-KINDS = ("bench-engine", "bench-serve", "bench-compare", "eval", "bench-fleet", "sim")
+KINDS = ("bench-engine", "bench-serve", "bench-compare", "eval", "bench-fleet", "loop", "sim")
 # the command that produces each kind, quoted where a report part has no data
 PRODUCERS = {
     "bench-engine": "treadle bench engine --json bench-engine.json",
@@ -21,6 +21,7 @@ PRODUCERS = {
     "bench-compare": "treadle bench compare --out compare.json treadle=URL_A vllm=URL_B --workload sharegpt",
     "eval": "treadle eval --base-url URL/v1 --model NAME --out DIR (DIR/summary.json)",
     "bench-fleet": "treadle bench fleet (its JSON result)",
+    "loop": "treadle loop export --config loop.yaml --out loop-summary.json",
     "sim": "treadle sim --trace azure-conv --replicas 16 --policy least_loaded,prefix_affinity --out sim.json",
 }
 SHARING_WORKLOADS = ("shared-prefix", "multiturn", "mooncake")
