@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("treadle.report.command", "Markdown + HTML report (summary, recommendations, risks) from result files"),
     "eval": ("treadle.evals.command", "run quality eval suites (accuracy, coherence, safety) against an endpoint"),
     "gate": ("treadle.evals.gate_command", "validation gate: candidate eval results vs production's"),
+    "sim": ("treadle.sim.command", "simulate a gateway + fleet on a trace with the real scheduler/routing/autoscaler"),
     "tune": ("treadle.tuning.command", "fine-tune a LoRA adapter from a dataset (SFT, DPO, KTO) with TRL + PEFT"),
     "tune-data": ("treadle.tuning.data_command", "write built-in training sets (bitext_intent SFT, safety mix)"),
     "review": ("treadle.feedback.review_command", "expert review queue: list, show, approve, correct, reject, label, scan"),

@@ -45,6 +45,15 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--request-timeout", type=float, default=600.0, help="seconds per request, end to end")
     p.add_argument("--max-attempts", type=int, default=3, help="replicas one request may try")
     p.add_argument("--health-interval", type=float, default=1.0, help="seconds between health probes")
+    add_autoscale_flags(p)
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    from treadle.feedback.config import add_feedback_args
+
+    add_feedback_args(p)  # launched replicas run with --no-log-interactions: the gateway logs for them
+
+
+def add_autoscale_flags(p: argparse.ArgumentParser) -> None:
+    """The autoscaling flags (``treadle sim`` takes the same)."""
     p.add_argument("--autoscale", action="store_true", help="scale launched replicas with demand")
     p.add_argument("--min-replicas", type=int, default=1)
     p.add_argument("--max-replicas", type=int, default=None, help="default: --launch")
@@ -52,10 +61,15 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--upscale-delay", type=float, default=5.0)
     p.add_argument("--downscale-delay", type=float, default=30.0)
     p.add_argument("--ttft-slo", type=float, default=None, help="seconds; p90 TTFT above it asks for a replica more")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    from treadle.feedback.config import add_feedback_args
 
-    add_feedback_args(p)  # launched replicas run with --no-log-interactions: the gateway logs for them
+
+def autoscaler_config(args: argparse.Namespace, max_replicas: int):  # noqa: ANN201 - AutoscalerConfig
+    """The autoscaler's settings from the flags of :func:`add_autoscale_flags`."""
+    from treadle.fleet.autoscaler import AutoscalerConfig
+
+    return AutoscalerConfig(min_replicas=args.min_replicas, max_replicas=max_replicas,
+                            target_load_per_replica=args.target_load, upscale_delay_s=args.upscale_delay,
+                            downscale_delay_s=args.downscale_delay, ttft_slo_s=args.ttft_slo)
 
 
 def build(args: argparse.Namespace):  # noqa: ANN201 - (Gateway, FleetController | None)
@@ -89,7 +103,6 @@ def build(args: argparse.Namespace):  # noqa: ANN201 - (Gateway, FleetController
         gw.replicas.add(url)
     controller = None
     if args.launch:
-        from treadle.fleet.autoscaler import AutoscalerConfig
         from treadle.fleet.controller import FleetController
         from treadle.fleet.launchers import ReplicaSpec, make_launcher
         from treadle.fleet.threads import threads_per_replica
@@ -110,9 +123,7 @@ def build(args: argparse.Namespace):  # noqa: ANN201 - (Gateway, FleetController
         launcher = make_launcher(args.launcher, spec, **opts)
         cfg = None
         if args.autoscale:
-            cfg = AutoscalerConfig(min_replicas=args.min_replicas, max_replicas=max_r,
-                                   target_load_per_replica=args.target_load, upscale_delay_s=args.upscale_delay,
-                                   downscale_delay_s=args.downscale_delay, ttft_slo_s=args.ttft_slo)
+            cfg = autoscaler_config(args, max_r)
         controller = FleetController(gw, launcher, args.launch, cfg, interval_s=args.health_interval)
         settings.background.append(controller.run)
     return gw, controller
