@@ -138,6 +138,9 @@ def test_gateway_routes_by_model_and_alias_with_admin_api(fleet) -> None:  # noq
     assert httpx.put(f"{srv.base}/admin/routes/bot", json=route, headers=user_h, timeout=T).status_code == 401
     bad = httpx.put(f"{srv.base}/admin/routes/bot", json={"versions": {"v9": 1}}, headers=admin_h, timeout=T)
     assert bad.status_code == 400 and "v9" in bad.json()["error"]["message"]
+    deep = httpx.put(f"{srv.base}/admin/routes/bot", content=b"[" * 3000 + b"]" * 3000,
+                     headers={**admin_h, "content-type": "application/json"}, timeout=T)
+    assert deep.status_code == 400 and "nested too deeply" in deep.json()["error"]["message"]
     assert httpx.put(f"{srv.base}/admin/routes/bot", json=route, headers=admin_h, timeout=T).status_code == 200
     listed = httpx.get(f"{srv.base}/admin/routes", headers=admin_h, timeout=T).json()["routes"]
     assert listed == [{"alias": "bot", "versions": {"v3": 0.5, "v4": 0.5}}]

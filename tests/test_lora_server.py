@@ -7,6 +7,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
@@ -94,6 +95,10 @@ def test_load_and_unload_need_the_admin_key_and_report_bad_input(server, loras, 
     assert r.status_code == 400 and r.json()["error"]["param"] == "lora_path"
     r = admin(server, "/v1/unload_lora_adapter", {"lora_name": "never"})
     assert r.status_code == 404
+    deep = b'{"lora_name": ' + b"[" * 3000 + b"]" * 3000 + b"}"  # the safe body parser, not a 500
+    r = httpx.post(f"{server.base}/v1/load_lora_adapter", content=deep,
+                   headers={"Authorization": f"Bearer {ADMIN}", "content-type": "application/json"}, timeout=60)
+    assert r.status_code == 400 and "nested too deeply" in r.json()["error"]["message"]
 
 
 def test_load_while_streaming_drops_nothing_and_unload_lets_running_finish(server, loras) -> None:  # noqa: ANN001

@@ -8,7 +8,6 @@ field, 401 no or wrong key, 403 wrong role, 404 unknown id, 409 already decided.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from starlette.requests import Request
@@ -19,6 +18,7 @@ from treadle.feedback.errors import FeedbackError
 from treadle.feedback.roles import Principal, bearer_token
 from treadle.feedback.sessions import COOKIE, SessionSigner
 from treadle.feedback.submit import submit_feedback
+from treadle.server.body import load_json_object
 from treadle.server.errors import ApiError
 
 
@@ -39,10 +39,11 @@ async def in_thread(fn: Any, *args: Any) -> Any:
 
 
 async def json_body(request: Request) -> Any:
+    """The body as a JSON object, read through the server's safe parser (no 500 for any body)."""
     try:
-        return json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise FeedbackError(400, f"The request body is not valid JSON: {e}") from e
+        return load_json_object(await request.body())
+    except ApiError as e:
+        raise FeedbackError(e.status, e.message, e.param, e.code) from None
 
 
 def reviewer(request: Request, svc: Any, signer: SessionSigner) -> Principal:

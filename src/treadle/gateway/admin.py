@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 from typing import Any
 
 import httpx
@@ -21,6 +20,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import JSONResponse, Response
 
 from treadle.gateway.routes import Route
+from treadle.server.body import load_json_object
 from treadle.server.errors import ApiError
 
 
@@ -43,13 +43,7 @@ def add_admin_routes(app: FastAPI, gw: Any) -> None:
                            None, "invalid_api_key")
 
     async def body_of(request: Request) -> dict:
-        try:
-            data = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError) as e:
-            raise ApiError.bad_param(None, f"The request body is not valid JSON: {e}") from e
-        if not isinstance(data, dict):
-            raise ApiError.bad_param(None, "The request body must be a JSON object")
-        return data
+        return load_json_object(await request.body())
 
     @app.get("/admin/routes")
     async def list_routes(request: Request) -> Response:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import time
 from typing import Any
 
@@ -24,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 
 from treadle.engine.lora_registry import AdapterNotFoundError, LoraInfo
 from treadle.prefix_hash import HASH_VERSION
+from treadle.server.body import load_json_object
 from treadle.server.errors import ApiError
 from treadle.server.metrics import BASE_VERSION
 
@@ -62,12 +62,7 @@ def model_cards(served: str, engine: Any, loras: dict[str, LoraInfo], created: i
 
 
 async def _body(request: Request, fields: tuple[str, ...]) -> dict[str, str]:
-    try:
-        data = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ApiError.bad_param(None, f"The request body is not valid JSON: {e}") from e
-    if not isinstance(data, dict):
-        raise ApiError.bad_param(None, "The request body must be a JSON object")
+    data = load_json_object(await request.body())
     for f in fields:
         if not isinstance(data.get(f), str) or not data[f]:
             raise ApiError.bad_param(f, f"'{f}' is a required property and must be a non-empty string")
