@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 
 _DTYPES = ("float32", "bfloat16")
+QUANTIZATIONS = ("none", "int8")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,15 @@ class EngineConfig:
     # Decode steps with few rows read the GGUF blocks the weights came from (bit-identical
     # weights, ~5x fewer bytes per step); only for models converted from a Q4_1/Q8_0 GGUF.
     decode_kernel: bool = True
+    attention_kernel: bool = field(default=True, metadata={
+        "help": "decode rows attend in place in the paged KV cache with the C kernel (fp32; "
+                "--no-attention-kernel: the torch gather path)"})
+    # Speed over exactness, opt-in (docs/ENGINE.md "Weight formats"): int8 per-channel weights with
+    # int8 dynamic activations for every projection and the lm_head. Not the default: it is not exact.
+    quantization: str = field(default="none", metadata={
+        "help": "weight format: 'none' (fp32, exact; GGUF blocks where the cost rule picks them) or "
+                "'int8' (int8 weights x int8 dynamic activations, fbgemm; ~4x less CPU per projection, "
+                "not exact: measure token agreement first)", "choices": QUANTIZATIONS})
     # Multi-LoRA serving (docs/LORA.md): adapters resident at once, largest rank accepted, and
     # (name, PEFT folder) pairs loaded at start.
     max_loras: int = field(default=4, metadata={"help": "LoRA adapters resident at once (more wait in CPU memory)"})
@@ -44,6 +54,10 @@ class EngineConfig:
         for name in ("block_size", "max_num_seqs", "max_num_batched_tokens", "max_loras", "max_lora_rank"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.quantization not in QUANTIZATIONS:
+            raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {self.quantization!r}")
+        if self.quantization != "none" and self.dtype != "float32":
+            raise ValueError(f"quantization={self.quantization!r} needs dtype='float32', got {self.dtype!r}")
         if self.max_model_len is not None and self.max_model_len < 2:
             raise ValueError(f"max_model_len must be >= 2, got {self.max_model_len}")
         if self.kv_cache_gb <= 0:

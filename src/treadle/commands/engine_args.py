@@ -22,6 +22,10 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default=d.dtype, choices=["float32", "bfloat16"])
     p.add_argument("--no-decode-kernel", action="store_true",
                    help="plain fp32 matmuls only (no GGUF-block decode kernel)")
+    p.add_argument("--no-attention-kernel", action="store_true",
+                   help="decode attention in torch (gather into a workspace) instead of the in-place C kernel")
+    p.add_argument("--quantization", default=d.quantization, choices=["none", "int8"],
+                   help=EngineConfig.__dataclass_fields__["quantization"].metadata["help"])
     p.add_argument("--max-loras", type=int, default=d.max_loras,
                    help="LoRA adapters resident at once (more are kept in CPU memory and swapped in, LRU)")
     p.add_argument("--max-lora-rank", type=int, default=d.max_lora_rank, help="largest LoRA rank r accepted")
@@ -40,6 +44,8 @@ def engine_config_from_args(args: argparse.Namespace) -> EngineConfig:
         enable_prefix_caching=not args.no_prefix_cache,
         threads=args.threads,
         decode_kernel=not args.no_decode_kernel,
+        quantization=getattr(args, "quantization", d.quantization),
+        attention_kernel=not getattr(args, "no_attention_kernel", False),
         max_loras=getattr(args, "max_loras", d.max_loras),
         max_lora_rank=getattr(args, "max_lora_rank", d.max_lora_rank),
         lora_modules=tuple(parse_lora_flag(v) for v in getattr(args, "lora", None) or ()),

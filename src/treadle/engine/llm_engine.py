@@ -39,6 +39,8 @@ class LLMEngine:
         self.decode_kernel = bool(
             config.decode_kernel and dtype == torch.float32 and attach_decode_kernel(self.model, self.model_path)
         )
+        if config.quantization == "int8":
+            self.model.quantize_int8()
         self.tokenizer = Tokenizer(self.model_path)
         eos = read_generation_eos(self.model_path) or self.model_config.eos_token_ids
         if not eos and self.tokenizer.eos_token_id is not None:
@@ -65,7 +67,12 @@ class LLMEngine:
                 max_loras=config.max_loras,
             )
         )
-        self.runner = ModelRunner(self.model, cfg, num_blocks, config.block_size, self.eos_token_ids, dtype)
+        from treadle.kernels import ggml
+
+        attn_kernel = ggml.load() if config.attention_kernel and dtype == torch.float32 else None
+        self.attention_kernel = attn_kernel is not None
+        self.runner = ModelRunner(self.model, cfg, num_blocks, config.block_size, self.eos_token_ids, dtype,
+                                  attention_kernel=attn_kernel)
         self.outputs = OutputProcessor(self.tokenizer)
         self._ids = itertools.count()
         self.loras = LoraRegistry()
