@@ -26,6 +26,9 @@ class EngineConfig:
     max_num_seqs: int = 128
     max_num_batched_tokens: int = 512
     long_prefill_token_threshold: int = 0
+    prefill_tokens_per_decode_step: int = field(default=0, metadata={
+        "help": "prefill/decode balance: most prompt tokens a step that also carries decodes may compute "
+                "(smaller: better TPOT; 0: only the step budget limits them, best TTFT)"})
     enable_prefix_caching: bool = True
     threads: int | None = None
     seed: int = 0
@@ -58,6 +61,8 @@ class EngineConfig:
             raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {self.quantization!r}")
         if self.quantization != "none" and self.dtype != "float32":
             raise ValueError(f"quantization={self.quantization!r} needs dtype='float32', got {self.dtype!r}")
+        if self.prefill_tokens_per_decode_step < 0:
+            raise ValueError(f"prefill_tokens_per_decode_step must be >= 0, got {self.prefill_tokens_per_decode_step}")
         if self.max_model_len is not None and self.max_model_len < 2:
             raise ValueError(f"max_model_len must be >= 2, got {self.max_model_len}")
         if self.kv_cache_gb <= 0:

@@ -26,6 +26,9 @@ def register(p: argparse.ArgumentParser) -> None:
     from treadle.fleet import bench_fleet
 
     bench_fleet.register(sub.add_parser("fleet", help="routing policies and replica scaling on a local fleet"))
+    from treadle.bench import peers
+
+    peers.register(sub.add_parser("peers", help="Treadle vs vLLM CPU vs llama-server, one at a time, 1/16/64 streams"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
         from treadle.bench import compare
 
         return compare.run(args)
+    if args.bench == "peers":
+        from treadle.bench import peers
+
+        return peers.run(args)
     if args.bench == "fleet":
         from treadle.fleet import bench_fleet
 

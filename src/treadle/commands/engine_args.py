@@ -24,6 +24,8 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
                    help="plain fp32 matmuls only (no GGUF-block decode kernel)")
     p.add_argument("--no-attention-kernel", action="store_true",
                    help="decode attention in torch (gather into a workspace) instead of the in-place C kernel")
+    p.add_argument("--prefill-tokens-per-decode-step", type=int, default=d.prefill_tokens_per_decode_step,
+                   help=EngineConfig.__dataclass_fields__["prefill_tokens_per_decode_step"].metadata["help"])
     p.add_argument("--quantization", default=d.quantization, choices=["none", "int8"],
                    help=EngineConfig.__dataclass_fields__["quantization"].metadata["help"])
     p.add_argument("--max-loras", type=int, default=d.max_loras,
@@ -45,6 +47,8 @@ def engine_config_from_args(args: argparse.Namespace) -> EngineConfig:
         threads=args.threads,
         decode_kernel=not args.no_decode_kernel,
         quantization=getattr(args, "quantization", d.quantization),
+        prefill_tokens_per_decode_step=getattr(args, "prefill_tokens_per_decode_step",
+                                               d.prefill_tokens_per_decode_step),
         attention_kernel=not getattr(args, "no_attention_kernel", False),
         max_loras=getattr(args, "max_loras", d.max_loras),
         max_lora_rank=getattr(args, "max_lora_rank", d.max_lora_rank),

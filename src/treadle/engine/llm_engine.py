@@ -60,6 +60,7 @@ class LLMEngine:
                 max_num_seqs=config.max_num_seqs,
                 max_num_batched_tokens=config.max_num_batched_tokens,
                 long_prefill_token_threshold=config.long_prefill_token_threshold,
+                prefill_tokens_per_decode_step=config.prefill_tokens_per_decode_step,
                 max_model_len=self.max_model_len,
                 num_blocks=num_blocks,
                 block_size=config.block_size,
