@@ -47,3 +47,39 @@ def test_int8_linear_is_close_to_fp32() -> None:
     assert y.shape == ref.shape
     rel = (y - ref).norm() / ref.norm()
     assert rel < 0.03, rel
+
+
+def test_agreement_counts_positions_prefixes_and_whole_prompts() -> None:
+    from treadle.bench.format_bench import agreement
+
+    ref = [[1, 2, 3, 4], [5, 6, 7, 8]]
+    got = [[1, 2, 9, 4], [5, 6, 7, 8]]
+    a = agreement(ref, got)
+    assert a["token_agreement"] == pytest.approx(7 / 8)
+    assert a["prefix_agreement"] == pytest.approx(6 / 8)
+    assert a["identical_prompts"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="same prompts"):
+        agreement(ref, got[:1])
+
+
+@pytest.mark.skipif(not int8_supported(), reason="this torch build has no quantized CPU engine")
+def test_int8_engine_generates_and_mostly_agrees_with_fp32(tiny_llama) -> None:  # noqa: ANN001
+    from treadle.bench.format_bench import agreement, generate_greedy
+    from treadle.config import EngineConfig
+    from treadle.engine.llm_engine import LLMEngine
+
+    exact = LLMEngine(EngineConfig(model=str(tiny_llama), num_kv_blocks=64, threads=1))
+    q = LLMEngine(EngineConfig(model=str(tiny_llama), num_kv_blocks=64, threads=1, quantization="int8"))
+    assert q.model.weight_format == "int8" and exact.model.weight_format == "dense"
+    prompts = [exact.tokenizer.encode(t) for t in ("The quick brown fox", "Paged attention keeps", "Hello world")]
+    a = agreement(generate_greedy(exact, prompts, 8), generate_greedy(q, prompts, 8))
+    assert a["token_agreement"] >= 0.5, a  # a tiny random model has small logit margins; real figures in docs
+
+
+def test_quantization_is_validated() -> None:
+    from treadle.config import EngineConfig
+
+    with pytest.raises(ValueError, match="quantization"):
+        EngineConfig(quantization="int4")
+    with pytest.raises(ValueError, match="dtype"):
+        EngineConfig(quantization="int8", dtype="bfloat16")

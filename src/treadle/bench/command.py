@@ -17,7 +17,8 @@ def register(p: argparse.ArgumentParser) -> None:
     e.add_argument("--threads", type=int, default=None, help="threads for both sides (default: all cores)")
     e.add_argument("--num-prompts", type=int, default=64)
     e.add_argument("--skip-hf", action="store_true", help="skip the transformers side (ratios become null)")
-    e.add_argument("--only", default="throughput,http,prefix,single,load", help="comma list of parts to run")
+    e.add_argument("--only", default="throughput,http,prefix,single,formats,load",
+                   help="comma list of parts to run (formats: per weight format, incl. int8 token agreement)")
     e.add_argument("--seed", type=int, default=0)
     from treadle.bench import compare, serve_command
 
@@ -139,6 +140,16 @@ def run_engine(args: argparse.Namespace) -> int:
             result["single_stream_fp32_ratio"] = ratio(result["single_stream_fp32_tok_s"],
                                                        result["hf_single_stream_tok_s"])
         _log(f"single stream: treadle {result['single_stream_tok_s']:.1f} tok/s, hf {result['hf_single_stream_tok_s']}")
+
+    if "formats" in parts:
+        from treadle.bench.format_bench import format_figures
+
+        prompts = eb.throughput_prompts(engine.tokenizer, args.num_prompts)
+        result["formats"] = format_figures(
+            lambda q: LLMEngine(EngineConfig(model=args.model, threads=threads, kv_cache_gb=4.0, quantization=q)),
+            engine, prompts, eb.OUTPUT_TOKENS)
+        for fmt, figs in result["formats"].items():
+            _log(f"format {fmt}: " + ", ".join(f"{k} {v}" for k, v in figs.items()))
 
     if "load" in parts:
         del engine
