@@ -158,25 +158,28 @@ static void deq_q8_0_rows(const uint8_t *w, int n0, int nt, int K, float *out) {
     }
 }
 
-/* y[m, n0 + i] for i < NT, m in [m0, m0 + MT): the full register tile. */
-static inline void tile_full(const float *wt, const float *x, float *y, int m0, int n0, int N, int K) {
+/* y[m, n0 + i] for i < NT, m in [m0, m0 + mt), mt <= MT: one register tile (inlined per constant mt).
+ * The NT x mt accumulators are independent chains, interleaved so the FMA latency is hidden even at
+ * mt = 1; each chain still sums its output in plain k order. */
+static inline __attribute__((always_inline)) void tile_n4(const float *wt, const float *x, float *y, int m0,
+                                                          const int mt, int n0, int N, int K) {
     __m256 acc[NT][MT];
     for (int i = 0; i < NT; i++)
-        for (int j = 0; j < MT; j++) acc[i][j] = _mm256_setzero_ps();
+        for (int j = 0; j < mt; j++) acc[i][j] = _mm256_setzero_ps();
     const float *x0 = x + (long)m0 * K;
     for (int k = 0; k < K; k += 8) {
         __m256 xv[MT];
-        for (int j = 0; j < MT; j++) xv[j] = _mm256_loadu_ps(x0 + (long)j * K + k);
+        for (int j = 0; j < mt; j++) xv[j] = _mm256_loadu_ps(x0 + (long)j * K + k);
         for (int i = 0; i < NT; i++) {
             const __m256 wv = _mm256_loadu_ps(wt + (long)i * K + k);
-            for (int j = 0; j < MT; j++) acc[i][j] = _mm256_fmadd_ps(wv, xv[j], acc[i][j]);
+            for (int j = 0; j < mt; j++) acc[i][j] = _mm256_fmadd_ps(wv, xv[j], acc[i][j]);
         }
     }
     for (int i = 0; i < NT; i++)
-        for (int j = 0; j < MT; j++) y[(long)(m0 + j) * N + n0 + i] = hsum(acc[i][j]);
+        for (int j = 0; j < mt; j++) y[(long)(m0 + j) * N + n0 + i] = hsum(acc[i][j]);
 }
 
-/* Any tile up to NT x MT (the edges). */
+/* Fewer than NT weight rows (the last tile when N % NT != 0): one chain per output. */
 static void tile_edge(const float *wt, int nt, const float *x, int m0, int mt, float *y, int n0, int N, int K) {
     for (int i = 0; i < nt; i++)
         for (int j = 0; j < mt; j++) {
@@ -198,13 +201,14 @@ static void gemm_tiled(const uint8_t *w, int q8, const float *x, float *y, int M
             for (int t = 0; t < ntiles; t++) {
                 const int n0 = t * NT, nt = N - n0 < NT ? N - n0 : NT;
                 if (q8) deq_q8_0_rows(w, n0, nt, K, wt); else deq_q4_1_rows(w, n0, nt, K, wt);
-                int m = mb;
-                if (nt == NT)
-                    for (; m + MT <= me; m += MT) tile_full(wt, x, y, m, n0, N, K);
-                if (m < me || nt < NT) {
-                    if (nt == NT) tile_edge(wt, nt, x, m, me - m, y, n0, N, K);
-                    else tile_edge(wt, nt, x, mb, me - mb, y, n0, N, K);
+                if (nt < NT) {
+                    tile_edge(wt, nt, x, mb, me - mb, y, n0, N, K);
+                    continue;
                 }
+                int m = mb;
+                for (; m + MT <= me; m += MT) tile_n4(wt, x, y, m, MT, n0, N, K);
+                if (me - m == 2) tile_n4(wt, x, y, m, 2, n0, N, K);
+                else if (me - m == 1) tile_n4(wt, x, y, m, 1, n0, N, K);
             }
         }
     }

@@ -45,11 +45,13 @@ class FormatCost:
         return self.fixed_ns + self.per_row_ns * self.knee + above * (rows - self.knee)
 
 
-# Measured 2026-12-02 (see module docstring): ms of CPU for the 106 M-weight stack / 106e6.
+# Measured 2026-12-02 on a shared machine (see module docstring): CPU ms of the 106 M-weight stack
+# at 1/16/64/256 rows (dense 51.5/100.4/222.5/784; gguf 14.8/53.7/161.5/678; int8 9.5/26.2/51.9/221),
+# fitted as fixed + per row (slopes between 16 and 64 rows, and between 64 and 256 for the knee) / 106e6.
 COSTS: dict[str, FormatCost] = {
     "dense": FormatCost(fixed_ns=0.51, per_row_ns=0.024),
-    "gguf": FormatCost(fixed_ns=0.36, per_row_ns=0.019, per_row_above_knee_ns=0.025),
-    "int8": FormatCost(fixed_ns=0.08, per_row_ns=0.0073),
+    "gguf": FormatCost(fixed_ns=0.167, per_row_ns=0.0212, per_row_above_knee_ns=0.0254),
+    "int8": FormatCost(fixed_ns=0.079, per_row_ns=0.0083),
 }
 
 
