@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 import time
 
@@ -12,20 +13,21 @@ import uvicorn
 from fastapi import FastAPI, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from test_server_support import free_port
-
 
 class ThreadServer:
-    """uvicorn on 127.0.0.1:free port, on its own thread and event loop."""
+    """uvicorn on 127.0.0.1, on its own thread and event loop, serving a socket bound here to port 0
+    (the kernel picks a free port and no other process can take it between choice and use)."""
 
     def __init__(self, app: object) -> None:
-        self.port = free_port()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
         self.base = f"http://127.0.0.1:{self.port}"
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
                                                     lifespan="on", timeout_graceful_shutdown=2))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
         self.thread.start()
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 120  # a hang guard: the start is awaited as a state
         while not self.server.started:
             if time.monotonic() > deadline or not self.thread.is_alive():
                 raise RuntimeError("server did not start")
@@ -44,10 +46,13 @@ def _chunk(text: str | None, finish: str | None = None) -> str:
 
 class FakeReplica:
     """An OpenAI-ish replica whose behaviour the test sets: ``mode`` is one of
-    ok, busy (503), full (429), break_before_token, break_mid_stream, slow; ``ready`` drives /ready."""
+    ok, busy (503), full (429), break_before_token, break_mid_stream, hold; ``ready`` drives /ready.
+    ``hold``: a stream sends its first token, then waits until the test sets ``release``."""
 
-    def __init__(self, name: str = "fake") -> None:
+    def __init__(self, name: str = "fake", models: tuple[str, ...] = ("fake",)) -> None:
         self.name, self.mode, self.ready, self.calls = name, "ok", True, 0
+        self.models = list(models)
+        self.release = threading.Event()
         app = FastAPI()
 
         @app.get("/ready")
@@ -60,7 +65,7 @@ class FakeReplica:
 
         @app.get("/v1/models")
         async def models() -> Response:
-            return JSONResponse({"object": "list", "data": [{"id": "fake", "object": "model"}]})
+            return JSONResponse({"object": "list", "data": [{"id": m, "object": "model"} for m in self.models]})
 
         @app.post("/v1/completions")
         async def completions(request: Request) -> Response:
@@ -74,7 +79,7 @@ class FakeReplica:
                 return JSONResponse({"choices": [{"index": 0, "text": self.name, "finish_reason": "length"}],
                                      "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4,
                                                "prompt_tokens_details": {"cached_tokens": 0}},
-                                     "served_by": self.name})
+                                     "served_by": self.name, "model": body.get("model")})
             return StreamingResponse(self._stream(), media_type="text/event-stream")
 
         self.app = app
@@ -85,16 +90,17 @@ class FakeReplica:
         if self.mode == "break_before_token":
             raise RuntimeError("dies before the first token")
         yield _chunk(self.name)
+        while self.mode == "hold" and not self.release.is_set():
+            await asyncio.sleep(0.01)
         for i in range(3):
             if self.mode == "break_mid_stream" and i == 1:
                 raise RuntimeError("dies mid-stream")
-            if self.mode == "slow":
-                await asyncio.sleep(0.3)
             yield _chunk(f" t{i}")
         yield _chunk("", "length")
         yield "data: [DONE]\n\n"
 
     def stop(self) -> None:
+        self.release.set()
         self.server.stop()
 
 

@@ -49,7 +49,7 @@ NEAR_TIE = 1e-4  # a greedy divergence is accepted only where the reference's to
 
 
 def compare_greedy(model, prompt: list[int], gen: list[int], logprobs: list[dict[int, float]] | None,  # noqa: ANN001
-                   tol: float = 1e-4) -> int:
+                   tol: float = 1e-4, near_tie: float = NEAR_TIE) -> int:
     """Check ``gen`` is the reference's greedy continuation; compare reported logprobs within ``tol``.
 
     A mismatch is allowed only at a near tie (top-2 reference logits closer than ``NEAR_TIE``);
@@ -61,7 +61,7 @@ def compare_greedy(model, prompt: list[int], gen: list[int], logprobs: list[dict
         best = int(row.argmax())
         if tok != best:
             gap = float(row[best] - row[tok])
-            assert gap < NEAR_TIE, f"token {i}: got {tok}, reference {best} (logit gap {gap:.3g} is no near tie)"
+            assert gap < near_tie, f"token {i}: got {tok}, reference {best} (logit gap {gap:.3g} is no near tie)"
             return i
         if logprobs is not None:
             lsm = torch.log_softmax(row, dim=-1)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,10 +67,10 @@ def test_poisson_and_burst_follow_their_schedule(server: ServerProcess) -> None:
     recs = _run(server, reqs, arrival=arrival, seed=5)
     want = schedule(arrival, [None] * 6, seed=5)
     assert sorted(r.scheduled_s for r in recs) == pytest.approx(want)
-    assert all(0 <= r.start_s - r.scheduled_s < 0.25 for r in recs)
+    assert all(r.start_s >= r.scheduled_s - 1e-3 for r in recs)  # never early (late only as the machine is)
     recs = _run(server, reqs, arrival=Arrival("burst", burst_size=3, burst_interval_s=0.6))
-    starts = sorted(r.start_s for r in recs)
-    assert starts[2] < 0.25 and 0.6 <= starts[3] < 0.85
+    assert sorted(r.scheduled_s for r in recs) == pytest.approx([0, 0, 0, 0.6, 0.6, 0.6])
+    assert all(r.start_s >= r.scheduled_s - 1e-3 for r in recs)
     recs = _run(server, reqs[:2], api="completions")  # chat messages as a plain text prompt
     assert all(r.ok and r.output_tokens >= 1 and r.ttft_s is not None for r in recs)
 
@@ -92,12 +91,11 @@ def test_trace_replay_keeps_arrivals_and_output_lengths(server: ServerProcess, v
 
 def test_run_stops_by_itself_at_max_seconds(server: ServerProcess) -> None:
     reqs = make_workload("sharegpt", 200, seed=3, max_tokens=64, max_prompt_tokens=16)
-    t0 = time.perf_counter()
     recs = _run(server, reqs, arrival=Arrival("concurrency", concurrency=2), max_seconds=1.0)
-    assert time.perf_counter() - t0 < 3.0
     assert len(recs) < 200
     s = summarize(recs, 1.0)
     assert s["failed"] == 0 and s["completed"] + s["cut_off"] == len(recs)
+    assert s["cut_off"] >= 1  # the requests in flight at 1 s were cut off, not awaited
 
 
 def test_multiturn_sends_the_models_reply_as_history(server: ServerProcess) -> None:

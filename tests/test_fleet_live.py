@@ -1,6 +1,11 @@
 """Live fleet on tiny-model replicas: an Azure 2023 burst scales the fleet up and back down, no
 request fails during scale-down, and a replica killed under load costs no request that had not
-started streaming. Bounds are generous; the exact rules are pinned in test_autoscaler.py."""
+started streaming. The exact rules are pinned in test_autoscaler.py.
+
+Nothing here depends on how fast the machine is: a cold start takes 8-15 s on an idle 2-core machine
+and longer on a busy one, so the burst is replayed again, round after round, until the scaled-up
+fleet had two healthy replicas under load and one of them was killed; the scale-down is awaited as
+a state. The time limits below only stop a hung test."""
 
 from __future__ import annotations
 
@@ -36,6 +41,19 @@ def test_split_threads() -> None:
         split_threads(0)
 
 
+HANG_S = 300.0  # only stops a hung test
+MAX_ROUNDS = 8  # bursts of 15 s: two minutes of load for a replica to start and be killed
+
+
+def wait_until(cond, timeout: float) -> bool:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def _azure_burst(vocab: int) -> list:
     # 60 trace seconds replayed in 15 (~22 req/s), prompts and outputs scaled to the tiny model
     return make_workload("azure-conv", 330, 0, 48, window="0:60", rate_scale=4.0, length_scale=0.25,
@@ -58,53 +76,55 @@ def test_burst_scales_up_and_down_and_a_killed_replica_costs_no_unstarted_reques
     stop = threading.Event()
     killed: list[str] = []
 
+    loading = threading.Event()
+
     def monitor() -> None:
         t0 = time.monotonic()
         while not stop.is_set():
             healthy = [r for r in gw.replicas.replicas.values() if r.state == "healthy"]
             counts.append((time.monotonic() - t0, ctl.desired, len(healthy)))
-            if not killed and len(healthy) >= 2 and time.monotonic() - load_t0[0] > 1.0:
+            if not killed and len(healthy) >= 2 and loading.is_set():
                 victim = max(healthy, key=lambda r: r.inflight)  # the busiest: it has streams and a queue
                 if victim.inflight >= 1:
                     killed.append(victim.replica_id)
                     launcher.kill(victim.replica_id)
             time.sleep(0.1)
 
-    load_t0 = [float("inf")]
     try:
-        deadline = time.monotonic() + 60
-        while not gw.replicas.routable():
-            assert time.monotonic() < deadline, "first replica not ready"
-            time.sleep(0.1)
+        assert wait_until(lambda: bool(gw.replicas.routable()), HANG_S), "first replica not ready"
         mon = threading.Thread(target=monitor, daemon=True)
         mon.start()
-        load_t0[0] = time.monotonic()
-        records = asyncio.run(run_load(srv.base, "tiny", burst, api="completions", arrival=Arrival(mode="trace"),
-                                       timeout_s=120))
-        burst_end = time.monotonic()
+        loading.set()
+        records, rounds = [], 0
+        while not killed and rounds < MAX_ROUNDS:  # until the fleet grew and lost a busy replica
+            records += asyncio.run(run_load(srv.base, "tiny", burst, api="completions",
+                                            arrival=Arrival(mode="trace"), timeout_s=120))
+            rounds += 1
+        loading.clear()
         peak = max(d for _, d, _ in counts)
         assert peak >= 2, f"the fleet did not scale up: {counts[-20:]}"
         assert max(h for _, _, h in counts) >= 2
         failed = [r for r in records if not r.ok]
-        assert killed, "no replica was busy enough to kill"
+        assert killed, f"no busy replica to kill after {rounds} bursts: {counts[-20:]}"
         # a killed replica may break streams that had started; nothing that had not started fails
         assert all(r.ttft_s is not None for r in failed), [(r.status, r.error) for r in failed]
-        assert len(records) == len(burst)
+        assert len(records) == len(burst) * rounds
         # scale-down: a trickle of requests while the fleet shrinks; none may fail
         trickle = make_workload("azure-conv", 1, 0, 8, max_prompt_tokens=32, vocab_size=vocab)[0]
         body = {"model": "tiny", "prompt": trickle.prompt, "max_tokens": 8, "stream": True}
         statuses = []
-        while time.monotonic() - burst_end < 30:
-            r = httpx.post(f"{srv.base}/v1/completions", json=body, timeout=60)
+        deadline = time.monotonic() + HANG_S
+        while time.monotonic() < deadline:
+            r = httpx.post(f"{srv.base}/v1/completions", json=body, timeout=120)
             statuses.append((r.status_code, "[DONE]" in r.text and '"error"' not in r.text))
             if ctl.desired == 1 and len(ctl.launched) == 1:
                 break
-            time.sleep(0.2)
+            time.sleep(0.2)  # a trickle, not a load
         assert ctl.desired == 1 and len(ctl.launched) == 1, f"no scale-down: {ctl.history}"
         assert all(s == (200, True) for s in statuses), statuses
         reasons = [h[2] for h in ctl.history]
         assert "scale_up" in reasons and "scale_down" in reasons
-        assert ctl.startup_times and all(0 < s < 60 for s in ctl.startup_times)
+        assert ctl.startup_times and all(s > 0 for s in ctl.startup_times)
     finally:
         stop.set()
         srv.stop()

@@ -18,7 +18,7 @@ from treadle.gateway.policies import make_policy
 from treadle.gateway.prefix import PrefixHasher
 from treadle.models.tokenizer import Tokenizer
 
-T = 30.0
+T = 120.0  # client timeout: only stops a hung call (the machine may be busy)
 
 
 def start_gateway(urls: list[str], policy: str = "round_robin", hasher: PrefixHasher | None = None,
@@ -29,7 +29,8 @@ def start_gateway(urls: list[str], policy: str = "round_robin", hasher: PrefixHa
     return gw, ThreadServer(create_gateway_app(gw))
 
 
-def wait_for(cond, timeout: float = 10.0) -> bool:  # noqa: ANN001
+def wait_for(cond, timeout: float = 120.0) -> bool:  # noqa: ANN001
+    """Poll ``cond`` until true; ``timeout`` only guards against a hang (the machine may be busy)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():
@@ -171,38 +172,40 @@ def test_health_checks_take_replicas_out_and_put_them_back() -> None:
 
 
 def test_drain_lets_in_flight_requests_finish_and_routes_new_ones_elsewhere() -> None:
-    slow, other = FakeReplica("slow"), FakeReplica("other")
-    slow.mode = "slow"
-    gw, srv = start_gateway([slow.base], health_interval_s=0.1)
+    held, other = FakeReplica("held"), FakeReplica("other")
+    held.mode = "hold"  # its streams wait after the first token until held.release is set
+    gw, srv = start_gateway([held.base], health_interval_s=0.1)
     try:
         assert wait_for(lambda: len(gw.replicas.routable()) == 1)
-        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        with concurrent.futures.ThreadPoolExecutor(5) as pool:  # 4 held streams + the drain
             futs = [pool.submit(httpx.post, f"{srv.base}/v1/completions",
                                 json={"prompt": "x", "stream": True}, timeout=T) for _ in range(4)]
-            rs = gw.replicas.replicas[slow.base.split("//")[1]]
+            rs = gw.replicas.replicas[held.base.split("//")[1]]
             assert wait_for(lambda: rs.inflight == 4)
             gw.replicas.add(other.base)
             assert wait_for(lambda: len(gw.replicas.replicas) == 2 and
                             all(r.state == "healthy" for r in gw.replicas.replicas.values()))
-            drained = concurrent.futures.Future()
-            t0 = time.monotonic()
+            drained: concurrent.futures.Future = concurrent.futures.Future()
 
             def drain() -> None:
-                drained.set_result(asyncio.run(gw.replicas.drain(rs.replica_id, 30)))
+                drained.set_result(asyncio.run(gw.replicas.drain(rs.replica_id, 120)))
 
             pool.submit(drain)
             assert wait_for(lambda: rs.state == "draining")
             fresh = httpx.post(f"{srv.base}/v1/completions", json={"prompt": "x"}, timeout=T).json()
             assert fresh["served_by"] == "other"
+            assert not drained.done() and rs.inflight == 4
+            held.release.set()
             results = [f.result() for f in futs]
-            assert drained.result(timeout=T) is True and time.monotonic() - t0 > 0.2
+            assert drained.result(timeout=T) is True
         for r in results:  # every in-flight stream completed on the draining replica
             events = sse_events(r)
             assert r.status_code == 200 and events[-1] == "[DONE]" and "error" not in events[-2]
+            assert events[0]["choices"][0]["text"] == "held"
         assert rs.inflight == 0
     finally:
         srv.stop()
-        slow.stop()
+        held.stop()
         other.stop()
 
 
@@ -211,29 +214,30 @@ def test_treadle_gateway_command_launches_serves_and_stops(tiny_llama: Path, tmp
     import subprocess
     import sys
 
-    from test_server_support import free_port
+    from test_server_support import bound_port
 
-    port = free_port()
-    log = open(tmp_path / "gw.log", "wb")  # noqa: SIM115
+    log_path = tmp_path / "gw.log"
+    log = open(log_path, "wb")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "treadle.cli", "gateway", "--launch", "1", "--model", str(tiny_llama),
-                             "--replica-args", "--num-kv-blocks 64", "--port", str(port), "--log-level", "warning"],
+                             "--replica-args", "--num-kv-blocks 64", "--port", "0", "--log-level", "info"],
                             stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
     try:
+        base = f"http://127.0.0.1:{bound_port(log_path, proc)}"
+
         def ready() -> bool:
             try:
-                return httpx.get(f"{base}/ready", timeout=2).status_code == 200
+                return httpx.get(f"{base}/ready", timeout=T).status_code == 200
             except httpx.HTTPError:
                 return False
 
-        assert wait_for(ready, 60), (tmp_path / "gw.log").read_text()
+        assert wait_for(ready), log_path.read_text()
         r = httpx.post(f"{base}/v1/completions", json={"prompt": "Hello", "max_tokens": 3}, timeout=T)
         assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 3
         replica_url = httpx.get(f"{base}/fleet", timeout=T).json()["replicas"][0]["url"]
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
+        assert proc.wait(timeout=120) == 0
         with pytest.raises(httpx.HTTPError):  # the replica it launched is gone too
-            httpx.get(f"{replica_url}/health", timeout=2)
+            httpx.get(f"{replica_url}/health", timeout=T)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -287,15 +291,14 @@ def test_connect_timeout_and_a_broken_json_body_are_retried(failure: str) -> Non
 
 def test_request_timeout_is_a_504_and_not_retried() -> None:
     async def post(host: str) -> httpx.Response:
-        await asyncio.sleep(5)
-        return httpx.Response(200, json={})
+        await asyncio.Event().wait()  # never answers: only the gateway's timeout can end the request
+        raise AssertionError("unreachable")
 
     gw, srv, calls = _mocked(post, request_timeout_s=0.3)
     try:
-        t0 = time.monotonic()
         r = httpx.post(f"{srv.base}/v1/completions", json={"model": "m", "prompt": "x"}, timeout=T)
         assert r.status_code == 504 and r.json()["error"]["code"] == "timeout"
-        assert calls == ["r0"] and time.monotonic() - t0 < 3  # the replica may still be working: no retry
+        assert calls == ["r0"]  # the replica may still be working: no retry
     finally:
         srv.stop()
 

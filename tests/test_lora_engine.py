@@ -108,7 +108,6 @@ def test_more_adapters_than_slots_wait_and_swap_lru(tiny_llama, adapters) -> Non
     # One adapter slot: one adapter request runs, the base request is not held back.
     assert {s.request_id for s in first.scheduled} == {"all7", "base"}
     assert engine.scheduler.num_waiting == 3
-    engine.scheduler.waiting.extend([])  # nothing else changes
     engine.runner.execute(first)
     final = run_all(engine)
     assert set(final) == {*adapters, "base"} and all(o.outputs[0].finish_reason == "length" for o in final.values())
@@ -251,3 +250,28 @@ def test_lora_on_the_decode_kernel_path_equals_dense_merged_weights() -> None:
     expected = x @ w_deq.T
     expected[[0, 3]] = x[[0, 3]] @ (w_deq + b @ a).T
     torch.testing.assert_close(y, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_lora_bench_runs_base_and_adapters_on_one_engine(tiny_llama) -> None:
+    from treadle.bench.lora_bench import lora_bench
+
+    engine = make_engine(tiny_llama, {}, max_loras=2)
+    logs: list[str] = []
+    r = lora_bench(engine, PROMPTS * 2, num_loras=3, rank=4, output_tokens=4, log=logs.append)
+    assert r["num_loras"] == 3 and r["base_throughput_tok_s"] > 0 and r["lora_throughput_tok_s"] > 0
+    assert r["lora_single_stream_ratio"] > 0 and len(logs) == 3
+    assert sorted(engine.loras.by_name) == ["bench-lora-0", "bench-lora-1", "bench-lora-2"]
+
+
+def test_offline_llm_takes_adapter_names_per_prompt(tiny_llama, adapters) -> None:
+    from treadle.llm import LLM
+
+    llm = LLM(str(tiny_llama), num_kv_blocks=64, block_size=4, threads=1,
+              lora_modules=(("a", str(adapters["all7"])),))
+    params = SamplingParams(temperature=0, max_tokens=4, ignore_eos=True)
+    base, lora = llm.generate([PROMPTS[0], PROMPTS[0]], params, lora_name=[None, "a"])
+    assert base.outputs[0].token_ids != lora.outputs[0].token_ids
+    assert llm.generate([PROMPTS[0]], params, lora_name="a")[0].outputs[0].token_ids == lora.outputs[0].token_ids
+    with pytest.raises(AdapterNotFoundError):
+        llm.generate([PROMPTS[0]], params, lora_name="missing")
+    assert not llm.engine.has_unfinished_requests()

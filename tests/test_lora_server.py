@@ -132,3 +132,37 @@ def test_cache_salt_separates_prefix_caches(server) -> None:  # noqa: ANN001
     first = cached(cache_salt="tenant-x")
     assert cached(cache_salt="tenant-x") >= 48 > first
     assert cached(cache_salt="tenant-y") == 0
+
+
+def test_gateway_fans_out_adapter_loads_and_routes_the_adapter(server, loras, tiny_llama) -> None:  # noqa: ANN001
+    from gateway_support import ThreadServer
+    from test_gateway import wait_for
+    from treadle.gateway.app import Gateway, GatewaySettings, create_gateway_app
+    from treadle.gateway.policies import make_policy
+    from treadle.gateway.prefix import PrefixHasher
+
+    gw = Gateway(make_policy("prefix_affinity"), GatewaySettings(admin_api_key=ADMIN, replica_api_key="user-key"),
+                 PrefixHasher(_tokenizer(tiny_llama), BASE))
+    gw.replicas.add(server.base)
+    srv = ThreadServer(create_gateway_app(gw))
+    try:
+        assert wait_for(lambda: len(gw.replicas.routable()) == 1)
+        import httpx
+
+        h = {"Authorization": f"Bearer {ADMIN}"}
+        r = httpx.post(f"{srv.base}/v1/load_lora_adapter", json={"lora_name": "gw-c", "lora_path": str(loras["b"])},
+                       headers=h, timeout=30)
+        assert r.status_code == 200, r.text
+        import openai as oa
+
+        with oa.OpenAI(base_url=f"{srv.base}/v1", api_key="anything-when-gateway-has-no-key", max_retries=0) as c:
+            assert "gw-c" in {m.id for m in c.models.list().data}
+            out = c.chat.completions.create(model="gw-c", messages=[{"role": "user", "content": "Hello"}],
+                                            max_tokens=3, temperature=0)
+            assert out.model == "gw-c"
+        r = httpx.post(f"{srv.base}/v1/unload_lora_adapter", json={"lora_name": "gw-c"}, headers=h, timeout=30)
+        assert r.status_code == 200
+        miss = httpx.post(f"{srv.base}/v1/completions", json={"model": "gw-c", "prompt": "x"}, timeout=30)
+        assert miss.status_code == 404
+    finally:
+        srv.stop()

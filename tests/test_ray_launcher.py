@@ -49,7 +49,7 @@ def test_replicas_on_two_ray_nodes_and_rescheduling_after_a_node_dies(tiny_llama
         ctl = FleetController(gw, launcher, 2, None, interval_s=0.5)
         gw.settings.background.append(ctl.run)
         srv = ThreadServer(create_gateway_app(gw))
-        assert wait_for(lambda: len(gw.replicas.routable()) == 2, 90), gw.replicas.counts()
+        assert wait_for(lambda: len(gw.replicas.routable()) == 2, 300), gw.replicas.counts()
         nodes = {rid: rep.node for rid, rep in ctl.launched.items()}
         assert set(nodes.values()) == {head_id, worker.node_id}  # SPREAD: one replica per node
         served = set()
@@ -62,7 +62,7 @@ def test_replicas_on_two_ray_nodes_and_rescheduling_after_a_node_dies(tiny_llama
 
         cluster.remove_node(worker)  # the node dies with its replica
         lost = next(rid for rid, node in nodes.items() if node == worker.node_id)
-        assert wait_for(lambda: lost not in ctl.launched and len(gw.replicas.routable()) == 2, 90), \
+        assert wait_for(lambda: lost not in ctl.launched and len(gw.replicas.routable()) == 2, 300), \
             (ctl.launched, gw.replicas.counts())
         assert all(rep.node == head_id for rep in ctl.launched.values())  # rescheduled on the node left
         for _ in range(4):

@@ -194,7 +194,7 @@ def test_request_id_and_metrics(server: ServerProcess) -> None:
     assert r.status_code == 200 and r.headers["x-request-id"] == "trace-42"
     generated = server.post("/v1/completions", body).headers["x-request-id"]
     assert len(generated) >= 16
-    assert "request_id=trace-42" in server.log()
+    assert server.wait_log("request_id=trace-42")
     for name in ("treadle_time_to_first_token_seconds_count", "treadle_inter_token_latency_seconds_count",
                  "treadle_e2e_request_latency_seconds_count", "treadle_request_queue_time_seconds_count",
                  "treadle_prompt_tokens_total", "treadle_generation_tokens_total",

@@ -139,7 +139,14 @@ def test_unknown_route_and_method(server: ServerProcess) -> None:
 
 
 def test_rejections_are_counted(server: ServerProcess) -> None:
-    assert server.metric("treadle_requests_total", model=MODEL, status="400") > 0
-    assert server.metric("treadle_requests_total", model=MODEL, status="401") > 0
-    assert server.metric("treadle_requests_total", model=MODEL, status="404") > 0
+    """Each rejection this test makes (400, 401, 404) adds one to its status's counter."""
+    def count(status: str) -> float:
+        return server.metric("treadle_requests_total", 0.0, model=MODEL, status=status)
+
+    before = {s: count(s) for s in ("400", "401", "404")}
+    _error(server.post("/v1/chat/completions", {"model": MODEL, "messages": "hi"}), 400)
+    _error(httpx.post(f"{server.base}/v1/chat/completions", json={"messages": MSG}, timeout=TIMEOUT), 401)
+    _error(server.post("/v1/chat/completions", {"model": "nope", "messages": MSG}), 404)
+    for status, n in before.items():
+        assert server.wait_metric("treadle_requests_total", n + 1, model=MODEL, status=status) == n + 1, status
     assert "Traceback" not in server.log()

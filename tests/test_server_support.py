@@ -13,39 +13,67 @@ from pathlib import Path
 
 import httpx
 
-TIMEOUT = 30.0  # seconds, for every client call
+TIMEOUT = 120.0  # seconds, for every client call: only stops a hung call (the machine may be busy)
 
 
 def free_port() -> int:
+    """A port free now (bind to 0, release). Racy when another process binds meanwhile: prefer port 0."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
+BOUND = re.compile(rb"Uvicorn running on https?://[^\s:]+:(\d+)")
+
+
+def bound_port(log_path: Path, proc: subprocess.Popen, timeout: float = 180.0) -> int:
+    """The port a ``treadle serve``/``gateway --port 0`` process bound, read from uvicorn's start line.
+
+    Waits for the line (not for a fixed time); ``timeout`` only guards against a hang. Raises
+    RuntimeError with the log when the process exits first.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m = BOUND.search(log_path.read_bytes()) if log_path.exists() else None
+        if m:
+            return int(m.group(1))
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}:\n{log_path.read_text(errors='replace')}")
+        time.sleep(0.05)
+    raise RuntimeError(f"no 'Uvicorn running on' line after {timeout} s:\n{log_path.read_text(errors='replace')}")
+
+
 class ServerProcess:
+    """``treadle serve`` on 127.0.0.1 port 0: the kernel picks a free port, read back from the log."""
+
     def __init__(self, model: Path, log_path: Path, *extra: str, api_key: str | None = None) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
         self.api_key = api_key
         self.log_path = log_path
         cmd = [
             sys.executable, "-m", "treadle.cli", "serve", "--model", str(model), "--host", "127.0.0.1",
-            "--port", str(self.port), "--num-kv-blocks", "64", "--threads", "1", *extra,
+            "--port", "0", "--num-kv-blocks", "64", "--threads", "1", *extra, "--log-level", "info",
         ]
         if api_key:
             cmd += ["--api-key", api_key]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
-        self._wait_ready(60.0)
+        try:
+            self.port = bound_port(log_path, self.proc)
+        except RuntimeError:
+            self.stop()
+            raise
+        self.base = f"http://127.0.0.1:{self.port}"
+        self._wait_ready(180.0)
 
     def _wait_ready(self, timeout: float) -> None:
+        """Poll /ready until 200; ``timeout`` only guards against a hang (a busy machine loads slowly)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                if httpx.get(f"{self.base}/ready", timeout=2.0).status_code == 200:
+                if httpx.get(f"{self.base}/ready", timeout=TIMEOUT).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -67,8 +95,8 @@ class ServerProcess:
         headers = {**self.headers, **kw.pop("headers", {})}  # type: ignore[arg-type]
         return httpx.post(f"{self.base}{path}", json=json, headers=headers, timeout=TIMEOUT, **kw)
 
-    def metric(self, name: str, **labels: str) -> float:
-        """Sum of the samples of ``name`` whose labels include ``labels``."""
+    def metric(self, name: str, default: float | None = None, **labels: str) -> float:
+        """Sum of the samples of ``name`` whose labels include ``labels``; ``default`` (if given) when none."""
         text = httpx.get(f"{self.base}/metrics", timeout=TIMEOUT).text
         total, found = 0.0, False
         for line in text.splitlines():
@@ -79,19 +107,31 @@ class ServerProcess:
             if all(lab.get(k) == v for k, v in labels.items()):
                 total, found = total + float(m.group(3)), True
         if not found:
+            if default is not None:
+                return default
             raise KeyError(f"metric {name} {labels} not exported")
         return total
 
-    def wait_metric(self, name: str, value: float, timeout: float = 10.0) -> float:
+    def wait_metric(self, name: str, value: float, timeout: float = 120.0, **labels: str) -> float:
+        """Poll until the metric equals ``value``; return the last reading. ``timeout`` guards a hang only."""
         deadline = time.monotonic() + timeout
         while True:
-            got = self.metric(name)
+            got = self.metric(name, 0.0, **labels)
             if got == value or time.monotonic() > deadline:
                 return got
             time.sleep(0.05)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_log(self, text: str, timeout: float = 120.0) -> bool:
+        """Poll the log until it holds ``text`` (a line may land just after the response)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
 
     def terminate(self) -> None:
         self.proc.send_signal(signal.SIGTERM)

@@ -1,12 +1,29 @@
-"""Engine configuration: one frozen dataclass, validated at construction."""
+"""Engine configuration: one frozen dataclass, validated at construction.
+
+Each field is also a command-line flag (``treadle serve``/``generate``): its help text lives in
+the field's metadata and :mod:`treadle.config_args` builds the flag, so a new option is one edit.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 
+from treadle.config_args import AppendTuple
+
 _DTYPES = ("float32", "bfloat16")
 QUANTIZATIONS = ("none", "int8")
+
+
+def parse_lora_module(value: str) -> tuple[str, str]:
+    """``NAME=PATH`` (a ``--lora`` value) -> (name, path). Raises ValueError."""
+    name, sep, path = value.partition("=")
+    if not sep or not name or not path:
+        raise ValueError(f"--lora expects NAME=PATH (a PEFT adapter folder), got {value!r}")
+    return name, path
+
+
+parse_lora_module.__name__ = "NAME=PATH"  # argparse names the expected form in its error message
 
 
 @dataclass(frozen=True)
@@ -17,24 +34,32 @@ class EngineConfig:
     ``threads`` defaults to every core; replicas sharing a machine split the cores between them.
     """
 
-    model: str = "default"
-    dtype: str = "float32"
-    max_model_len: int | None = None  # None: the model's own context length
-    block_size: int = 16
-    kv_cache_gb: float = 2.0
-    num_kv_blocks: int | None = None
-    max_num_seqs: int = 128
-    max_num_batched_tokens: int = 512
-    long_prefill_token_threshold: int = 0
+    model: str = field(default="default", metadata={
+        "help": "'default' (bundled SmolLM2-135M-Instruct) or a local HF folder"})
+    dtype: str = field(default="float32", metadata={"help": "weight and activation dtype", "choices": _DTYPES})
+    max_model_len: int | None = field(default=None, metadata={
+        "help": "context length (default: the model's own)"})
+    block_size: int = field(default=16, metadata={"help": "tokens per KV block"})
+    kv_cache_gb: float = field(default=2.0, metadata={"help": "memory for the paged KV cache, in GB"})
+    num_kv_blocks: int | None = field(default=None, metadata={
+        "help": "KV-cache blocks (default: as many as --kv-cache-gb holds; overrides it when given)"})
+    max_num_seqs: int = field(default=128, metadata={"help": "most sequences in one step"})
+    max_num_batched_tokens: int = field(default=512, metadata={"help": "token budget of one step"})
+    long_prefill_token_threshold: int = field(default=0, metadata={
+        "help": "most prompt tokens one request prefills in a step, so long prompts share steps "
+                "with decodes (0: no cap)"})
     prefill_tokens_per_decode_step: int = field(default=0, metadata={
         "help": "prefill/decode balance: most prompt tokens a step that also carries decodes may compute "
                 "(smaller: better TPOT; 0: only the step budget limits them, best TTFT)"})
-    enable_prefix_caching: bool = True
-    threads: int | None = None
-    seed: int = 0
+    enable_prefix_caching: bool = field(default=True, metadata={
+        "help": "automatic prefix caching: reuse the KV blocks of a shared prompt prefix",
+        "aliases": ("--prefix-cache",)})
+    threads: int | None = field(default=None, metadata={"help": "torch threads (default: all cores)"})
     # Decode steps with few rows read the GGUF blocks the weights came from (bit-identical
     # weights, ~5x fewer bytes per step); only for models converted from a Q4_1/Q8_0 GGUF.
-    decode_kernel: bool = True
+    decode_kernel: bool = field(default=True, metadata={
+        "help": "decode steps read the GGUF Q4_1/Q8_0 blocks the weights came from "
+                "(--no-decode-kernel: plain fp32 matmuls only)"})
     attention_kernel: bool = field(default=True, metadata={
         "help": "decode rows attend in place in the paged KV cache with the C kernel (fp32; "
                 "--no-attention-kernel: the torch gather path)"})
@@ -45,11 +70,13 @@ class EngineConfig:
                 "'int8' (int8 weights x int8 dynamic activations, fbgemm; ~4x less CPU per projection, "
                 "not exact: measure token agreement first)", "choices": QUANTIZATIONS})
     # Multi-LoRA serving (docs/LORA.md): adapters resident at once, largest rank accepted, and
-    # (name, PEFT folder) pairs loaded at start.
-    max_loras: int = field(default=4, metadata={"help": "LoRA adapters resident at once (more wait in CPU memory)"})
+    # (name, PEFT folder) pairs loaded at start (``treadle serve --lora NAME=PATH``, repeatable).
+    max_loras: int = field(default=4, metadata={
+        "help": "LoRA adapters resident at once; more are kept in CPU memory and swapped in (LRU)"})
     max_lora_rank: int = field(default=64, metadata={"help": "largest LoRA rank r an adapter may have"})
-    lora_modules: tuple[tuple[str, str], ...] = field(
-        default=(), metadata={"help": "LoRA adapters loaded at start, as NAME=PATH (repeatable)"})
+    lora_modules: tuple[tuple[str, str], ...] = field(default=(), metadata={
+        "help": "serve the PEFT LoRA adapter in folder PATH as model NAME; repeatable (default: none)",
+        "aliases": ("--lora",), "metavar": "NAME=PATH", "type": parse_lora_module, "action": AppendTuple})
 
     def __post_init__(self) -> None:
         if self.dtype not in _DTYPES:
@@ -71,6 +98,8 @@ class EngineConfig:
             raise ValueError(f"num_kv_blocks must be >= 1, got {self.num_kv_blocks}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
+        if self.long_prefill_token_threshold < 0:
+            raise ValueError(f"long_prefill_token_threshold must be >= 0, got {self.long_prefill_token_threshold}")
 
     @property
     def num_threads(self) -> int:

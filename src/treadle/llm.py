@@ -37,9 +37,17 @@ class LLM:
         self,
         prompts: Prompt | Sequence[Prompt],
         params: SamplingParams | Sequence[SamplingParams] | None = None,
+        lora_name: str | Sequence[str | None] | None = None,
     ) -> list[RequestOutput]:
-        """Generate for every prompt (text, chat messages or token ids); outputs in input order."""
+        """Generate for every prompt (text, chat messages or token ids); outputs in input order.
+
+        ``lora_name``: a loaded adapter (``LLM(..., lora_modules=((name, path),))``) for every
+        prompt, or one name (None: the base model) per prompt; they all run in the same batch.
+        """
         items = _as_prompt_list(prompts)
+        names = [lora_name] * len(items) if lora_name is None or isinstance(lora_name, str) else list(lora_name)
+        if len(names) != len(items):
+            raise ValueError(f"lora_name has {len(names)} entries for {len(items)} prompts")
         if params is None or isinstance(params, SamplingParams):
             plist = [params or SamplingParams()] * len(items)
         else:
@@ -48,9 +56,9 @@ class LLM:
                 raise ValueError(f"params has {len(plist)} entries for {len(items)} prompts")
         ids: list[str] = []
         try:
-            for p, sp in zip(items, plist, strict=True):
-                ids.append(self.engine.add_request(None, p, sp))
-        except ValueError:
+            for p, sp, name in zip(items, plist, names, strict=True):
+                ids.append(self.engine.add_request(None, p, sp, lora_name=name))
+        except (ValueError, LookupError):
             for rid in ids:  # a rejected prompt leaves nothing of this call queued
                 self.engine.abort_request(rid)
             raise

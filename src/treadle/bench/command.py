@@ -17,8 +17,12 @@ def register(p: argparse.ArgumentParser) -> None:
     e.add_argument("--threads", type=int, default=None, help="threads for both sides (default: all cores)")
     e.add_argument("--num-prompts", type=int, default=64)
     e.add_argument("--skip-hf", action="store_true", help="skip the transformers side (ratios become null)")
-    e.add_argument("--only", default="throughput,http,prefix,single,formats,load",
-                   help="comma list of parts to run (formats: per weight format, incl. int8 token agreement)")
+    e.add_argument("--only", default=None, help="comma list of parts to run (default: throughput,http,prefix,"
+                   "single,formats,load; with --num-loras: lora; formats: per weight format, incl. int8 "
+                   "token agreement)")
+    e.add_argument("--num-loras", type=int, default=0, help="the multi-LoRA part: the workload spread over N "
+                   "random adapters vs the base model, and single stream with/without one (docs/LORA.md)")
+    e.add_argument("--lora-rank", type=int, default=16, help="rank of the --num-loras adapters")
     e.add_argument("--seed", type=int, default=0)
     from treadle.bench import compare, serve_command
 
@@ -66,15 +70,20 @@ def run_engine(args: argparse.Namespace) -> int:
     from treadle.config import EngineConfig
     from treadle.engine.llm_engine import LLMEngine
 
-    parts = set(args.only.split(","))
+    num_loras = getattr(args, "num_loras", 0)
+    only = args.only or ("lora" if num_loras else "throughput,http,prefix,single,formats,load")
+    parts = set(only.split(","))
+    if "lora" in parts and num_loras < 1:
+        raise ValueError("the lora part needs --num-loras N (N >= 1)")
     threads = args.threads or EngineConfig().num_threads
     torch.manual_seed(args.seed)
-    cfg = EngineConfig(model=args.model, threads=threads, kv_cache_gb=4.0)
+    cfg = EngineConfig(model=args.model, threads=threads, kv_cache_gb=4.0, max_loras=max(num_loras, 1),
+                       max_lora_rank=max(64, getattr(args, "lora_rank", 16)))
     engine = LLMEngine(cfg)
     folder = engine.model_path
     _log(f"model {engine.model_name} from {folder}, {threads} threads")
     hf = None
-    if not args.skip_hf:
+    if not args.skip_hf and parts - {"lora"}:
         from transformers import AutoModelForCausalLM
 
         hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
@@ -150,6 +159,12 @@ def run_engine(args: argparse.Namespace) -> int:
             engine, prompts, eb.OUTPUT_TOKENS)
         for fmt, figs in result["formats"].items():
             _log(f"format {fmt}: " + ", ".join(f"{k} {v}" for k, v in figs.items()))
+
+    if "lora" in parts:
+        from treadle.bench.lora_bench import lora_bench
+
+        prompts = eb.throughput_prompts(engine.tokenizer, args.num_prompts)
+        result["lora"] = lora_bench(engine, prompts, num_loras, args.lora_rank, eb.OUTPUT_TOKENS, _log)
 
     if "load" in parts:
         del engine

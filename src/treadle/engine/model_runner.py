@@ -65,7 +65,10 @@ class ModelRunner:
         if out.is_empty:
             return RunnerOutput({})
         # Decodes first, shortest context first (decode groups are contiguous rows), then prefills.
-        entries = sorted(out.scheduled, key=lambda s: (s.num_tokens != 1, s.start_pos if s.num_tokens == 1 else 0))
+        # Decodes first, then prefills; within each, the rows of one adapter are contiguous (one
+        # slice per adapter and kind), and decodes are by context length within an adapter.
+        entries = sorted(out.scheduled, key=lambda s: (s.num_tokens != 1, s.adapter_id or "",
+                                                       s.start_pos if s.num_tokens == 1 else 0))
         input_ids, positions, meta, last_rows = self._prepare(entries)
         self._sync_slots(out.lora_slots)
         hidden = self.model(input_ids, positions, meta, self.kv_caches, self._lora_groups(entries, last_rows))
@@ -106,19 +109,18 @@ class ModelRunner:
             self.active[version] = self.adapters[version].activate(self.cfg, self.dtype)
 
     def _lora_groups(self, entries: list[ScheduledRequest], last_rows: list[int]) -> list[LoraGroup]:
-        """One group per adapter in the step: its rows (a slice when contiguous) and weights."""
-        rows: dict[str, list[tuple[int, int]]] = {}
+        """One group per run of contiguous rows of one adapter (entries are sorted so that an
+        adapter has at most one run of decodes and one of prefill chunks)."""
+        spans: list[list] = []  # [adapter version, first row, end row]
         for e, last in zip(entries, last_rows, strict=True):
-            if e.adapter_id is not None:
-                rows.setdefault(e.adapter_id, []).append((last - e.num_tokens + 1, last + 1))
-        groups = []
-        for version, spans in rows.items():
-            if all(spans[k][1] == spans[k + 1][0] for k in range(len(spans) - 1)):
-                sel: slice | torch.Tensor = slice(spans[0][0], spans[-1][1])
+            if e.adapter_id is None:
+                continue
+            first = last - e.num_tokens + 1
+            if spans and spans[-1][0] == e.adapter_id and spans[-1][2] == first:
+                spans[-1][2] = last + 1
             else:
-                sel = torch.cat([torch.arange(a, b) for a, b in spans])
-            groups.append(LoraGroup(sel, self.active[version]))
-        return groups
+                spans.append([e.adapter_id, first, last + 1])
+        return [LoraGroup(slice(a, b), self.active[version]) for version, a, b in spans]
 
     def _generator(self, e: ScheduledRequest) -> torch.Generator | None:
         if e.params.seed is None or e.params.greedy:
@@ -151,11 +153,17 @@ class ModelRunner:
                 prefills.append(self._prefill_chunk(e, start_row, len(ids)))
         decodes = [e for e in entries if e.num_tokens == 1]
         paged = None
+        groups = []
         if self.attention_kernel is not None and decodes:
-            groups, paged = [], self._paged_decode(decodes)
+            paged = self._paged_decode(decodes)  # every decode row in one call, any order
         else:
-            groups = [self._decode_group(decodes[a:b], a, b)
-                      for a, b in group_by_length([e.start_pos + 1 for e in decodes])]
+            run_start = 0
+            for k in range(1, len(decodes) + 1):  # length groups within each adapter's run of decodes
+                if k == len(decodes) or decodes[k].adapter_id != decodes[run_start].adapter_id:
+                    lengths = [e.start_pos + 1 for e in decodes[run_start:k]]
+                    groups += [self._decode_group(decodes[run_start + a : run_start + b], run_start + a,
+                                                  run_start + b) for a, b in group_by_length(lengths)]
+                    run_start = k
         meta = AttentionMetadata(torch.tensor(slots), groups, prefills, self.workspace, paged)
         return torch.tensor(ids), torch.tensor(pos), meta, last_rows
 

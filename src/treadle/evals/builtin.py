@@ -39,12 +39,6 @@ INTENT_USER = "Request: {text}\n\nWhich intent from the list is this request? An
 REPLY_SYSTEM = "You are a helpful customer support assistant. Reply to the customer's request."
 
 
-def data_dir() -> Path:
-    from treadle import data_files
-
-    return data_files.data_dir()
-
-
 def _read(rel: Path) -> Path:
     from treadle.data_files import data_path
 

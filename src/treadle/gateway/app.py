@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from treadle.gateway.admin import add_admin_routes
 from treadle.gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from treadle.gateway.policies import RoutingPolicy
 from treadle.gateway.prefix import PrefixHasher
@@ -34,6 +35,7 @@ log = logging.getLogger("treadle.gateway")
 @dataclass
 class GatewaySettings:
     api_key: str | None = None  # clients must send it (Authorization: Bearer)
+    admin_api_key: str | None = None  # the admin API (routes, adapter load/unload); sent on to replicas
     replica_api_key: str | None = None  # sent to the replicas
     request_timeout_s: float = 600.0
     max_attempts: int = 3
@@ -74,7 +76,8 @@ class _ApiKeyGate:
                 h = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
                 auth = h.get("authorization", "")
                 token = auth[7:].strip() if auth[:7].lower() == "bearer " else h.get("x-api-key", "")
-                if not token or not hmac.compare_digest(token.encode(), key.encode()):
+                keys = [k for k in (key, self.gw.settings.admin_api_key) if k]
+                if not token or not any(hmac.compare_digest(token.encode(), k.encode()) for k in keys):
                     error = ApiError(401, "Incorrect or missing API key: send 'Authorization: Bearer <key>'.",
                                      None, "invalid_api_key")
             if error is not None:
@@ -146,7 +149,12 @@ def create_gateway_app(gw: Gateway) -> FastAPI:
             if r.state in ("healthy", "draining"):
                 for card in r.models:
                     cards.setdefault(card.get("id"), {**card, "owned_by": card.get("owned_by", "treadle")})
+        for alias, route in gw.proxy.routes.routes.items():  # aliases are models to a client
+            cards.setdefault(alias, {"id": alias, "object": "model", "owned_by": "treadle-gateway",
+                                     "parent": None, "route": dict(route.versions)})
         return JSONResponse({"object": "list", "data": list(cards.values())})
+
+    add_admin_routes(app, gw)
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:

@@ -39,6 +39,8 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1 routes")
     p.add_argument("--replica-api-key", default=None, help="key the gateway sends to the replicas")
+    p.add_argument("--admin-api-key", default=None, help="key for the admin API (route aliases, adapter "
+                   "load/unload sent to every replica with this same key); without it the admin API is off")
     p.add_argument("--request-timeout", type=float, default=600.0, help="seconds per request, end to end")
     p.add_argument("--max-attempts", type=int, default=3, help="replicas one request may try")
     p.add_argument("--health-interval", type=float, default=1.0, help="seconds between health probes")
@@ -71,6 +73,7 @@ def build(args: argparse.Namespace):  # noqa: ANN201 - (Gateway, FleetController
     name = served_name(args.model, args.served_model_name)
     hasher = load_hasher(args.model, name) if policy.needs_prefix else None
     settings = GatewaySettings(api_key=args.api_key, replica_api_key=args.replica_api_key,
+                               admin_api_key=args.admin_api_key,
                                request_timeout_s=args.request_timeout, max_attempts=args.max_attempts,
                                health_interval_s=args.health_interval)
     gw = Gateway(policy, settings, hasher)
@@ -90,6 +93,8 @@ def build(args: argparse.Namespace):  # noqa: ANN201 - (Gateway, FleetController
             extra += ("--served-model-name", args.served_model_name)
         if args.replica_api_key:
             extra += ("--api-key", args.replica_api_key)
+        if args.admin_api_key:
+            extra += ("--admin-api-key", args.admin_api_key)
         spec = ReplicaSpec(args.model, threads, extra)
         opts = {"address": args.ray_address} if args.launcher == "ray" else {}
         launcher = make_launcher(args.launcher, spec, **opts)

@@ -56,6 +56,10 @@ class GatewayMetrics:
                              "last byte relayed.", registry=r, buckets=_E2E_BUCKETS)
         self.rejected = Counter("treadle_gateway_rejected", "Requests answered by the gateway itself, by "
                                 "status and code.", ["status", "code"], registry=r)
+        self.route_decisions = Counter("treadle_gateway_route_decisions", "Requests for a route alias by the "
+                                       "version the route sent them to.", ["alias", "version"], registry=r)
+        self.admin = Counter("treadle_gateway_admin_requests", "Admin API calls by endpoint and status.",
+                             ["endpoint", "status"], registry=r)
         r.register(_ReplicaCollector(replicas))
 
     def render(self) -> bytes:

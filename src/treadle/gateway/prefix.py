@@ -1,9 +1,10 @@
-"""From an OpenAI request body to the engine's prefix block hashes (for prefix-aware routing).
+"""From an OpenAI request body to the replica's prefix block hashes (for prefix-aware routing).
 
 The prompt is tokenized exactly as ``LLMEngine.tokenize_prompt`` does (chat template, then encode
-without special tokens; text prompts with them; token-id prompts as they are), and hashed with the
-engine's own ``hash_token_blocks`` and ``extra_hash_key``, so a hash here equals the hash of the
-block the replica caches. The key is the model name plus the adapter/salt bytes.
+without special tokens; text prompts with them; token-id prompts as they are), and hashed with
+the shared contract in ``treadle.prefix_hash`` (the engine's own chain): the block size and the
+adapter's content version come from the replicas' ``/v1/models`` cards, so a hash here equals the
+hash of the block the replica caches for the same request, adapter and salt. No engine imports.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from treadle.engine.kv_cache_manager import extra_hash_key, hash_token_blocks
 from treadle.gateway.policies.base import RouteRequest
 from treadle.models.tokenizer import Tokenizer
+from treadle.prefix_hash import DEFAULT_BLOCK_SIZE, extra_hash_key, hash_token_blocks
 
-BLOCK_SIZE = 16  # the engine's default block size
+BLOCK_SIZE = DEFAULT_BLOCK_SIZE  # used until a replica advertises its own
 
 
 def model_folder(model: str) -> Path:
@@ -57,14 +58,24 @@ class PrefixHasher:
             pass
         return []
 
-    def route_request(self, body: dict[str, Any], chat: bool) -> RouteRequest:
+    def route_request(self, body: dict[str, Any], chat: bool, card: dict[str, Any] | None = None) -> RouteRequest:
+        """Cache key and block hashes of ``body``. ``card``: a replica's /v1/models card of its model.
+
+        An adapter card (``parent`` set) contributes its content ``version`` to the hash, as the
+        engine does; without a card (or for a server that sends no version) the name stands in.
+        """
         model = body.get("model") or self.base_model
-        adapter = None if model == self.base_model else str(model)
+        card = card or {}
+        adapter = None
+        if card.get("parent") is not None or (not card and model != self.base_model):
+            adapter = str(card.get("version") or model)
         salt = body.get("cache_salt")
-        key = model.encode() + b"|" + extra_hash_key(adapter, salt if isinstance(salt, str) else None)
-        ids = self.token_ids(body, chat)[: self.block_size * self.max_blocks]
-        extra = extra_hash_key(adapter, salt if isinstance(salt, str) else None)
-        return RouteRequest(key, tuple(hash_token_blocks(ids, self.block_size, extra)))
+        extra = extra_hash_key(adapter, salt if isinstance(salt, str) and salt else None)
+        prefix = card.get("prefix_hash") or {}
+        block_size = prefix.get("block_size") if isinstance(prefix.get("block_size"), int) else self.block_size
+        key = str(model).encode() + b"|" + extra
+        ids = self.token_ids(body, chat)[: block_size * self.max_blocks]
+        return RouteRequest(key, tuple(hash_token_blocks(ids, block_size, extra)))
 
 
 def load_hasher(model: str, served_name: str, block_size: int = BLOCK_SIZE) -> PrefixHasher:

@@ -10,6 +10,10 @@ retried (the replica may still be working on the request): 504, or an error even
 
 Each request holds one unit of its replica's ``inflight`` from send to the last byte relayed, so
 draining a replica waits for exactly the requests it is serving.
+
+Models: a request goes only to replicas whose ``/v1/models`` lists its ``model`` (base or LoRA
+adapter); a ``model`` that is a route alias (``treadle.gateway.routes``) is first replaced by the
+version the route picks for the request's user, and the decision is counted per version.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from treadle.gateway.metrics import GatewayMetrics
 from treadle.gateway.policies import Decision, RouteRequest, RoutingPolicy
 from treadle.gateway.prefix import PrefixHasher
 from treadle.gateway.replicas import Replica, ReplicaSet
+from treadle.gateway.routes import RouteTable, user_key
 from treadle.server.errors import ApiError, unavailable
 from treadle.server.responses import sse
 from treadle.server.streams import ClientDisconnected, cancel_on_disconnect
@@ -76,6 +81,7 @@ class Proxy:
         self.hasher, self.max_attempts, self.timeout_s = hasher, max_attempts, request_timeout_s
         self.replica_api_key = replica_api_key
         self.ttft_log: deque[tuple[float, float]] = deque(maxlen=4096)  # (monotonic time, TTFT s), streams
+        self.routes = RouteTable()
 
     def model_ids(self) -> list[str]:
         ids: list[str] = []
@@ -100,27 +106,34 @@ class Proxy:
             raise ApiError.bad_param(None, f"The request body is not valid JSON: {e}") from e
         if not isinstance(body, dict):
             raise ApiError.bad_param(None, "The request body must be a JSON object")
-        ids = self.model_ids()
-        model = body.get("model")
-        if model is not None and ids and model not in ids:
-            raise ApiError(404, f"The model `{model}` does not exist. This gateway serves {', '.join(ids)}.",
-                           "model", "model_not_found")
-        route = (self.hasher.route_request(body, chat) if self.policy.needs_prefix and self.hasher
-                 else RouteRequest())
         rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+        model, alias = self.routes.resolve(body.get("model"), user_key(body, request.headers, rid))
+        if alias is not None:
+            self.metrics.route_decisions.labels(alias, model).inc()
+            body["model"] = model
+            raw = json.dumps(body).encode()
+        ids = self.model_ids()
+        if model is not None and ids and model not in ids:
+            served = ", ".join([*ids, *self.routes.routes])
+            raise ApiError(404, f"The model `{model}`{f' (route {alias!r})' if alias else ''} does not exist. "
+                           f"This gateway serves {served}.", "model", "model_not_found")
+        route = RouteRequest()
+        if self.policy.needs_prefix and self.hasher:
+            card = next((c for r in self.replicas.routable() if model and (c := r.card(model))), None)
+            route = self.hasher.route_request(body, chat, card)
         try:
             async with cancel_on_disconnect(request.receive), asyncio.timeout(self.timeout_s):
-                return await self._attempts(raw, bool(body.get("stream")), route, path, rid, t0)
+                return await self._attempts(raw, bool(body.get("stream")), route, path, rid, t0, model)
         except TimeoutError:
             raise ApiError(504, f"The request timed out after {self.timeout_s:g} s (--request-timeout).",
                            None, "timeout") from None
 
     async def _attempts(self, raw: bytes, stream: bool, route: RouteRequest, path: str, rid: str,
-                        t0: float) -> Response:
+                        t0: float, model: str | None = None) -> Response:
         tried: set[str] = set()
         last: Response | None = None
         for _ in range(self.max_attempts):
-            cands = [r for r in self.replicas.routable() if r.replica_id not in tried]
+            cands = [r for r in self.replicas.routable() if r.replica_id not in tried and r.serves(model)]
             if not cands:
                 break
             d = self.policy.choose(route, [r.load() for r in cands])

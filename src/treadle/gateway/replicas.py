@@ -74,6 +74,14 @@ class Replica:
     def routable(self) -> bool:
         return self.state == "healthy"
 
+    def serves(self, model: str | None) -> bool:
+        """Whether it may get a request for ``model`` (a replica that lists no models may get any)."""
+        return model is None or not self.models or self.card(model) is not None
+
+    def card(self, model: str) -> dict | None:
+        """Its /v1/models card for ``model``, or None when it does not serve it."""
+        return next((c for c in self.models if c.get("id") == model), None)
+
     def load(self) -> ReplicaLoad:
         return ReplicaLoad(self.replica_id, self.inflight, int(self.metrics.get("waiting", 0)))
 
@@ -125,7 +133,7 @@ class ReplicaSet:
                 cb(r.replica_id)
 
     async def probe(self, r: Replica) -> bool:
-        """Check readiness and scrape metrics (and models once); update ``r.state``. True if ready."""
+        """Check readiness, scrape metrics and the served models; update ``r.state``. True if ready."""
         ok = False
         try:
             resp = await self.client.get(f"{r.url}/ready", timeout=self.probe_timeout_s)
@@ -137,11 +145,11 @@ class ReplicaSet:
                 m = await self.client.get(f"{r.url}/metrics", timeout=self.probe_timeout_s)
                 if m.status_code == 200:
                     r.metrics = parse_metrics(m.text)
-                if not r.models:
-                    mr = await self.client.get(f"{r.url}/v1/models", headers=self.headers,
-                                               timeout=self.probe_timeout_s)
-                    if mr.status_code == 200:
-                        r.models = list(mr.json().get("data") or [])
+                # Every probe: adapters are loaded and unloaded at run time.
+                mr = await self.client.get(f"{r.url}/v1/models", headers=self.headers,
+                                           timeout=self.probe_timeout_s)
+                if mr.status_code == 200:
+                    r.models = list(mr.json().get("data") or [])
         except (httpx.HTTPError, ValueError) as e:
             r.last_error, ok = repr(e), False
         self._update(r, ok)

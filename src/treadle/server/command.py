@@ -19,27 +19,18 @@ from types import FrameType
 import uvicorn
 
 from treadle.commands.engine_args import add_engine_args, engine_config_from_args
+from treadle.config_args import add_dataclass_args, dataclass_from_args
 from treadle.server.middleware import ServerState
+from treadle.server.settings import ListenSettings, ServerSettings
 
 log = logging.getLogger("treadle.server")
 
 
 def register(p: argparse.ArgumentParser) -> None:
+    """Flags of ``treadle serve``: one per field of EngineConfig, ServerSettings and ListenSettings."""
     add_engine_args(p)
-    p.add_argument("--served-model-name", default=None, help="the model name clients send (default: the folder name)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1 routes")
-    p.add_argument("--admin-api-key", default=None, help="key for the admin endpoints (load/unload LoRA "
-                   "adapters); also accepted as an API key. Without it those endpoints are disabled")
-    p.add_argument("--lora", action="append", default=[], metavar="NAME=PATH",
-                   help="serve the PEFT LoRA adapter in folder PATH as model NAME (repeatable)")
-    p.add_argument("--max-queue", type=int, default=256,
-                   help="most sequences allowed to wait for a slot; beyond it requests get 429 (-1: unlimited)")
-    p.add_argument("--default-max-tokens", type=int, default=256, help="max_tokens when a request sends none")
-    p.add_argument("--num-kv-blocks", type=int, default=None, help="KV-cache blocks (overrides --kv-cache-gb)")
-    p.add_argument("--drain-timeout", type=float, default=120.0, help="seconds SIGTERM waits for in-flight requests")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_dataclass_args(p.add_argument_group("server"), ServerSettings)
+    add_dataclass_args(p.add_argument_group("listen"), ListenSettings)
 
 
 def served_name(model: str, override: str | None) -> str:
@@ -53,27 +44,17 @@ def served_name(model: str, override: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from treadle.server.app import create_app
-    from treadle.server.serving import ServerSettings
 
     t0 = time.perf_counter()
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+    listen = dataclass_from_args(ListenSettings, args)
+    logging.basicConfig(level=listen.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = engine_config_from_args(args)
-    if args.num_kv_blocks is not None:
-        config = dataclasses.replace(config, num_kv_blocks=args.num_kv_blocks)
-    if args.default_max_tokens < 1:
-        raise ValueError(f"--default-max-tokens must be >= 1, got {args.default_max_tokens}")
-    settings = ServerSettings(
-        served_model_name=served_name(args.model, args.served_model_name),
-        api_key=args.api_key or None,
-        default_max_tokens=args.default_max_tokens,
-        max_queue=None if args.max_queue < 0 else args.max_queue,
-        max_num_seqs=config.max_num_seqs,
-        admin_api_key=args.admin_api_key or None,
-    )
+    settings = dataclass_from_args(ServerSettings, args, api_key=args.api_key or None,
+                                   admin_api_key=args.admin_api_key or None,
+                                   served_model_name=served_name(args.model, args.served_model_name),
+                                   max_num_seqs=config.max_num_seqs)
 
     def factory():  # noqa: ANN202 - AsyncEngine, imported here to keep `--help` fast
         from treadle.engine.async_engine import AsyncEngine
@@ -85,12 +66,12 @@ def run(args: argparse.Namespace) -> int:
         source = "bundled default, converted cache" if args.model in ("default", e.model_name) else "local folder"
         print(f"[treadle] serving {settings.served_model_name} from {e.model_path} ({source}); "
               f"loaded in {e.load_seconds:.2f} s, ready {time.perf_counter() - t0:.2f} s after start; "
-              f"max_model_len={e.max_model_len} on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
+              f"max_model_len={e.max_model_len} on http://{listen.host}:{listen.port}", file=sys.stderr, flush=True)
 
     app = create_app(settings, factory, on_ready)
-    uv_config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
+    uv_config = uvicorn.Config(app, host=listen.host, port=listen.port, log_level=listen.log_level,
                                access_log=False, timeout_graceful_shutdown=5, lifespan="on")
-    server = DrainingServer(uv_config, app.state.server, args.drain_timeout)
+    server = DrainingServer(uv_config, app.state.server, listen.drain_timeout)
     server.run()
     return 0
 

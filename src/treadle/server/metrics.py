@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from treadle.engine.outputs import RequestOutput
+if TYPE_CHECKING:  # the gateway imports this module: no engine code at run time
+    from treadle.engine.outputs import RequestOutput
+
 
 disable_created_metrics()  # no *_created series: scrapers only need the values
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

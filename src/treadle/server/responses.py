@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+from typing import TYPE_CHECKING
 
-from treadle.engine.outputs import CompletionOutput, RequestOutput
 from treadle.server.requests import Prepared
+
+if TYPE_CHECKING:  # the gateway imports this module: no engine code at run time
+    from treadle.engine.outputs import CompletionOutput, RequestOutput
 
 Logprobs = list[dict[int, float]]
 

@@ -7,7 +7,6 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -23,6 +22,7 @@ from treadle.server.metrics import RequestTracker, ServerMetrics
 from treadle.server.middleware import ServerState
 from treadle.server.requests import _PARAM_NAMES, Limits, Prepared
 from treadle.server.responses import Collector, TokenText, sse
+from treadle.server.settings import ServerSettings
 from treadle.server.streams import ClientDisconnected, cancel_on_disconnect, merge
 
 log = logging.getLogger("treadle.server")
@@ -30,16 +30,6 @@ _UNION_HINTS = {
     "prompt": "prompt must be a string, a list of strings, a list of token ids or a list of such lists",
     "stop": "stop must be a string or a list of strings",
 }
-
-
-@dataclass(frozen=True)
-class ServerSettings:
-    served_model_name: str
-    api_key: str | None = None
-    default_max_tokens: int = 256
-    max_queue: int | None = None  # most sequences allowed to wait; None: unlimited
-    max_num_seqs: int = 128
-    admin_api_key: str | None = None  # needed by the adapter load/unload endpoints (docs/LORA.md)
 
 
 def _loc(loc: tuple) -> str:
@@ -115,6 +105,7 @@ class Handler:
         engine = self.state.engine
         model_name, lora_name, version = resolve_model(body.model, self.settings.served_model_name,
                                                        self.state.loras)
+        request.state.model_name, request.state.model_version = model_name, version  # for request logs
         limits = Limits(engine.engine.max_model_len, self.settings.default_max_tokens)
         prep = prepare(body, engine.engine.tokenize_prompt, limits)
         seqs = len(prep.prompts) * prep.n

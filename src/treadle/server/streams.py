@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from treadle.engine.outputs import RequestOutput
+if TYPE_CHECKING:  # the gateway imports this module: no engine code at run time
+    from treadle.engine.outputs import RequestOutput
+
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 _DONE = object()

@@ -1,0 +1,69 @@
+"""The data ships with the repository: data/ holds what every suite and workload reads, with its
+SOURCE.md; ``$TREADLE_DATA`` (alias ``$TREADLE_SHARED_DATA``) points elsewhere; nothing reads ../shared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from treadle import data_files
+from treadle.data_files import data_dir, data_path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bundled_data_is_the_repository_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(data_files.ENV_VAR, raising=False)
+    monkeypatch.delenv(data_files.ENV_ALIAS, raising=False)
+    assert data_dir() == ROOT / "data" and (data_dir() / "README.md").is_file()
+
+
+def test_env_var_and_alias_point_elsewhere(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.delenv(data_files.ENV_VAR, raising=False)
+    monkeypatch.setenv(data_files.ENV_ALIAS, str(tmp_path / "b"))
+    assert data_dir() == tmp_path / "b"
+    monkeypatch.setenv(data_files.ENV_VAR, str(tmp_path / "a"))
+    assert data_dir() == tmp_path / "a"  # the new name wins
+    with pytest.raises(ValueError, match="TREADLE_DATA"):
+        data_path("traces/mooncake/conversation_trace.jsonl")
+
+
+def test_every_source_has_its_source_md_and_no_file_is_over_5_mb() -> None:
+    data = ROOT / "data"
+    sources = [d for group in data.iterdir() if group.is_dir() for d in group.iterdir() if d.is_dir()]
+    assert len(sources) >= 10
+    for d in sources:
+        assert (d / "SOURCE.md").is_file(), d
+    big = [f for f in data.rglob("*") if f.is_file() and f.stat().st_size > 5 * 1024 * 1024]
+    assert not big, big
+
+
+@pytest.mark.parametrize("suite", ["bitext_intent", "clinc150_intent", "bitext_reply", "coherence", "safety"])
+def test_every_builtin_suite_loads_from_data(suite: str) -> None:
+    from treadle.evals.builtin import load_builtin
+
+    assert len(load_builtin(suite).items) >= 100
+
+
+@pytest.mark.parametrize("workload", ["sharegpt", "multiturn", "shared-prefix", "azure-code", "azure-conv",
+                                      "mooncake"])
+def test_every_workload_loads_from_data(workload: str) -> None:
+    from treadle.bench.workloads import make_workload
+
+    assert len(make_workload(workload, 4, 0, 8)) >= 4
+
+
+def test_nothing_reads_the_old_shared_folder() -> None:
+    hits = []
+    for folder in ("src", "scripts", "tests", "docs"):
+        for f in (ROOT / folder).rglob("*"):
+            if f.suffix in (".py", ".sh", ".md", ".toml") and f.is_file() and f.name != Path(__file__).name:
+                if "../shared" in f.read_text(errors="replace"):
+                    hits.append(str(f.relative_to(ROOT)))
+    for f in ("Makefile", "README.md", "pyproject.toml"):
+        if "../shared" in (ROOT / f).read_text():
+            hits.append(f)
+    assert not hits, hits
