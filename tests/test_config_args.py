@@ -101,6 +101,10 @@ def test_a_new_field_is_one_edit() -> None:
     assert (got.spec_tokens, got.fast_path, got.mode, got.hidden) == (4, True, "b", 3)
     assert dataclass_from_args(Extended, p.parse_args([])) == Extended()
     assert [f.name for f in cli_fields(Extended)][-3:] == ["spec_tokens", "fast_path", "mode"]
+    other = argparse.ArgumentParser()  # another command: its own default, one field left to a sibling
+    add_dataclass_args(other, Extended, skip=("threads",), defaults={"mode": "b"})
+    assert "threads" not in dests(other) and other.parse_args([]).mode == "b"
+    assert "(default: b)" in other.format_help()
 
 
 def test_sequences_and_literals() -> None:

@@ -219,7 +219,7 @@ def test_treadle_gateway_command_launches_serves_and_stops(tiny_llama: Path, tmp
     log_path = tmp_path / "gw.log"
     log = open(log_path, "wb")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "treadle.cli", "gateway", "--launch", "1", "--model", str(tiny_llama),
-                             "--replica-args", "--num-kv-blocks 64", "--port", "0", "--log-level", "info"],
+                             "--replica-args", "--num-kv-blocks 64", "--port", "0", "--log-level", "warning"],
                             stdout=log, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{bound_port(log_path, proc)}"

@@ -23,11 +23,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-BOUND = re.compile(rb"Uvicorn running on https?://[^\s:]+:(\d+)")
+BOUND = re.compile(rb"\[treadle\] listening on https?://[^\s:]+:(\d+)")
 
 
 def bound_port(log_path: Path, proc: subprocess.Popen, timeout: float = 180.0) -> int:
-    """The port a ``treadle serve``/``gateway --port 0`` process bound, read from uvicorn's start line.
+    """The port a ``treadle serve``/``gateway --port 0`` process bound, read from its ``listening on`` line.
 
     Waits for the line (not for a fixed time); ``timeout`` only guards against a hang. Raises
     RuntimeError with the log when the process exits first.
@@ -40,7 +40,7 @@ def bound_port(log_path: Path, proc: subprocess.Popen, timeout: float = 180.0) -
         if proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode}:\n{log_path.read_text(errors='replace')}")
         time.sleep(0.05)
-    raise RuntimeError(f"no 'Uvicorn running on' line after {timeout} s:\n{log_path.read_text(errors='replace')}")
+    raise RuntimeError(f"no 'listening on' line after {timeout} s:\n{log_path.read_text(errors='replace')}")
 
 
 class ServerProcess:
@@ -51,7 +51,7 @@ class ServerProcess:
         self.log_path = log_path
         cmd = [
             sys.executable, "-m", "treadle.cli", "serve", "--model", str(model), "--host", "127.0.0.1",
-            "--port", "0", "--num-kv-blocks", "64", "--threads", "1", *extra, "--log-level", "info",
+            "--port", "0", "--num-kv-blocks", "64", "--threads", "1", *extra,
         ]
         if api_key:
             cmd += ["--api-key", api_key]

@@ -88,6 +88,13 @@ class DrainingServer(uvicorn.Server):
         self._loop = asyncio.get_running_loop()
         await super().serve(sockets)
 
+    async def startup(self, sockets: list | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.servers and self.servers[0].sockets:
+            # at every log level, with the real port (also for --port 0): scripts and tests read it
+            port = self.servers[0].sockets[0].getsockname()[1]
+            print(f"[treadle] listening on http://{self.config.host}:{port}", file=sys.stderr, flush=True)
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Not calling super(): it records the signal and re-raises it after shutdown (exit != 0).
         if self.state.draining or self._loop is None:  # a second signal: stop now
