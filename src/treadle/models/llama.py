@@ -91,9 +91,10 @@ class LlamaLayer(nn.Module):
         x = F.rms_norm(h, (cfg.hidden_size,), self.input_norm, eps)
         qkv = self._linear(x, "qkv", lora)
         t = qkv.shape[0]
-        q, k, v = qkv.split([cfg.q_size, cfg.kv_size, cfg.kv_size], dim=-1)
-        q = apply_rope(q.view(t, cfg.num_heads, cfg.head_dim), cos, sin)
-        k = apply_rope(k.view(t, cfg.num_kv_heads, cfg.head_dim), cos, sin)
+        qk, v = qkv.split([cfg.q_size + cfg.kv_size, cfg.kv_size], dim=-1)
+        # q and k heads are adjacent in each row: one RoPE call rotates both (same elementwise math).
+        qk = apply_rope(qk.view(t, cfg.num_heads + cfg.num_kv_heads, cfg.head_dim), cos, sin)
+        q, k = qk.split([cfg.num_heads, cfg.num_kv_heads], dim=1)
         v = v.view(t, cfg.num_kv_heads, cfg.head_dim)
         attn = paged_attention(q, k, v, k_cache, v_cache, meta, self.scale)
         h = h + self._linear(attn, "o_proj", lora)
