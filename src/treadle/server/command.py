@@ -66,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         source = "bundled default, converted cache" if args.model in ("default", e.model_name) else "local folder"
         print(f"[treadle] serving {settings.served_model_name} from {e.model_path} ({source}); "
               f"loaded in {e.load_seconds:.2f} s, ready {time.perf_counter() - t0:.2f} s after start; "
-              f"max_model_len={e.max_model_len} on http://{listen.host}:{listen.port}", file=sys.stderr, flush=True)
+              f"max_model_len={e.max_model_len} on http://{listen.host}:{server.port or listen.port}", file=sys.stderr,
+              flush=True)
 
     app = create_app(settings, factory, on_ready)
     uv_config = uvicorn.Config(app, host=listen.host, port=listen.port, log_level=listen.log_level,
@@ -83,6 +84,7 @@ class DrainingServer(uvicorn.Server):
         super().__init__(config)
         self.state, self.drain_timeout = state, drain_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.port: int | None = None  # the bound port, once listening (differs from config.port for 0)
 
     async def serve(self, sockets: list | None = None) -> None:
         self._loop = asyncio.get_running_loop()
@@ -92,8 +94,8 @@ class DrainingServer(uvicorn.Server):
         await super().startup(sockets)
         if self.started and self.servers and self.servers[0].sockets:
             # at every log level, with the real port (also for --port 0): scripts and tests read it
-            port = self.servers[0].sockets[0].getsockname()[1]
-            print(f"[treadle] listening on http://{self.config.host}:{port}", file=sys.stderr, flush=True)
+            self.port = self.servers[0].sockets[0].getsockname()[1]
+            print(f"[treadle] listening on http://{self.config.host}:{self.port}", file=sys.stderr, flush=True)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Not calling super(): it records the signal and re-raises it after shutdown (exit != 0).
