@@ -46,3 +46,21 @@ def test_scheduler_holds_adapter_requests_fcfs_and_lets_base_requests_pass() -> 
     out = sched.schedule()
     assert "y1" in [s.request_id for s in out.scheduled] and out.lora_slots == ("Y",)
     sched.check_integrity()
+
+
+def test_adapter_endpoints_are_off_without_an_admin_key() -> None:
+    """No --admin-api-key: load/unload answer 403 admin_disabled (before touching the engine)."""
+    from types import SimpleNamespace
+
+    from fastapi.testclient import TestClient
+
+    from treadle.server.app import create_app
+    from treadle.server.settings import ServerSettings
+
+    stub = SimpleNamespace(is_alive=True, stats={}, engine=SimpleNamespace(loras=SimpleNamespace(by_name={})),
+                           shutdown=lambda: None)
+    app = create_app(ServerSettings("tiny"), lambda: stub)
+    with TestClient(app) as client:
+        for path in ("/v1/load_lora_adapter", "/v1/unload_lora_adapter"):
+            r = client.post(path, json={"lora_name": "x", "lora_path": "/nope"})
+            assert r.status_code == 403 and r.json()["error"]["code"] == "admin_disabled", r.text
