@@ -67,8 +67,8 @@ class EngineConfig:
     # int8 dynamic activations for every projection and the lm_head. Not the default: it is not exact.
     quantization: str = field(default="none", metadata={
         "help": "weight format: 'none' (fp32, exact; GGUF blocks where the cost rule picks them) or "
-                "'int8' (int8 weights x int8 dynamic activations, fbgemm; ~4x less CPU per projection, "
-                "not exact: measure token agreement first)", "choices": QUANTIZATIONS})
+                "'int8' (experimental: int8 weights x int8 dynamic activations, fbgemm; ~1/3 of the CPU per "
+                "projection, but far from fp32's greedy output on SmolLM2, see docs/BENCHMARKS.md)", "choices": QUANTIZATIONS})
     # Multi-LoRA serving (docs/LORA.md): adapters resident at once, largest rank accepted, and
     # (name, PEFT folder) pairs loaded at start (``treadle serve --lora NAME=PATH``, repeatable).
     max_loras: int = field(default=4, metadata={
