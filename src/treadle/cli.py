@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("treadle.report.command", "Markdown + HTML report (summary, recommendations, risks) from result files"),
     "eval": ("treadle.evals.command", "run quality eval suites (accuracy, coherence, safety) against an endpoint"),
     "gate": ("treadle.evals.gate_command", "validation gate: candidate eval results vs production's"),
+    "tune": ("treadle.tuning.command", "fine-tune a LoRA adapter from a dataset (SFT, DPO, KTO) with TRL + PEFT"),
+    "tune-data": ("treadle.tuning.data_command", "write built-in training sets (bitext_intent SFT, safety mix)"),
 }
 
 

@@ -34,6 +34,9 @@ def register(p: argparse.ArgumentParser) -> None:
     from treadle.bench import peers
 
     peers.register(sub.add_parser("peers", help="Treadle vs vLLM CPU vs llama-server, one at a time, 1/16/64 streams"))
+    from treadle.tuning import bench as tune_bench  # needs the `tune` extra only when run
+
+    tune_bench.register(sub.add_parser("tune", help="treadle tune SFT speed: plain vs shared-prefix path"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,6 +54,10 @@ def run(args: argparse.Namespace) -> int:
         from treadle.bench import peers
 
         return peers.run(args)
+    if args.bench == "tune":
+        from treadle.tuning import bench as tune_bench
+
+        return tune_bench.run(args)
     if args.bench == "fleet":
         from treadle.fleet import bench_fleet
 

@@ -28,12 +28,12 @@ from dataclasses import dataclass
 
 import torch
 
+from treadle.models.linear import LinearMethod
+
 # Full 8-bit activations. fbgemm on AVX2 (vpmaddubsw) can saturate an int16 pair sum with them, which 7-bit
 # activations (True) avoid; on SmolLM2-135M 8 bits agreed with fp32 greedy on 5.4% of the 64-prompt workload's
 # tokens against 3.0% with 7 bits (2026-12-02, docs/BENCHMARKS.md): both far too low for anything but speed tests.
 REDUCE_RANGE = False
-
-from treadle.models.linear import LinearMethod
 
 
 @dataclass(frozen=True)
