@@ -105,3 +105,6 @@ def tiny_qwen2(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_mistral(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("tiny-mistral"), "mistral")
+
+
+from store_support import db_url, isolated_default_store, postgres_server  # noqa: E402,F401 - store fixtures

@@ -1,6 +1,6 @@
 """Live fleet on tiny-model replicas: an Azure 2023 burst scales the fleet up and back down, no
-request fails during scale-down, and a replica killed under load costs no request that had not
-started streaming. The exact rules are pinned in test_autoscaler.py.
+request fails during scale-down, and a replica killed under load costs no request (streams it was
+relaying continue on another replica). The exact rules are pinned in test_autoscaler.py.
 
 Nothing here depends on how fast the machine is: a cold start takes 8-15 s on an idle 2-core machine
 and longer on a busy one, so the burst is replayed again, round after round, until the scaled-up
@@ -60,8 +60,7 @@ def _azure_burst(vocab: int) -> list:
                          max_prompt_tokens=160, vocab_size=vocab)
 
 
-def test_burst_scales_up_and_down_and_a_killed_replica_costs_no_unstarted_request(tiny_llama: Path,
-                                                                                  tmp_path: Path) -> None:
+def test_burst_scales_up_and_down_and_a_killed_replica_costs_no_request(tiny_llama: Path, tmp_path: Path) -> None:
     vocab = json.loads((tiny_llama / "config.json").read_text())["vocab_size"]
     burst = _azure_burst(vocab)
     spec = ReplicaSpec(str(tiny_llama), 1, ("--num-kv-blocks", "128", "--served-model-name", "tiny"))
@@ -106,8 +105,8 @@ def test_burst_scales_up_and_down_and_a_killed_replica_costs_no_unstarted_reques
         assert max(h for _, _, h in counts) >= 2
         failed = [r for r in records if not r.ok]
         assert killed, f"no busy replica to kill after {rounds} bursts: {counts[-20:]}"
-        # a killed replica may break streams that had started; nothing that had not started fails
-        assert all(r.ttft_s is not None for r in failed), [(r.status, r.error) for r in failed]
+        # streams the killed replica was relaying continue on another one: no request is lost
+        assert not failed, [(r.status, r.error) for r in failed]
         assert len(records) == len(burst) * rounds
         # scale-down: a trickle of requests while the fleet shrinks; none may fail
         trickle = make_workload("azure-conv", 1, 0, 8, max_prompt_tokens=32, vocab_size=vocab)[0]

@@ -6,7 +6,6 @@ the field's metadata and :mod:`treadle.config_args` builds the flag, so a new op
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 from treadle.config_args import AppendTuple
@@ -31,7 +30,8 @@ class EngineConfig:
     """Everything that shapes an engine instance.
 
     ``kv_cache_gb`` sizes the paged KV cache unless ``num_kv_blocks`` is given (tests use that).
-    ``threads`` defaults to every core; replicas sharing a machine split the cores between them.
+    ``threads`` defaults to the CPUs this process may use (affinity and cgroup quota,
+    ``treadle.cpus.usable_cpus``); replicas sharing a machine split them between them.
     """
 
     model: str = field(default="default", metadata={
@@ -54,7 +54,8 @@ class EngineConfig:
     enable_prefix_caching: bool = field(default=True, metadata={
         "help": "automatic prefix caching: reuse the KV blocks of a shared prompt prefix",
         "aliases": ("--prefix-cache",)})
-    threads: int | None = field(default=None, metadata={"help": "torch threads (default: all cores)"})
+    threads: int | None = field(default=None, metadata={
+        "help": "torch threads (default: the CPUs this process may use: affinity and cgroup quota)"})
     # Decode steps with few rows read the GGUF blocks the weights came from (bit-identical
     # weights, ~5x fewer bytes per step); only for models converted from a Q4_1/Q8_0 GGUF.
     decode_kernel: bool = field(default=True, metadata={
@@ -103,4 +104,6 @@ class EngineConfig:
 
     @property
     def num_threads(self) -> int:
-        return self.threads or os.cpu_count() or 1
+        from treadle.cpus import usable_cpus
+
+        return self.threads or usable_cpus()

@@ -167,7 +167,9 @@ def add_dataclass_args(
             kwargs["choices"] = list(choices)
         if "metavar" in meta:
             kwargs["metavar"] = meta["metavar"]
-        if "action" in meta:
+        if "action" in meta:  # the field's own action (e.g. AppendTuple) replaces the sequence handling
+            kwargs.pop("nargs", None)
+            kwargs.pop("sequence_type", None)
             kwargs["action"] = meta["action"]
         parser.add_argument(*names, **kwargs)
 

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from treadle.structured.spec import StructuredSpec
+
 _MAX_LOGPROBS = 20
+LOGIT_BIAS_LIMIT = 100.0  # OpenAI's range: biases are clamped to [-100, 100]
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,9 @@ class SamplingParams:
     logprobs: int | None = None
     prompt_logprobs: int | None = None
     min_tokens: int = 0
+    # (token id, bias) pairs added to the logits before sampling; biases clamped to [-100, 100]
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    structured: StructuredSpec | None = None  # the output must match this grammar
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -73,6 +79,14 @@ class SamplingParams:
         for t in self.stop_token_ids:
             if t < 0:
                 raise ValueError(f"stop_token_ids must be >= 0, got {t}")
+        bias = {}
+        for t, b in dict(self.logit_bias).items() if isinstance(self.logit_bias, dict) else self.logit_bias:
+            _check_int("logit_bias", t, low=0)
+            _check_float("logit_bias", b, float("-inf"), float("inf"), "a number")
+            bias[t] = max(-LOGIT_BIAS_LIMIT, min(LOGIT_BIAS_LIMIT, float(b)))
+        object.__setattr__(self, "logit_bias", tuple(sorted(bias.items())))
+        if self.structured is not None and not isinstance(self.structured, StructuredSpec):
+            raise ValueError(f"structured must be a StructuredSpec, got {self.structured!r}")
 
     @property
     def greedy(self) -> bool:

@@ -37,6 +37,10 @@ def register(p: argparse.ArgumentParser) -> None:
     from treadle.tuning import bench as tune_bench  # needs the `tune` extra only when run
 
     tune_bench.register(sub.add_parser("tune", help="treadle tune SFT speed: plain vs shared-prefix path"))
+    from treadle.bench import structured_bench
+
+    structured_bench.register(sub.add_parser("structured", help="a batch with a JSON schema vs the same batch "
+                                             "unconstrained; grammar compile times"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
         from treadle.fleet import bench_fleet
 
         return bench_fleet.run(args)
+    if args.bench == "structured":
+        from treadle.bench import structured_bench
+
+        return structured_bench.run(args)
     raise ValueError(f"unknown bench {args.bench!r}")
 
 

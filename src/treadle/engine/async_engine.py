@@ -107,6 +107,14 @@ class AsyncEngine:
             if not finished:
                 self._commands.put(("abort", request_id))
 
+    def fail_all(self, error: BaseException) -> int:
+        """End every request in progress: its stream raises ``error`` (and is then aborted, which
+        frees its KV blocks). Call on the event loop. Returns how many were ended."""
+        streams = list(self._streams.values())
+        for _, q in streams:
+            q.put_nowait(error)
+        return len(streams)
+
     def abort(self, request_id: str) -> None:
         self._commands.put(("abort", request_id))
 

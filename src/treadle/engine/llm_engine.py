@@ -8,6 +8,7 @@ Not thread-safe: the async engine drives it from a single thread.
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 
 import torch
@@ -76,18 +77,47 @@ class LLMEngine:
                                   attention_kernel=attn_kernel)
         self.outputs = OutputProcessor(self.tokenizer)
         self._ids = itertools.count()
+        self._grammar_lock = threading.Lock()
+        self._grammar_compiler = None
         self.loras = LoraRegistry()
         for name, path in config.lora_modules:
             self.add_lora(name, self.read_lora(path))
         self.load_seconds = time.perf_counter() - t0
 
+    # ---------------------------------------------------------------- structured outputs
+    @property
+    def grammar_compiler(self):  # noqa: ANN201 - treadle.structured.compiler.GrammarCompiler
+        """The compiled-grammar cache (built on first use; any thread may compile through it)."""
+        with self._grammar_lock:
+            if self._grammar_compiler is None:
+                from treadle.structured.compiler import GrammarCompiler
+
+                self._grammar_compiler = GrammarCompiler(
+                    self.tokenizer.to_json(), self.model_config.vocab_size, self.eos_token_ids)
+            return self._grammar_compiler
+
+    def _check_params(self, params: SamplingParams) -> None:
+        """Refuse token ids outside the vocabulary and grammars that do not compile (ValueError)."""
+        vocab = self.model_config.vocab_size
+        for name, ids in (("logit_bias", [t for t, _ in params.logit_bias]), ("stop_token_ids", params.stop_token_ids)):
+            bad = [t for t in ids if t >= vocab]
+            if bad:
+                raise ValueError(f"{name} has token ids outside the vocabulary [0, {vocab}): {bad[:5]}")
+        if params.structured is not None:
+            compiler = self.grammar_compiler
+            compiler.template(params.structured)  # raises GrammarError (a ValueError); cached
+            if self.runner.structured is None:
+                from treadle.structured.runtime import StructuredRuntime
+
+                self.runner.structured = StructuredRuntime(compiler, self.config.num_threads)
+
     # ---------------------------------------------------------------- requests
-    def tokenize_prompt(self, prompt: Prompt) -> tuple[str | None, list[int]]:
+    def tokenize_prompt(self, prompt: Prompt, tools: list[dict] | None = None) -> tuple[str | None, list[int]]:
         """Text, chat messages or token ids -> (text or None, token ids). Raises ValueError."""
         if isinstance(prompt, str):
             return prompt, self.tokenizer.encode(prompt)
         if isinstance(prompt, list) and prompt and all(isinstance(m, dict) for m in prompt):
-            text = self.tokenizer.apply_chat_template(prompt)
+            text = self.tokenizer.apply_chat_template(prompt, tools=tools)
             return text, self.tokenizer.encode(text, add_special_tokens=False)
         if isinstance(prompt, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
             vocab = self.model_config.vocab_size
@@ -137,6 +167,7 @@ class LLMEngine:
             )
         if params.prompt_logprobs is not None and params.n > 1:
             raise ValueError("prompt_logprobs is only supported with n=1")
+        self._check_params(params)
         children = [
             Request(
                 request_id if params.n == 1 else f"{request_id}#{i}",

@@ -19,6 +19,7 @@ from treadle.models.config import ModelConfig
 from treadle.models.linear import LoraGroup
 from treadle.models.llama import LlamaModel
 from treadle.models.lora import LoraAdapter
+from treadle.structured.runtime import ConstrainedRow, StructuredRuntime
 
 
 class ModelRunner:
@@ -54,6 +55,7 @@ class ModelRunner:
         self.workspace = Workspace()
         self.sampler = Sampler()
         self.generators: dict[str, torch.Generator] = {}
+        self.structured: StructuredRuntime | None = None  # set by the engine on first structured request
         self.dtype = dtype
         self.adapters: dict[str, LoraAdapter] = {}  # registered (CPU memory), by version
         self.active: dict[str, list[dict[str, tuple[torch.Tensor, torch.Tensor]]]] = {}  # resident, by version
@@ -62,18 +64,20 @@ class ModelRunner:
     def execute(self, out: SchedulerOutput) -> RunnerOutput:
         for rid in out.finished_ids:
             self.generators.pop(rid, None)
+            if self.structured is not None:
+                self.structured.drop(rid)
         if out.is_empty:
             return RunnerOutput({})
-        # Decodes first, shortest context first (decode groups are contiguous rows), then prefills.
         # Decodes first, then prefills; within each, the rows of one adapter are contiguous (one
         # slice per adapter and kind), and decodes are by context length within an adapter.
         entries = sorted(out.scheduled, key=lambda s: (s.num_tokens != 1, s.adapter_id or "",
                                                        s.start_pos if s.num_tokens == 1 else 0))
         input_ids, positions, meta, last_rows = self._prepare(entries)
+        sampling = [(e, last_rows[i]) for i, e in enumerate(entries) if e.sample]
+        pending = self._start_masks(sampling)  # computed on a worker thread during the forward pass
         self._sync_slots(out.lora_slots)
         hidden = self.model(input_ids, positions, meta, self.kv_caches, self._lora_groups(entries, last_rows))
 
-        sampling = [(e, last_rows[i]) for i, e in enumerate(entries) if e.sample]
         prompt_lp = [(e, last_rows[i] - e.num_tokens + 1) for i, e in enumerate(entries) if e.prompt_logprob_targets]
         sampled: dict[str, int] = {}
         logprobs: dict[str, dict[int, float]] = {}
@@ -84,7 +88,8 @@ class ModelRunner:
                 SamplingRow(e.params, e.all_token_ids, e.num_prompt_tokens, self.eos_token_ids, self._generator(e))
                 for e, _ in sampling
             ]
-            tokens = self.sampler(logits, rows)
+            mask = self.structured.finish(pending) if pending is not None and self.structured else None
+            tokens = self.sampler(logits, rows, mask)
             for (e, _), t in zip(sampling, tokens.tolist(), strict=True):
                 sampled[e.request_id] = t
             if raw is not None:
@@ -100,6 +105,14 @@ class ModelRunner:
             prompt_logprobs[e.request_id] = top_logprobs(logits, torch.tensor(targets), [k] * len(targets))
         return RunnerOutput(sampled, logprobs, prompt_logprobs)
 
+    def _start_masks(self, sampling: list[tuple[ScheduledRequest, int]]):  # noqa: ANN202 - Pending | None
+        if self.structured is None:
+            return None
+        rows = [
+            ConstrainedRow(j, e.request_id, e.params.structured, e.all_token_ids[e.num_prompt_tokens:])
+            for j, (e, _) in enumerate(sampling) if e.params.structured is not None
+        ]
+        return self.structured.start(rows)
     def _sync_slots(self, slots: tuple[str | None, ...]) -> None:
         """Make the activated adapters exactly those in ``slots`` (activating newcomers)."""
         want = {a for a in slots if a is not None}

@@ -1,10 +1,13 @@
 """Sampler: logits of the rows that sample -> next token ids (and log-probabilities).
 
 Order of operations per row (as vLLM and transformers apply them):
-1. penalties: repetition (on prompt + output tokens, divides positive logits and multiplies
+1. ``logit_bias``: each row's (token id, bias) pairs are added, for all rows in one indexed add;
+2. penalties: repetition (on prompt + output tokens, divides positive logits and multiplies
    negative ones), presence and frequency (on output tokens only, OpenAI's definition);
-2. ``min_tokens``: EOS and stop token ids are masked until that many tokens were generated;
-3. greedy rows (temperature 0) take the argmax; the others divide by temperature, keep the
+3. ``min_tokens``: EOS and stop token ids are masked until that many tokens were generated;
+4. structured outputs: the step's token bitmask (one row per constrained row, computed by
+   ``treadle.structured``) sets disallowed tokens to -inf, for all constrained rows at once;
+5. greedy rows (temperature 0) take the argmax; the others divide by temperature, keep the
    top-k, the top-p nucleus and tokens with probability >= min_p x the maximum, and draw with
    the exponential race ``argmax(p / E)``, ``E ~ Exp(1)``, from the request's own generator when
    it has a seed (so a seeded request samples the same tokens whatever else is in the batch).
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from treadle.sampling_params import SamplingParams
+from treadle.structured.bitmask import apply_bitmask, fix_dead_rows
 
 
 @dataclass
@@ -30,9 +34,14 @@ class SamplingRow:
 
 
 class Sampler:
-    def __call__(self, logits: torch.Tensor, rows: list[SamplingRow]) -> torch.Tensor:
-        """Return one token id per row. ``logits`` is modified in place."""
+    def __call__(self, logits: torch.Tensor, rows: list[SamplingRow],
+                 mask: tuple[list[int], torch.Tensor] | None = None) -> torch.Tensor:
+        """Return one token id per row. ``logits`` is modified in place.
+
+        ``mask``: (row indices, bitmask with one row per index) from the structured runtime.
+        """
         logits = logits.float()
+        _apply_logit_bias(logits, rows)
         for i, row in enumerate(rows):
             p = row.params
             if p.needs_penalties:
@@ -41,6 +50,8 @@ class Sampler:
                 banned = list(p.stop_token_ids) + ([] if p.ignore_eos else list(row.eos_token_ids))
                 if banned:
                     logits[i, banned] = float("-inf")
+        if mask is not None:
+            apply_bitmask(logits, mask[1], mask[0])
         tokens = logits.argmax(dim=-1)
         random_rows = [i for i, r in enumerate(rows) if not r.params.greedy]
         if random_rows:
@@ -57,7 +68,23 @@ class Sampler:
                 if rows[i].generator is not None:
                     noise[j].exponential_(generator=rows[i].generator)
             tokens[idx] = (probs / noise).argmax(dim=-1)
+        if mask is not None and rows[0].eos_token_ids:
+            fix_dead_rows(logits, tokens, mask[0], rows[0].eos_token_ids[0])
         return tokens
+
+
+def _apply_logit_bias(logits: torch.Tensor, rows: list[SamplingRow]) -> None:
+    """Add every row's logit_bias in one indexed add; ids outside the vocabulary were refused earlier."""
+    r_idx: list[int] = []
+    t_idx: list[int] = []
+    vals: list[float] = []
+    for i, row in enumerate(rows):
+        for t, b in row.params.logit_bias:
+            r_idx.append(i)
+            t_idx.append(t)
+            vals.append(b)
+    if r_idx:
+        logits.index_put_((torch.tensor(r_idx), torch.tensor(t_idx)), torch.tensor(vals), accumulate=True)
 
 
 def _apply_penalties(logits: torch.Tensor, row: SamplingRow) -> None:

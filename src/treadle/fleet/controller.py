@@ -18,6 +18,7 @@ import time
 from treadle.fleet.autoscaler import Autoscaler, AutoscalerConfig, MetricSample, ScaleDecision
 from treadle.fleet.launchers.base import Launched, Launcher
 from treadle.gateway.app import Gateway
+from treadle.gateway.replicas import Replica
 
 log = logging.getLogger("treadle.fleet")
 
@@ -27,6 +28,13 @@ def percentile(values: list[float], q: float) -> float | None:
         return None
     v = sorted(values)
     return v[min(len(v) - 1, max(0, int(round(q * (len(v) - 1)))))]
+
+
+def retire_order(replicas: list[Replica]) -> list[str]:
+    """Which replicas to retire first: not-ready ones, then the least loaded, then the newest (the simulator
+    uses this too)."""
+    order = sorted(replicas, key=lambda r: (r.state == "healthy", r.inflight, -r.added_at))
+    return [r.replica_id for r in order]
 
 
 class FleetController:
@@ -110,11 +118,8 @@ class FleetController:
         return decision
 
     def _victims(self, active: list[str], n: int) -> list[str]:
-        """Which replicas to retire: not-ready ones first, then the least loaded, then the newest."""
         rs = self.gw.replicas.replicas
-        order = sorted(active, key=lambda rid: (rs[rid].state == "healthy", rs[rid].inflight,
-                                                -rs[rid].added_at))
-        return order[:n]
+        return retire_order([rs[rid] for rid in active])[:n]
 
     def _measure_startup(self) -> None:
         for rid in self.active():

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import os
+from treadle.cpus import usable_cpus
 
 
 def split_threads(replicas: int, cores: int | None = None) -> list[int]:
-    """Threads for each of ``replicas`` replicas on ``cores`` cores (default: this machine's).
+    """Threads for each of ``replicas`` replicas on ``cores`` cores (default: the CPUs this process
+    may use, affinity and cgroup quota).
 
     The counts sum to ``cores`` when ``replicas <= cores`` (the first ``cores % replicas`` get one
     more); with more replicas than cores each gets 1 thread and the cores are shared by time.
     """
     if replicas < 1:
         raise ValueError(f"replicas must be >= 1, got {replicas}")
-    cores = cores or os.cpu_count() or 1
+    cores = cores or usable_cpus()
     if replicas >= cores:
         return [1] * replicas
     base, extra = divmod(cores, replicas)

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request
@@ -41,6 +42,7 @@ class GatewaySettings:
     max_attempts: int = 3
     health_interval_s: float = 1.0
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)  # e.g. the fleet controller
+    feedback: Any = None  # treadle.feedback.config.FeedbackConfig: interaction log, feedback API, /review
 
 
 class Gateway:
@@ -58,6 +60,7 @@ class Gateway:
         self.proxy = Proxy(self.replicas, policy, self.metrics, self.client, hasher, settings.max_attempts,
                            settings.request_timeout_s, settings.replica_api_key)
         self.draining = False
+        self.feedback: Any = None  # treadle.feedback.service.FeedbackService, opened by create_gateway_app
 
 
 class _ApiKeyGate:
@@ -70,8 +73,18 @@ class _ApiKeyGate:
         if scope["type"] == "http" and scope["path"].startswith("/v1/"):
             error = None
             key = self.gw.settings.api_key
+            keys = self.gw.feedback.keys if self.gw.feedback is not None else None
             if self.gw.draining:
                 error = unavailable("The gateway is shutting down and accepts no new requests.", "draining")
+            elif keys is not None:  # keys with roles (treadle.feedback.roles); --api-key is one of them
+                from treadle.feedback.roles import bearer_token
+
+                h = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+                principal = keys.lookup(bearer_token(h))
+                if principal is None:
+                    error = ApiError(401, "Incorrect or missing API key: send 'Authorization: Bearer <key>'.",
+                                     None, "invalid_api_key")
+                scope.setdefault("state", {})["principal"] = principal
             elif key is not None:
                 h = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
                 auth = h.get("authorization", "")
@@ -100,10 +113,19 @@ def create_gateway_app(gw: Gateway) -> FastAPI:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await gw.client.aclose()
+            if gw.feedback is not None:
+                await asyncio.to_thread(gw.feedback.close)
 
     app = FastAPI(title="Treadle gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.gateway = gw
     app.add_middleware(_ApiKeyGate, gw=gw)
+    if gw.settings.feedback is not None and gw.feedback is None:  # interaction log, /v1/feedback, /review
+        from treadle.feedback.service import FeedbackService
+
+        gw.feedback = FeedbackService.open(gw.settings.feedback, api_key=gw.settings.api_key,
+                                         admin_key=gw.settings.admin_api_key, source="gateway")
+        gw.proxy.recorder = gw.feedback
+        gw.feedback.install(app, gw.metrics.registry)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, e: ApiError) -> Response:
@@ -153,6 +175,15 @@ def create_gateway_app(gw: Gateway) -> FastAPI:
             cards.setdefault(alias, {"id": alias, "object": "model", "owned_by": "treadle-gateway",
                                      "parent": None, "route": dict(route.versions)})
         return JSONResponse({"object": "list", "data": list(cards.values())})
+
+    @app.get("/v1/models/{model_id:path}")
+    async def model(model_id: str) -> Response:
+        for r in gw.replicas.replicas.values():
+            if r.state in ("healthy", "draining"):
+                for card in r.models:
+                    if card.get("id") == model_id:
+                        return JSONResponse({**card, "owned_by": card.get("owned_by", "treadle")})
+        raise ApiError(404, f"The model `{model_id}` does not exist.", "model", "model_not_found")
 
     add_admin_routes(app, gw)
 

@@ -18,7 +18,8 @@ import uvicorn
 
 def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--replica", action="append", default=[], metavar="URL",
-                   help="a running OpenAI-compatible replica (repeat for several)")
+                   help="a running OpenAI-compatible replica (repeat for several); a port range names several: "
+                        "http://127.0.0.1:8001-8004")
     p.add_argument("--launch", type=int, default=0, metavar="N", help="start N treadle serve replicas")
     p.add_argument("--launcher", default="local", choices=["local", "ray"])
     p.add_argument("--ray-address", default=None, help="Ray cluster to join (default: start/attach a local one)")
@@ -44,6 +45,15 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--request-timeout", type=float, default=600.0, help="seconds per request, end to end")
     p.add_argument("--max-attempts", type=int, default=3, help="replicas one request may try")
     p.add_argument("--health-interval", type=float, default=1.0, help="seconds between health probes")
+    add_autoscale_flags(p)
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    from treadle.feedback.config import add_feedback_args
+
+    add_feedback_args(p)  # launched replicas run with --no-log-interactions: the gateway logs for them
+
+
+def add_autoscale_flags(p: argparse.ArgumentParser) -> None:
+    """The autoscaling flags (``treadle sim`` takes the same)."""
     p.add_argument("--autoscale", action="store_true", help="scale launched replicas with demand")
     p.add_argument("--min-replicas", type=int, default=1)
     p.add_argument("--max-replicas", type=int, default=None, help="default: --launch")
@@ -51,7 +61,15 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--upscale-delay", type=float, default=5.0)
     p.add_argument("--downscale-delay", type=float, default=30.0)
     p.add_argument("--ttft-slo", type=float, default=None, help="seconds; p90 TTFT above it asks for a replica more")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def autoscaler_config(args: argparse.Namespace, max_replicas: int):  # noqa: ANN201 - AutoscalerConfig
+    """The autoscaler's settings from the flags of :func:`add_autoscale_flags`."""
+    from treadle.fleet.autoscaler import AutoscalerConfig
+
+    return AutoscalerConfig(min_replicas=args.min_replicas, max_replicas=max_replicas,
+                            target_load_per_replica=args.target_load, upscale_delay_s=args.upscale_delay,
+                            downscale_delay_s=args.downscale_delay, ttft_slo_s=args.ttft_slo)
 
 
 def build(args: argparse.Namespace):  # noqa: ANN201 - (Gateway, FleetController | None)
@@ -72,16 +90,19 @@ def build(args: argparse.Namespace):  # noqa: ANN201 - (Gateway, FleetController
     policy = make_policy(args.policy, **params)
     name = served_name(args.model, args.served_model_name)
     hasher = load_hasher(args.model, name) if policy.needs_prefix else None
+    from treadle.feedback.config import feedback_config_from_args
+
     settings = GatewaySettings(api_key=args.api_key, replica_api_key=args.replica_api_key,
                                admin_api_key=args.admin_api_key,
                                request_timeout_s=args.request_timeout, max_attempts=args.max_attempts,
-                               health_interval_s=args.health_interval)
+                               health_interval_s=args.health_interval, feedback=feedback_config_from_args(args))
     gw = Gateway(policy, settings, hasher)
-    for url in args.replica:
+    from treadle.gateway.urls import expand_replica_url
+
+    for url in [u for given in args.replica for u in expand_replica_url(given)]:
         gw.replicas.add(url)
     controller = None
     if args.launch:
-        from treadle.fleet.autoscaler import AutoscalerConfig
         from treadle.fleet.controller import FleetController
         from treadle.fleet.launchers import ReplicaSpec, make_launcher
         from treadle.fleet.threads import threads_per_replica
@@ -89,6 +110,8 @@ def build(args: argparse.Namespace):  # noqa: ANN201 - (Gateway, FleetController
         max_r = args.max_replicas or args.launch
         threads = args.replica_threads or threads_per_replica(max_r)
         extra = tuple(shlex.split(args.replica_args))
+        if "--no-log-interactions" not in extra:
+            extra += ("--no-log-interactions",)
         if args.served_model_name:
             extra += ("--served-model-name", args.served_model_name)
         if args.replica_api_key:
@@ -100,12 +123,17 @@ def build(args: argparse.Namespace):  # noqa: ANN201 - (Gateway, FleetController
         launcher = make_launcher(args.launcher, spec, **opts)
         cfg = None
         if args.autoscale:
-            cfg = AutoscalerConfig(min_replicas=args.min_replicas, max_replicas=max_r,
-                                   target_load_per_replica=args.target_load, upscale_delay_s=args.upscale_delay,
-                                   downscale_delay_s=args.downscale_delay, ttft_slo_s=args.ttft_slo)
+            cfg = autoscaler_config(args, max_r)
         controller = FleetController(gw, launcher, args.launch, cfg, interval_s=args.health_interval)
         settings.background.append(controller.run)
     return gw, controller
+
+
+def quiet_probe_logs(level: str) -> None:
+    """httpx logs every request at INFO, which for the gateway is a line per health probe and metric
+    scrape of every replica each second: keep those at DEBUG (``--log-level debug`` shows them)."""
+    if level.lower() != "debug":
+        logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_probe_logs(args.log_level)
     gw, _ = build(args)
     app = create_gateway_app(gw)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,

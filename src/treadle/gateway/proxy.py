@@ -4,8 +4,10 @@ Retries: a request goes to another replica (never one it already tried, at most 
 in all) when the replica cannot be reached, answers 429 or 503, or its stream breaks before the
 first token (or a whole JSON answer breaks before it is relayed). Until then nothing has reached
 the client: the first events of a stream (e.g. the chat role chunk) are held back until one
-carries a token. After that, a failure ends the stream with an OpenAI error event and
-``data: [DONE]``. A connect timeout is a connection failure (retried); other timeouts are not
+carries a token. After that, a broken stream is continued on another replica from the tokens
+already delivered (``failover.StreamState``: replicas are asked for token ids, which the client
+does not see unless it asked); a stream that cannot be continued ends with a ``server_error``
+event and ``data: [DONE]``. A connect timeout is a connection failure (retried); other timeouts are not
 retried (the replica may still be working on the request): 504, or an error event mid-stream.
 
 Each request holds one unit of its replica's ``inflight`` from send to the last byte relayed, so
@@ -31,11 +33,13 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from treadle.gateway.failover import StreamState
 from treadle.gateway.metrics import GatewayMetrics
 from treadle.gateway.policies import Decision, RouteRequest, RoutingPolicy
 from treadle.gateway.prefix import PrefixHasher
 from treadle.gateway.replicas import Replica, ReplicaSet
 from treadle.gateway.routes import RouteTable, user_key
+from treadle.server.body import load_json_object
 from treadle.server.errors import ApiError, unavailable
 from treadle.server.responses import sse
 from treadle.server.streams import ClientDisconnected, cancel_on_disconnect
@@ -82,6 +86,7 @@ class Proxy:
         self.replica_api_key = replica_api_key
         self.ttft_log: deque[tuple[float, float]] = deque(maxlen=4096)  # (monotonic time, TTFT s), streams
         self.routes = RouteTable()
+        self.recorder: Any = None  # treadle.feedback.service.FeedbackService: logs each relayed response
 
     def model_ids(self) -> list[str]:
         ids: list[str] = []
@@ -100,12 +105,7 @@ class Proxy:
     async def handle(self, request: Request, path: str, chat: bool) -> Response:
         t0 = time.monotonic()
         raw = await request.body()
-        try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ApiError.bad_param(None, f"The request body is not valid JSON: {e}") from e
-        if not isinstance(body, dict):
-            raise ApiError.bad_param(None, "The request body must be a JSON object")
+        body = load_json_object(raw)
         rid = request.headers.get("x-request-id") or uuid.uuid4().hex
         model, alias = self.routes.resolve(body.get("model"), user_key(body, request.headers, rid))
         if alias is not None:
@@ -121,15 +121,21 @@ class Proxy:
         if self.policy.needs_prefix and self.hasher:
             card = next((c for r in self.replicas.routable() if model and (c := r.card(model))), None)
             route = self.hasher.route_request(body, chat, card)
+        state = StreamState(body, chat) if body.get("stream") is True else None
+        if state is not None and state.continuable and not state.client_wants_ids:
+            raw = json.dumps({**body, "return_token_ids": True}, ensure_ascii=False).encode()
         try:
             async with cancel_on_disconnect(request.receive), asyncio.timeout(self.timeout_s):
-                return await self._attempts(raw, bool(body.get("stream")), route, path, rid, t0, model)
+                rec = self.recorder.gateway_record(request, body, chat) if self.recorder is not None else None
+                return await self._attempts(raw, bool(body.get("stream")), route, path, rid, t0, model, rec,
+                                            state)
         except TimeoutError:
             raise ApiError(504, f"The request timed out after {self.timeout_s:g} s (--request-timeout).",
                            None, "timeout") from None
 
     async def _attempts(self, raw: bytes, stream: bool, route: RouteRequest, path: str, rid: str,
-                        t0: float, model: str | None = None) -> Response:
+                        t0: float, model: str | None = None, rec: Any = None, state: StreamState | None = None
+                        ) -> Response:
         tried: set[str] = set()
         last: Response | None = None
         for _ in range(self.max_attempts):
@@ -150,7 +156,7 @@ class Proxy:
                     continue
                 if not stream or resp.status_code != 200:
                     try:
-                        return await self._whole(r, resp, route, d, t0)
+                        return await self._whole(r, resp, route, d, t0, rec)
                     except httpx.TransportError as e:  # the body broke before any byte was relayed
                         self.replicas.mark_failed(r, f"response broke before it was relayed: {e!r}")
                         self.metrics.retries.labels(r.replica_id, "stream_start").inc()
@@ -167,7 +173,9 @@ class Proxy:
                     last = unavailable(f"replica {r.replica_id} failed before streaming", "replica_failed").response()
                     continue
                 held.keep = True  # the relay (or the response's cleanup) releases it
-                return _Stream(self._relay(r, resp, lines, first, route, d, t0, held), resp, held,
+                relay = self._relay(r, resp, lines, first, route, d, t0, held, rec, state or StreamState({}, False),
+                                    tried, rid)
+                return _Stream(relay, resp, held,
                                {"Cache-Control": "no-cache", "x-request-id": rid, "x-treadle-replica": r.replica_id})
             except (asyncio.CancelledError, ClientDisconnected):
                 self.metrics.routed.labels(r.replica_id, "499").inc()
@@ -194,13 +202,15 @@ class Proxy:
             content = await resp.aread()
             await resp.aclose()
             self.metrics.routed.labels(r.replica_id, str(resp.status_code)).inc()
-            keep = Response(content, resp.status_code, media_type="application/json",
-                            headers={"x-treadle-replica": r.replica_id})
+            headers = {"x-treadle-replica": r.replica_id}
+            if "retry-after" in resp.headers:
+                headers["Retry-After"] = resp.headers["retry-after"]
+            keep = Response(content, resp.status_code, media_type="application/json", headers=headers)
             return None, str(resp.status_code), keep
         return resp, "", None
 
-    async def _whole(self, r: Replica, resp: httpx.Response, route: RouteRequest, d: Decision, t0: float
-                     ) -> Response:
+    async def _whole(self, r: Replica, resp: httpx.Response, route: RouteRequest, d: Decision, t0: float,
+                     rec: Any = None) -> Response:
         try:
             content = await resp.aread()
         finally:
@@ -212,6 +222,8 @@ class Proxy:
                 cached = None
             if cached is not None:
                 self.policy.on_result(route, d, cached)
+            if rec is not None:
+                rec.whole(content, r.replica_id, t0)
         self.metrics.routed.labels(r.replica_id, str(resp.status_code)).inc()
         self.metrics.e2e.observe(time.monotonic() - t0)
         headers = {k: v for k, v in resp.headers.items() if k.lower() in ("x-request-id", "retry-after")}
@@ -220,11 +232,16 @@ class Proxy:
                         media_type=resp.headers.get("content-type", "application/json"))
 
     async def _relay(self, r: Replica, resp: httpx.Response, lines: AsyncIterator[str], first: list[str],
-                     route: RouteRequest, d: Decision, t0: float, held: _Hold) -> AsyncIterator[str]:
+                     route: RouteRequest, d: Decision, t0: float, held: _Hold, rec: Any,
+                     state: StreamState, tried: set[str], rid: str) -> AsyncIterator[str]:
         status = "200"
         try:
             for line in first:
-                yield line + "\n"
+                out = state.observe(line)
+                if out is not None:
+                    if rec is not None:
+                        rec.feed(out)
+                    yield out + "\n"
             ttft = time.monotonic() - t0
             self.metrics.ttft.observe(ttft)
             self.ttft_log.append((t0 + ttft, ttft))
@@ -234,18 +251,42 @@ class Proxy:
                     async for line in lines:
                         if '"cached_tokens"' in line and line.startswith("data:"):
                             self._usage_line(line, route, d)
-                        yield line + "\n"
+                        out = state.observe(line)
+                        if out is not None:
+                            if rec is not None:
+                                rec.feed(out)
+                            yield out + "\n"
             except (httpx.HTTPError, TimeoutError) as e:
                 timed_out = isinstance(e, TimeoutError)
                 status = "504" if timed_out else "502"
                 if not timed_out:
                     self.replicas.mark_failed(r, f"stream broke: {e!r}")
                 log.warning("stream from replica %s ended early: %r", r.replica_id, e)
+                if not timed_out and state.finished:  # it broke after its last token: end the stream well
+                    status = "200"
+                    for line in state.closing_lines():
+                        yield line
+                    return
+                if not timed_out and state.can_continue():
+                    done = False
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            async for line in self._continue(state, tried, rid):
+                                done = done or line.strip() == "data: [DONE]"
+                                yield line
+                    except TimeoutError:
+                        timed_out, status = True, "504"
+                    if done:  # the continuation ended the stream
+                        status = "200"
+                        return
                 err = (ApiError(504, f"The request timed out after {self.timeout_s:g} s.", None, "timeout")
                        if timed_out else
-                       ApiError(502, f"The replica serving this request failed mid-stream ({type(e).__name__}).",
-                                None, "replica_failed"))
+                       ApiError(502, f"The replica serving this request failed mid-stream ({type(e).__name__}) "
+                                "and the stream could not be continued on another replica.", None, "replica_failed"))
                 yield "\n" + sse(err.body()) + sse("[DONE]")
+            else:
+                if rec is not None:
+                    rec.finish(r.replica_id, t0, ttft)
         except (asyncio.CancelledError, GeneratorExit):
             status = "499"
             raise
@@ -254,6 +295,54 @@ class Proxy:
             held.release()
             self.metrics.routed.labels(r.replica_id, status).inc()
             self.metrics.e2e.observe(time.monotonic() - t0)
+
+    async def _continue(self, state: StreamState, tried: set[str], rid: str) -> AsyncIterator[str]:
+        """Continue ``state``'s stream on replicas not tried yet; yields client lines (nothing if none could)."""
+        while True:
+            cands = [c for c in self.replicas.routable() if c.replica_id not in tried]
+            if not cands or state.continuations >= self.max_attempts:
+                return
+            body = state.continuation_body()
+            if body is None:
+                for line in state.length_lines():
+                    yield line
+                return
+            r = min(cands, key=lambda c: c.inflight)
+            tried.add(r.replica_id)
+            state.continuations += 1
+            self.metrics.retries.labels(r.replica_id, "failover").inc()
+            log.info("continuing stream %s on replica %s after %d delivered tokens", rid, r.replica_id,
+                     len(state.delivered))
+            r.inflight += 1
+            try:
+                req = self.client.build_request("POST", f"{r.url}/v1/completions", headers=self._headers(rid),
+                                                content=json.dumps(body, ensure_ascii=False).encode())
+                try:
+                    resp = await self.client.send(req, stream=True)
+                except httpx.TransportError as e:
+                    self.replicas.mark_failed(r, f"request failed: {e!r}")
+                    continue
+                try:
+                    if resp.status_code != 200:
+                        await resp.aread()
+                        continue
+                    async for line in resp.aiter_lines():
+                        out = state.observe(line, continued=True)
+                        if out is not None:
+                            yield out + "\n"
+                    return
+                except httpx.HTTPError as e:
+                    self.replicas.mark_failed(r, f"stream broke: {e!r}")
+                    if state.finished:
+                        for line in state.closing_lines():
+                            yield line
+                        return
+                    if not state.can_continue():
+                        return
+                finally:
+                    await resp.aclose()
+            finally:
+                r.inflight -= 1
 
     def _usage_line(self, line: str, route: RouteRequest, d: Decision) -> None:
         try:

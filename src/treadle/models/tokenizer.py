@@ -58,6 +58,10 @@ class Tokenizer:
     def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
         return self._tok.decode(ids, skip_special_tokens=skip_special_tokens)
 
+    def to_json(self) -> str:
+        """The tokenizer as ``tokenizer.json`` text (what llguidance reads)."""
+        return self._tok.to_str()
+
     def id_to_token(self, token_id: int) -> str | None:
         return self._tok.id_to_token(token_id)
 
@@ -70,8 +74,10 @@ class Tokenizer:
         env.globals["raise_exception"] = _raise
         return env.from_string(self.chat_template)
 
-    def apply_chat_template(self, messages: list[Message], add_generation_prompt: bool = True) -> str:
-        """Render chat messages to the prompt text the model was trained on."""
+    def apply_chat_template(self, messages: list[Message], add_generation_prompt: bool = True,
+                            tools: list[dict] | None = None) -> str:
+        """Render chat messages (and the tool definitions, for templates that use them) to the prompt
+        text the model was trained on. Any failure inside the template is a ValueError (bad input)."""
         if self.chat_template is None:
             raise ValueError("this model has no chat template: send a plain prompt instead of messages")
         for i, m in enumerate(messages):
@@ -83,8 +89,9 @@ class Tokenizer:
                 add_generation_prompt=add_generation_prompt,
                 bos_token=self.bos_token or "",
                 eos_token=self.eos_token or "",
+                tools=tools,
             )
-        except TemplateError as e:
+        except (TemplateError, TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
             raise ValueError(f"messages rejected by the chat template: {e}") from e
 
     def encode_chat(self, messages: list[Message], add_generation_prompt: bool = True) -> list[int]:

@@ -13,6 +13,7 @@ from treadle.report.loading import PRODUCERS, Results, fmt, newest_engine_figure
 from treadle.report.recommendations import recommend
 from treadle.report.render import Block
 from treadle.report.risks import risks
+from treadle.report.sim_section import sim_blocks
 
 SECTIONS = ("1. Executive summary", "2. Optimisation recommendations", "3. Risks and mitigations",
             "4. Measurements", "5. Sources")
@@ -162,4 +163,4 @@ def build(res: Results, title: str = "Treadle performance report") -> list[Block
     return [("h1", title), ("p", f"Generated {when} by `treadle report` from {n} result file(s)."),
             *_executive(res), *_recommendations(res),
             ("h2", SECTIONS[2]), ("table", ["risk", "evidence", "level", "mitigation"], [list(r) for r in risks(res)]),
-            *_measurements(res), *_sources(res)]
+            *_measurements(res), *sim_blocks(res), *_sources(res)]

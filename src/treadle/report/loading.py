@@ -1,7 +1,7 @@
 """Read Treadle result files and sort them by kind.
 
 Kinds: ``bench-engine`` (also files without ``kind`` that have ``throughput_tok_s``, written before the
-kind field existed), ``bench-serve``, ``bench-compare``, ``eval``, ``bench-fleet``. Each loaded result
+kind field existed), ``bench-serve``, ``bench-compare``, ``eval``, ``bench-fleet``, ``sim`` (``treadle sim``). Each loaded result
 keeps its path under ``"_path"``. JSON files of other kinds (``gate``, ``eval-items`` ...) are listed in
 ``skipped`` with the reason; a file that is not JSON is a ValueError naming it.
 """
@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-KINDS = ("bench-engine", "bench-serve", "bench-compare", "eval", "bench-fleet")
+KINDS = ("bench-engine", "bench-serve", "bench-compare", "eval", "bench-fleet", "loop", "sim")
 # the command that produces each kind, quoted where a report part has no data
 PRODUCERS = {
     "bench-engine": "treadle bench engine --json bench-engine.json",
@@ -21,6 +21,8 @@ PRODUCERS = {
     "bench-compare": "treadle bench compare --out compare.json treadle=URL_A vllm=URL_B --workload sharegpt",
     "eval": "treadle eval --base-url URL/v1 --model NAME --out DIR (DIR/summary.json)",
     "bench-fleet": "treadle bench fleet (its JSON result)",
+    "loop": "treadle loop export --config loop.yaml --out loop-summary.json",
+    "sim": "treadle sim --trace azure-conv --replicas 16 --policy least_loaded,prefix_affinity --out sim.json",
 }
 SHARING_WORKLOADS = ("shared-prefix", "multiturn", "mooncake")
 

@@ -137,6 +137,27 @@ def quality_scores(res: Results) -> bytes | None:
     return _png(plt, fig)
 
 
+def loop_versions(res: Results) -> bytes | None:
+    """Every loop version's gating score per gated metric (x: versions in order; marker: its fate)."""
+    loops = [lp for lp in res["loop"] if lp.get("versions")]
+    if not loops:
+        return None
+    plt, fig, ax = _fig()
+    marks = {"production": "o", "retired": "o", "gate_failed": "x", "rolled_back": "v"}
+    for lp in loops:
+        vs = lp["versions"]
+        metrics = sorted({m for v in vs for m in v.get("gating", {})})
+        for m in metrics:
+            pts = [(i, v["gating"][m]["value"], v["status"]) for i, v in enumerate(vs) if m in v.get("gating", {})]
+            line = ax.plot([p[0] for p in pts], [p[1] for p in pts], linewidth=1, label=f"{lp.get('alias')}: {m}")[0]
+            for x, y, status in pts:
+                ax.plot([x], [y], marker=marks.get(status, "s"), color=line.get_color(), markersize=6)
+        ax.set_xticks(range(len(vs)), [v["name"] for v in vs], rotation=30, fontsize=7)
+    ax.set(ylim=(0, 1.02), ylabel="gating-set score", title="Loop versions (o promoted, x gate failed, v rolled back)")
+    ax.legend(fontsize=6, loc="lower right")
+    return _png(plt, fig)
+
+
 FIGURES = {  # file name -> (function, caption, kind that feeds it)
     "ttft_cdf.png": (ttft_cdf, "TTFT CDF of every bench serve run", "bench-serve"),
     "concurrency.png": (concurrency_sweep, "Output tokens/s (solid) and TTFT p50 (dashed) vs client concurrency",
@@ -145,4 +166,5 @@ FIGURES = {  # file name -> (function, caption, kind that feeds it)
                               "bench-serve"),
     "compare.png": (compare_bars, "bench compare: ratios to the first target", "bench-compare"),
     "quality.png": (quality_scores, "Eval scores with 95% confidence intervals", "eval"),
+    "loop_versions.png": (loop_versions, "Every loop version's gating scores and its fate", "loop"),
 }

@@ -19,10 +19,13 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
-from treadle.server.errors import ApiError, unavailable
+import treadle
+from treadle.server.errors import ApiError, not_found_model, unavailable
 from treadle.server.lora_routes import add_lora_routes, model_cards
 from treadle.server.metrics import CONTENT_TYPE, ServerMetrics
 from treadle.server.middleware import RequestContextMiddleware, ServerState
+from treadle.server.openapi import body_of
+from treadle.server.openapi import install as install_openapi
 from treadle.server.protocol import ChatCompletionRequest, CompletionRequest
 from treadle.server.requests import prepare_chat, prepare_completion
 from treadle.server.serving import Handler, ServerSettings, parse_body, validation_error
@@ -35,11 +38,21 @@ def create_app(
     settings: ServerSettings,
     engine_factory: Callable[[], Any],
     on_ready: Callable[[Any], None] | None = None,
+    feedback: Any = None,
 ) -> FastAPI:
-    """Build the app; ``engine_factory()`` (run on a thread) returns the AsyncEngine."""
+    """Build the app; ``engine_factory()`` (run on a thread) returns the AsyncEngine.
+
+    ``feedback`` (a :class:`treadle.feedback.config.FeedbackConfig`) turns on the interaction log,
+    ``POST /v1/feedback``, ``/review`` and the feedback metrics; None leaves them off.
+    """
     state = ServerState(settings.served_model_name)
     metrics = ServerMetrics(settings.served_model_name, lambda: state.engine.stats if state.engine else None)
     handler = Handler(state, settings, metrics)
+    if feedback is not None:  # interaction log, /v1/feedback, /review (treadle.feedback)
+        from treadle.feedback.service import FeedbackService
+
+        feedback = FeedbackService.open(feedback, api_key=settings.api_key, admin_key=settings.admin_api_key)
+        handler.recorder = feedback
 
     async def load() -> None:
         try:
@@ -62,12 +75,16 @@ def create_app(
             await asyncio.gather(task, return_exceptions=True)
             if state.engine is not None:
                 await asyncio.to_thread(state.engine.shutdown)
+            if feedback is not None:
+                await asyncio.to_thread(feedback.close)
 
-    app = FastAPI(title="Treadle", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="Treadle", lifespan=lifespan, docs_url="/docs", redoc_url=None, openapi_url="/openapi.json")
     app.state.server = state
     app.state.metrics = metrics
     app.add_middleware(RequestContextMiddleware, state=state, api_key=settings.api_key, metrics=metrics,
-                       admin_api_key=settings.admin_api_key)
+                       admin_api_key=settings.admin_api_key, keys=feedback.keys if feedback is not None else None)
+    if feedback is not None:
+        feedback.install(app, metrics.registry)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, e: ApiError) -> Response:
@@ -120,16 +137,25 @@ def create_app(
         cards = model_cards(settings.served_model_name, state.engine, state.loras, int(start_time))
         return JSONResponse({"object": "list", "data": cards})
 
-    @app.post("/v1/chat/completions")
+    @app.get("/v1/models/{model_id:path}")
+    async def model(model_id: str) -> Response:
+        cards = model_cards(settings.served_model_name, state.engine, state.loras, int(start_time))
+        for card in cards:
+            if card["id"] == model_id:
+                return JSONResponse(card)
+        raise not_found_model(model_id, settings.served_model_name)
+
+    @app.post("/v1/chat/completions", openapi_extra=body_of(ChatCompletionRequest))
     async def chat(request: Request) -> Response:
         body = await parse_body(request, ChatCompletionRequest)
         return await handler.handle(request, body, prepare_chat)
 
-    @app.post("/v1/completions")
+    @app.post("/v1/completions", openapi_extra=body_of(CompletionRequest))
     async def completions(request: Request) -> Response:
         body = await parse_body(request, CompletionRequest)
         return await handler.handle(request, body, prepare_completion)
 
     add_lora_routes(app, state, settings.served_model_name, settings.admin_api_key)
     start_time = time.time()
+    install_openapi(app, [ChatCompletionRequest, CompletionRequest], treadle.__version__)
     return app

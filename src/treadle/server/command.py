@@ -31,6 +31,9 @@ def register(p: argparse.ArgumentParser) -> None:
     add_engine_args(p)
     add_dataclass_args(p.add_argument_group("server"), ServerSettings)
     add_dataclass_args(p.add_argument_group("listen"), ListenSettings)
+    from treadle.feedback.config import add_feedback_args
+
+    add_feedback_args(p)
 
 
 def served_name(model: str, override: str | None) -> str:
@@ -44,6 +47,7 @@ def served_name(model: str, override: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from treadle.feedback.config import feedback_config_from_args
     from treadle.server.app import create_app
 
     t0 = time.perf_counter()
@@ -69,12 +73,25 @@ def run(args: argparse.Namespace) -> int:
               f"max_model_len={e.max_model_len} on http://{listen.host}:{server.port or listen.port}", file=sys.stderr,
               flush=True)
 
-    app = create_app(settings, factory, on_ready)
+    app = create_app(settings, factory, on_ready, feedback=feedback_config_from_args(args))
     uv_config = uvicorn.Config(app, host=listen.host, port=listen.port, log_level=listen.log_level,
                                access_log=False, timeout_graceful_shutdown=5, lifespan="on")
     server = DrainingServer(uv_config, app.state.server, listen.drain_timeout)
     server.run()
     return 0
+
+
+async def end_running(state: ServerState, grace_s: float = 5.0) -> None:
+    """End every running request with a 503 error (JSON, or an error event + [DONE] in a stream) and
+    wait (up to ``grace_s``) until their answers are written, so none is cut by the shutdown."""
+    from treadle.server.errors import ApiError
+
+    if state.engine is not None:
+        state.engine.fail_all(ApiError(503, "The server shut down (drain timeout) before this request finished; "
+                                       "retry it.", None, "drain_timeout"))
+    deadline = time.monotonic() + grace_s
+    while state.inflight > 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
 
 
 class DrainingServer(uvicorn.Server):
@@ -116,6 +133,7 @@ class DrainingServer(uvicorn.Server):
         while self.state.inflight > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         if self.state.inflight:
-            log.warning("drain timeout: %d request(s) still in flight", self.state.inflight)
+            log.warning("drain timeout: %d request(s) still in flight; ending them with 503", self.state.inflight)
+            await end_running(self.state)
         log.info("drained; shutting down")
         self.should_exit = True

@@ -10,10 +10,15 @@ _TYPES = {
     400: "invalid_request_error",
     401: "invalid_request_error",
     404: "invalid_request_error",
+    405: "invalid_request_error",
     429: "rate_limit_error",
     500: "server_error",
+    502: "server_error",
     503: "service_unavailable",
+    504: "server_error",
 }
+# Seconds a client should wait before retrying (the Retry-After header of 429 and 503 answers).
+RETRY_AFTER_S = {429: 1, 503: 5}
 
 
 class ApiError(Exception):
@@ -31,13 +36,15 @@ class ApiError(Exception):
         return {
             "error": {
                 "message": self.message,
-                "type": _TYPES.get(self.status, "invalid_request_error"),
+                "type": _TYPES.get(self.status, "server_error" if self.status >= 500 else "invalid_request_error"),
                 "param": self.param,
                 "code": self.code,
             }
         }
 
     def response(self, headers: dict[str, str] | None = None) -> JSONResponse:
+        if self.status in RETRY_AFTER_S:
+            headers = {"Retry-After": str(RETRY_AFTER_S[self.status]), **(headers or {})}
         return JSONResponse(self.body(), status_code=self.status, headers=headers)
 
     @classmethod

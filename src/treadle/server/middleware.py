@@ -39,11 +39,12 @@ class ServerState:
 
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, state: ServerState, api_key: str | None, metrics: Any,
-                 admin_api_key: str | None = None) -> None:
+                 admin_api_key: str | None = None, keys: Any = None) -> None:
         self.app, self.state, self.api_key, self.metrics = app, state, api_key, metrics
         self.admin_api_key = admin_api_key  # also accepted wherever the API key is
+        self.keys = keys  # treadle.feedback.roles.KeyRing: keys with roles (replaces the api_key check)
 
-    def _gate(self, headers: Headers) -> ApiError | None:
+    def _gate(self, headers: Headers, st: dict | None = None) -> ApiError | None:
         state = self.state
         if state.draining:
             return unavailable("The server is shutting down and accepts no new requests.", "draining")
@@ -52,7 +53,16 @@ class RequestContextMiddleware:
             return unavailable(f"The server is not ready: {why}.", "not_ready")
         if not state.engine.is_alive:
             return unavailable("The engine has stopped; the server must be restarted.", "engine_dead")
-        if self.api_key is not None:
+        if self.keys is not None:
+            from treadle.feedback.roles import bearer_token
+
+            principal = self.keys.lookup(bearer_token(headers))
+            if principal is None:
+                return ApiError(401, "Incorrect or missing API key: send 'Authorization: Bearer <key>'.",
+                                None, "invalid_api_key")
+            if st is not None:
+                st["principal"] = principal
+        elif self.api_key is not None:
             auth = headers.get("authorization", "")
             token = auth[7:].strip() if auth[:7].lower() == "bearer " else headers.get("x-api-key", "")
             keys = [k for k in (self.api_key, self.admin_api_key) if k]
@@ -80,7 +90,7 @@ class RequestContextMiddleware:
         path = scope["path"]
         api = path.startswith("/v1/")
         try:
-            error = self._gate(headers) if api else None
+            error = self._gate(headers, scope["state"]) if api else None
             if error is not None:
                 self.metrics.rejected(error.status)
                 await error.response()(scope, receive, send_wrapper)

@@ -16,7 +16,8 @@ from treadle.server.errors import ApiError
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # strict: no coercion, as OpenAI validates ("max_tokens": "10" and "logprobs": 0.0 are 400s)
+    model_config = ConfigDict(extra="allow", strict=True)
 
 
 class ContentPart(_Body):
@@ -25,9 +26,11 @@ class ContentPart(_Body):
 
 
 class ChatMessage(_Body):
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None  # assistant turns that called tools
+    tool_call_id: str | None = None  # role "tool": the call this message answers
 
 
 class StreamOptions(_Body):
@@ -57,6 +60,16 @@ class _Sampling(_Body):
     ignore_eos: bool | None = False
     min_tokens: int | None = 0
     stop_token_ids: list[int] | None = None
+    # token id (as a string key) -> bias added to its logit, clamped to [-100, 100]
+    logit_bias: dict[str, float] | None = None
+    # structured outputs (treadle.server.structured): OpenAI's, vLLM's and vLLM's legacy aliases
+    response_format: dict[str, Any] | None = None
+    structured_outputs: dict[str, Any] | None = None
+    guided_json: dict[str, Any] | str | None = None
+    guided_regex: str | None = None
+    guided_choice: list[str] | None = None
+    guided_grammar: str | None = None
+    return_token_ids: bool | None = False  # vLLM: token ids in responses and stream chunks
     cache_salt: str | None = None  # vLLM: prefixes are shared only between requests with the same salt
 
 
@@ -65,6 +78,8 @@ class ChatCompletionRequest(_Sampling):
     max_completion_tokens: int | None = None
     logprobs: bool | None = False
     top_logprobs: int | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
 
 
 class CompletionRequest(_Sampling):
@@ -96,12 +111,8 @@ def _empty(value: Any) -> bool:
 
 # Fields Treadle cannot honour yet, with the values that mean "not used" (then they are accepted).
 _UNSUPPORTED: dict[str, Any] = {
-    "tools": _empty,
     "functions": _empty,
-    "tool_choice": lambda v: v is None or v == "none",
     "function_call": lambda v: v is None or v == "none",
-    "response_format": lambda v: v is None or v == {"type": "text"},
-    "logit_bias": _empty,
     "suffix": _empty,
     "audio": _empty,
     "modalities": lambda v: v is None or v == ["text"],
@@ -109,11 +120,6 @@ _UNSUPPORTED: dict[str, Any] = {
     "web_search_options": _empty,
     "reasoning_effort": _empty,
     "verbosity": _empty,
-    "guided_json": _empty,
-    "guided_regex": _empty,
-    "guided_choice": _empty,
-    "guided_grammar": _empty,
-    "structured_outputs": _empty,
     "lora_request": _empty,
 }
 

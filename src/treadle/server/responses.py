@@ -115,6 +115,7 @@ class Collector:
         self.cached: dict[int, int] = {}
         self.started: set[int] = set()
         self.emitted_tokens: dict[int, int] = {}
+        self.tool_started: set[int] = set()  # choices whose streamed tool call was announced
         self.prompt_tokens = sum(len(p.token_ids) for p in prep.prompts)
 
     # ---------------------------------------------------------------- accounting
@@ -163,14 +164,22 @@ class Collector:
             lp = None
             if self.prep.logprobs is not None and co.logprobs is not None:
                 lp = chat_logprobs(co.token_ids, co.logprobs, self.prep.logprobs, self.text)
-            choices.append({
-                "index": idx,
-                "message": {"role": "assistant", "content": co.text, "tool_calls": []},
-                "logprobs": lp,
-                "finish_reason": self._finish(co),
-                "stop_reason": co.stop_reason,
-            })
-        return {**self._head("chat.completion"), "choices": choices, "usage": self.usage(), "system_fingerprint": None}
+            message: dict = {"role": "assistant", "content": co.text}
+            finish = self._finish(co)
+            if self.prep.tool_mode is not None:
+                message["content"], calls = self.prep.tool_mode.parse(co.text)
+                if calls:  # tool_calls only when there are some (OpenAI omits the key otherwise)
+                    message["tool_calls"] = calls
+                    finish = "tool_calls" if finish == "stop" else finish
+            choice = {"index": idx, "message": message, "logprobs": lp, "finish_reason": finish,
+                      "stop_reason": co.stop_reason}
+            if self.prep.return_token_ids:
+                choice["token_ids"] = list(co.token_ids)
+            choices.append(choice)
+        body = {**self._head("chat.completion"), "choices": choices, "usage": self.usage(), "system_fingerprint": None}
+        if self.prep.return_token_ids:
+            body["prompt_token_ids"] = list(self.prep.prompts[0].token_ids)
+        return body
 
     def completion_response(self) -> dict:
         choices = []
@@ -205,6 +214,10 @@ class Collector:
             "finish_reason": self._finish(co),
             "stop_reason": co.stop_reason,
         }
+        if self.prep.return_token_ids:
+            choice["token_ids"] = list(ids)
+            if first:
+                choice["prompt_token_ids"] = list(self.prep.prompts[pidx].token_ids)
         if self.prep.prompt_logprobs is not None and first and pidx in self.prompt_lps:
             p = self.prep.prompts[pidx]
             choice["prompt_logprobs"] = vllm_prompt_logprobs(p.token_ids, self.prompt_lps[pidx], self.prep.prompt_logprobs, self.text)
@@ -216,7 +229,8 @@ class Collector:
         for i in range(len(self.prep.prompts) * self.prep.n):
             self.started.add(i)
             choice = {"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}
-            out.append(self._chunk("chat.completion.chunk", [choice]))
+            extra = {"prompt_token_ids": list(self.prep.prompts[0].token_ids)} if self.prep.return_token_ids else {}
+            out.append(self._chunk("chat.completion.chunk", [choice], extra))
         return out
 
     def stream_chunks(self, pidx: int, out: RequestOutput) -> list[str]:
@@ -231,15 +245,45 @@ class Collector:
                 if self.prep.logprobs is not None and co.delta_logprobs:
                     lp = chat_logprobs(co.delta_token_ids, co.delta_logprobs, self.prep.logprobs, self.text)
                 delta = {"content": co.delta_text} if co.delta_text else {}
-                choice = {"index": idx, "delta": delta, "logprobs": lp, "finish_reason": self._finish(co),
+                finish = self._finish(co)
+                mode = self.prep.tool_mode
+                if mode is not None and mode.choice == "named":  # the text is the arguments: stream them
+                    delta, finish = self._named_delta(idx, co.delta_text, finish)
+                elif mode is not None:  # the answer is read whole, at its end
+                    if not co.finished:
+                        continue
+                    delta, finish = self._tool_delta(co.text, finish)
+                choice = {"index": idx, "delta": delta, "logprobs": lp, "finish_reason": finish,
                           "stop_reason": co.stop_reason}
+                if self.prep.return_token_ids:
+                    choice["token_ids"] = list(co.delta_token_ids)
                 chunks.append(self._chunk("chat.completion.chunk", [choice]))
             else:
                 chunks.append(self._chunk("text_completion", [self._completion_choice(idx, co, full=False)]))
         return chunks
 
-    def _chunk(self, obj: str, choices: list[dict]) -> str:
-        body = {**self._head(obj), "choices": choices}
+    def _named_delta(self, idx: int, text: str, finish: str | None) -> tuple[dict, str | None]:
+        """OpenAI's streamed call: the first delta names the call (id, type, name), later ones
+        carry argument fragments; the finish reason is tool_calls."""
+        call: dict = {"index": 0, "function": {"arguments": text}}
+        if idx not in self.tool_started:
+            self.tool_started.add(idx)
+            head = self.prep.tool_mode.parse("")[1][0]  # type: ignore[union-attr]  # a fresh id and the name
+            call = {"index": 0, "id": head["id"], "type": "function",
+                    "function": {"name": head["function"]["name"], "arguments": text}}
+        delta = {"tool_calls": [call]} if text or call.get("id") else {}
+        return delta, ("tool_calls" if finish == "stop" else finish)
+
+    def _tool_delta(self, text: str, finish: str | None) -> tuple[dict, str | None]:
+        content, calls = self.prep.tool_mode.parse(text)  # type: ignore[union-attr]
+        if not calls:
+            return ({"content": content} if content else {}), finish
+        delta: dict = {"content": content} if content else {}
+        delta["tool_calls"] = [{"index": i, **c} for i, c in enumerate(calls)]
+        return delta, ("tool_calls" if finish == "stop" else finish)
+
+    def _chunk(self, obj: str, choices: list[dict], extra: dict | None = None) -> str:
+        body = {**self._head(obj), "choices": choices, **(extra or {})}
         if self.prep.include_usage:
             body["usage"] = None
         return sse(body)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -16,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from treadle.engine.async_engine import EngineDeadError
 from treadle.engine.lora_registry import AdapterNotFoundError
+from treadle.server.body import load_json_object
 from treadle.server.errors import ApiError
 from treadle.server.lora_routes import resolve_model
 from treadle.server.metrics import RequestTracker, ServerMetrics
@@ -47,13 +49,7 @@ def _loc(loc: tuple) -> str:
 
 
 async def parse_body(request: Request, model: type[BaseModel]) -> Any:
-    raw = await request.body()
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ApiError.bad_param(None, f"The request body is not valid JSON: {e}") from e
-    if not isinstance(data, dict):
-        raise ApiError.bad_param(None, "The request body must be a JSON object")
+    data = load_json_object(await request.body())
     try:
         return model.model_validate(data)
     except ValidationError as e:
@@ -89,11 +85,18 @@ class Handler:
     def __init__(self, state: ServerState, settings: ServerSettings, metrics: ServerMetrics) -> None:
         self.state, self.settings, self.metrics = state, settings, metrics
         self._text: TokenText | None = None
+        self.recorder: Any = None  # treadle.feedback.service.FeedbackService: records each served response
 
     def _admit(self, seqs: int) -> None:
         limit = self.settings.max_queue
         if limit is None:
             return
+        most = self.settings.max_num_seqs + limit
+        if seqs > most:  # even an idle server would answer 429 for ever: say why, once
+            raise ApiError.bad_param("n", f"This request needs {seqs} sequences (n x prompts), more than this "
+                                     f"server can ever hold: --max-num-seqs {self.settings.max_num_seqs} running "
+                                     f"+ --max-queue {limit} waiting. Send fewer prompts or a smaller n.",
+                                     "too_many_sequences")
         waiting = float(self.state.engine.stats.get("waiting", 0))
         slot_wait = max(0, self.state.seqs + seqs - self.settings.max_num_seqs)
         kv_wait = waiting + seqs if waiting > 0 else 0
@@ -106,7 +109,11 @@ class Handler:
         model_name, lora_name, version = resolve_model(body.model, self.settings.served_model_name,
                                                        self.state.loras)
         request.state.model_name, request.state.model_version = model_name, version  # for request logs
-        limits = Limits(engine.engine.max_model_len, self.settings.default_max_tokens)
+        if _constrained(body):  # the one-time grammar tokenizer setup (~0.4 s) off the event loop
+            await asyncio.to_thread(lambda: engine.engine.grammar_compiler.ll_tokenizer)
+        limits = Limits(engine.engine.max_model_len, self.settings.default_max_tokens,
+                        lambda spec: engine.engine.grammar_compiler.template(spec),
+                        self.settings.tool_call_parser, engine.tokenizer.chat_template)
         prep = prepare(body, engine.engine.tokenize_prompt, limits)
         seqs = len(prep.prompts) * prep.n
         self._admit(seqs)
@@ -149,12 +156,14 @@ class Handler:
                 raise
             raise mapped from e
         if prep.stream:  # from here Starlette cancels the body if the client leaves
-            return _Stream(self._sse(request, prep, col, tracker, first, merged), release)
+            return _Stream(self._sse(request, body, prep, col, tracker, first, merged), release)
         await release()
         self._record(request, col)
+        if self.recorder is not None:
+            self.recorder.record_server(request, body, col, stream=False)
         return JSONResponse(col.chat_response() if prep.chat else col.completion_response())
 
-    async def _sse(self, request: Request, prep: Prepared, col: Collector, tracker: RequestTracker,
+    async def _sse(self, request: Request, body: Any, prep: Prepared, col: Collector, tracker: RequestTracker,
                    first: tuple, merged: AsyncIterator) -> AsyncIterator[str]:
         if prep.chat:
             for chunk in col.chat_role_chunks():
@@ -175,6 +184,8 @@ class Handler:
             if prep.include_usage:
                 yield col.usage_chunk()
             self._record(request, col)
+            if self.recorder is not None:
+                self.recorder.record_server(request, body, col, stream=True)
         yield sse("[DONE]")
 
     @staticmethod
@@ -183,6 +194,11 @@ class Handler:
         request.state.prompt_tokens = u["prompt_tokens"]
         request.state.completion_tokens = u["completion_tokens"]
         request.state.cached_tokens = u["prompt_tokens_details"]["cached_tokens"]
+
+
+def _constrained(body: Any) -> bool:
+    return any(getattr(body, f, None) for f in ("response_format", "structured_outputs", "guided_json",
+                                                "guided_regex", "guided_choice", "guided_grammar", "tools"))
 
 
 def _api_error(e: BaseException) -> BaseException:

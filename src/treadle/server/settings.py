@@ -33,8 +33,14 @@ class ServerSettings:
         "help": "require 'Authorization: Bearer KEY' on /v1 routes (default: no key)"})
     default_max_tokens: int = field(default=256, metadata={"help": "max_tokens when a request sends none"})
     max_queue: int | None = field(default=256, metadata={
-        "help": "most sequences allowed to wait for a slot; beyond it requests get 429 (-1: unlimited)",
+        "help": "most sequences (prompts x n) allowed to wait beyond the --max-num-seqs running ones; a "
+                "request that would exceed it gets 429 + Retry-After, one that needs more than max-num-seqs "
+                "+ max-queue even on an idle server gets 400 (-1: unlimited)",
         "type": queue_limit})
+    tool_call_parser: str | None = field(default=None, metadata={
+        "help": "the model's tool-call format, read for tool_choice 'auto' (default: none: 'auto' is a 400, "
+                "while 'required' and named functions work on any model through the grammar)",
+        "choices": ("hermes", "json")})
     admin_api_key: str | None = field(default=None, metadata={
         "help": "key of the admin endpoints (LoRA adapter load/unload, docs/LORA.md), also accepted as an "
                 "API key; without it those endpoints are disabled (default: none)"})

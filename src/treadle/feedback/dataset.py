@@ -1,0 +1,174 @@
+"""``treadle dataset build``: reviewed and rated responses -> a versioned dataset in TRL's formats.
+
+Steps: gather candidates (:mod:`treadle.feedback.curate`, PII scrubbed there) from responses not yet in
+an earlier version of the same dataset (``include_all`` takes every one); drop exact and near duplicates
+per kind (:mod:`treadle.feedback.dedup`), also of records in earlier versions (unless ``include_all``); split train/dev **by response, stratified by label**: within
+each label the responses are ordered by SHA-256(seed, response id) and the first
+round(``dev_share`` x n) go to dev (a response's records never straddle the split); mix in, once, a
+**replay share** of earlier accepted data: round(``replay_share`` x new SFT train records) SFT train
+records of earlier versions (originals, not replays, of responses not in this build), seeded; write
+``sft.jsonl`` (``messages``), ``preference.jsonl`` (``prompt``, ``chosen``, ``rejected``), ``kto.jsonl``
+(``prompt``, ``completion``, ``label``), their ``*_dev.jsonl`` and ``manifest.json``; the content hash is
+SHA-256 over the data files. The dataset and one ``dataset_items`` row per written record (lineage) are
+stored in one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from treadle.feedback.curate import Candidate, gather, record_text
+from treadle.feedback.dedup import NEAR_THRESHOLD, keep_mask
+from treadle.store import Store
+from treadle.store.models import Dataset, DatasetItem, utcnow
+
+KINDS = ("sft", "preference", "kto")
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    name: str = "feedback"
+    dev_share: float = 0.1
+    replay_share: float = 0.2
+    near_threshold: float = NEAR_THRESHOLD
+    embed: bool = True
+    include_all: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for field_name in ("dev_share", "replay_share"):
+            v = getattr(self, field_name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{field_name} must be within [0, 1], got {v}")
+        if not 0.0 < self.near_threshold <= 1.0:
+            raise ValueError(f"near_threshold must be within (0, 1], got {self.near_threshold}")
+
+
+def _hash(seed: int, text: str) -> str:
+    return hashlib.sha256(f"{seed}:{text}".encode()).hexdigest()
+
+
+def split_responses(strata: dict[str, str], dev_share: float, seed: int) -> dict[str, str]:
+    """response id -> 'train' | 'dev', stratified by ``strata`` (response id -> label)."""
+    by: dict[str, list[str]] = {}
+    for rid, label in strata.items():
+        by.setdefault(label, []).append(rid)
+    out: dict[str, str] = {}
+    for rids in by.values():
+        rids.sort(key=lambda r: _hash(seed, r))
+        n_dev = round(dev_share * len(rids)) if len(rids) > 1 else 0
+        for i, rid in enumerate(rids):
+            out[rid] = "dev" if i < n_dev else "train"
+    return out
+
+
+def build(store: Store, out_dir: str | Path, opts: BuildOptions = BuildOptions()) -> dict:
+    """Build the next version of ``opts.name`` into ``out_dir``; return its manifest."""
+    out = Path(out_dir)
+    with store.session() as s:
+        earlier = list(s.execute(select(Dataset).where(Dataset.name == opts.name)).scalars())
+        earlier_ids = [d.id for d in earlier]
+        done: set[str] = set()
+        if earlier_ids and not opts.include_all:
+            done = set(s.execute(select(DatasetItem.response_id).where(
+                DatasetItem.dataset_id.in_(earlier_ids), DatasetItem.replay_of.is_(None),
+                DatasetItem.response_id.is_not(None))).scalars())
+        cur = gather(s, done)
+        prior: dict[str, list[str]] = {k: [] for k in KINDS}
+        if earlier_ids and not opts.include_all:
+            for kind, rec in s.execute(select(DatasetItem.kind, DatasetItem.record).where(
+                    DatasetItem.dataset_id.in_(earlier_ids), DatasetItem.replay_of.is_(None))):
+                if not rec.get("redacted"):
+                    prior[kind].append(record_text(kind, rec))
+    encode = None
+    if opts.embed:
+        from treadle.evals.embedder import get_embedder
+
+        encode = get_embedder().encode
+    kept: list[Candidate] = []
+    removed = {"exact_duplicates": 0, "near_duplicates": 0}
+    for kind in KINDS:
+        cands = [c for c in cur.candidates if c.kind == kind]
+        mask, exact, near = keep_mask([c.text for c in cands], opts.near_threshold, encode, prior[kind])
+        kept += [c for c, k in zip(cands, mask, strict=True) if k]
+        removed["exact_duplicates"] += exact
+        removed["near_duplicates"] += near
+    split = split_responses({c.response_id: c.stratum for c in kept}, opts.dev_share, opts.seed)
+    rows: list[dict] = [{"kind": c.kind, "split": split[c.response_id], "record": c.record, "response_id": c.response_id,
+                         "user": c.user, "review_item_id": c.review_item_id, "feedback_ids": list(c.feedback_ids),
+                         "replay_of": None} for c in kept]
+    rows += _replay(store, earlier_ids, {c.response_id for c in kept}, rows, opts)
+    return _write(store, out, opts, rows, cur.pii, removed, cur.sources, earlier)
+
+
+def _replay(store: Store, earlier_ids: list[int], current: set[str], rows: list[dict], opts: BuildOptions) -> list[dict]:
+    n_new = sum(r["kind"] == "sft" and r["split"] == "train" for r in rows)
+    want = round(opts.replay_share * n_new)
+    if not earlier_ids or want == 0:
+        return []
+    with store.session() as s:
+        pool = list(s.execute(select(DatasetItem).where(
+            DatasetItem.dataset_id.in_(earlier_ids), DatasetItem.kind == "sft", DatasetItem.split == "train",
+            DatasetItem.replay_of.is_(None), DatasetItem.user.is_not(None)).order_by(DatasetItem.id)).scalars())
+    seen: set[str] = set()
+    uniq = []
+    for it in pool:
+        if it.response_id not in current and it.response_id not in seen and not it.record.get("redacted"):
+            seen.add(it.response_id)
+            uniq.append(it)
+    picked = random.Random(opts.seed).sample(uniq, min(want, len(uniq)))
+    return [{"kind": "sft", "split": "train", "record": it.record, "response_id": it.response_id, "user": it.user,
+             "review_item_id": it.review_item_id, "feedback_ids": [], "replay_of": it.id} for it in picked]
+
+
+def _file(kind: str, split: str) -> str:
+    return f"{kind}.jsonl" if split == "train" else f"{kind}_dev.jsonl"
+
+
+def _write(store: Store, out: Path, opts: BuildOptions, rows: list[dict], pii: dict, removed: dict, sources: int,
+           earlier: list[Dataset]) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, list[str]] = {_file(k, sp): [] for k in KINDS for sp in ("train", "dev")}
+    items = []
+    for r in rows:
+        name = _file(r["kind"], r["split"])
+        line = json.dumps(r["record"], ensure_ascii=False, sort_keys=True)
+        items.append({"file": name, "line": len(files[name]), "response_id": r["response_id"],
+                      "review_item_id": r["review_item_id"], "feedback_ids": r["feedback_ids"],
+                      "replay_of": r["replay_of"], "record_hash": hashlib.sha256(line.encode()).hexdigest()})
+        files[name].append(line)
+    digests, whole = {}, hashlib.sha256()
+    for name in sorted(files):
+        data = "".join(line + "\n" for line in files[name]).encode()
+        (out / name).write_bytes(data)
+        digests[name] = hashlib.sha256(data).hexdigest()
+        whole.update(name.encode() + b"\0" + data)
+    content_hash = whole.hexdigest()
+    counts = {k: {sp: len(files[_file(k, sp)]) for sp in ("train", "dev")} for k in KINDS}
+    with store.session() as s:
+        version = int(s.execute(select(func.coalesce(func.max(Dataset.version), 0)).where(
+            Dataset.name == opts.name)).scalar()) + 1
+        manifest = {"name": opts.name, "version": version, "content_hash": content_hash,
+                    "created_at": utcnow().isoformat() + "Z", "options": opts.__dict__, "sources": sources,
+                    "counts": counts, "removed": removed, "pii_scrubbed": pii,
+                    "replay": {"count": sum(r["replay_of"] is not None for r in rows),
+                               "from_versions": sorted(d.version for d in earlier)},
+                    "files": digests, "items": items}
+        ds = Dataset(name=opts.name, version=version, content_hash=content_hash, out_dir=str(out.resolve()),
+                     manifest={k: v for k, v in manifest.items() if k != "items"})
+        s.add(ds)
+        s.flush()
+        manifest["dataset_id"] = ds.id
+        for r, it in zip(rows, items, strict=True):
+            fb = r["feedback_ids"]
+            s.add(DatasetItem(dataset_id=ds.id, kind=r["kind"], split=r["split"], record_hash=it["record_hash"],
+                              response_id=r["response_id"], user=r["user"], feedback_id=fb[0] if fb else None,
+                              review_item_id=r["review_item_id"], replay_of=r["replay_of"], record=r["record"]))
+        (out / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False))
+    return manifest

@@ -1,0 +1,163 @@
+"""The expert review queue: rules that feed it, reviewer actions, N-review agreement and adjudication.
+
+Rules (who puts an item on the queue, ``reasons``): ``thumbs_down`` and ``correction`` (feedback API),
+``random`` (a share of logged traffic, :mod:`treadle.feedback.log`), ``safety`` and ``coherence``
+(``treadle review scan``: the eval classifiers on a sample of live traffic), ``manual``.
+
+Decisions: ``approve`` (the reply is good), ``correct`` (with the edited reply), ``reject`` (with a
+reason: unsafe, off_topic, wrong, other). ``label`` sets the item's label (e.g. the intent) without
+deciding. An item needs ``required_reviews`` decisions from distinct reviewers (a reviewer's later
+decision replaces their earlier one). When they are all in: the same verdict everywhere decides the
+item (for ``correct``, the latest correction is the reply); otherwise the item goes to ``adjudication``,
+where the next decision by an admin or by a reviewer who has not reviewed it yet is final. An admin
+may also re-decide a decided item. Every action is stored (who, when, what).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from treadle.feedback.errors import FeedbackError, bad, not_found
+from treadle.feedback.roles import Principal
+from treadle.store.models import Feedback, Interaction, ReviewAction, ReviewItem, utcnow
+
+DECISIONS = ("approve", "correct", "reject")
+ACTIONS = (*DECISIONS, "label")
+REJECT_REASONS = ("unsafe", "off_topic", "wrong", "other")
+OPEN = ("pending", "adjudication")
+_STATUS = {"approve": "approved", "correct": "corrected", "reject": "rejected"}
+
+
+def enqueue(s: Session, response_id: str, reason: str, required_reviews: int = 1) -> ReviewItem:
+    """Put the response on the queue (or add ``reason`` to its item); decided items stay decided."""
+    item = s.execute(select(ReviewItem).where(ReviewItem.response_id == response_id)).scalar_one_or_none()
+    if item is None:
+        item = ReviewItem(response_id=response_id, reasons=[reason], status="pending",
+                          required_reviews=max(1, required_reviews), created_at=utcnow())
+        s.add(item)
+        s.flush()
+    elif reason not in item.reasons:
+        item.reasons = [*item.reasons, reason]
+    return item
+
+
+def _open_for(s: Session, reviewer: str):  # noqa: ANN202 - a select
+    done = select(ReviewAction.item_id).where(ReviewAction.reviewer == reviewer, ReviewAction.action.in_(DECISIONS))
+    return select(ReviewItem).where(ReviewItem.status.in_(OPEN), ReviewItem.id.not_in(done))
+
+
+def queue(s: Session, reviewer: str | None = None, status: str | None = None, limit: int = 50) -> list[ReviewItem]:
+    """Items by age: open ones this reviewer has not decided (``reviewer``), or all with ``status``."""
+    q = _open_for(s, reviewer) if reviewer else select(ReviewItem)
+    if status:
+        q = q.where(ReviewItem.status == status)
+    elif not reviewer:
+        q = q.where(ReviewItem.status.in_(OPEN))
+    first = case((ReviewItem.status == "adjudication", 0), else_=1)  # adjudication first, then by age
+    return list(s.execute(q.order_by(first, ReviewItem.id).limit(limit)).scalars())
+
+
+def progress(s: Session, reviewer: str | None = None) -> dict:
+    counts = dict(s.execute(select(ReviewItem.status, func.count()).group_by(ReviewItem.status)).all())
+    out = {k: int(counts.get(k, 0)) for k in ("pending", "adjudication", "approved", "corrected", "rejected")}
+    out["total"] = sum(out.values())
+    if reviewer:
+        out["open_for_you"] = int(s.execute(select(func.count()).select_from(_open_for(s, reviewer).subquery())).scalar())
+        out["done_by_you"] = int(s.execute(select(func.count(func.distinct(ReviewAction.item_id))).where(
+            ReviewAction.reviewer == reviewer, ReviewAction.action.in_(DECISIONS))).scalar())
+    return out
+
+
+def item_json(s: Session, item: ReviewItem) -> dict:
+    inter = s.get(Interaction, item.response_id)
+    fbs = s.execute(select(Feedback).where(Feedback.response_id == item.response_id).order_by(Feedback.id)).scalars()
+    acts = s.execute(select(ReviewAction).where(ReviewAction.item_id == item.id).order_by(ReviewAction.id)).scalars()
+    return {
+        "id": item.id, "response_id": item.response_id, "reasons": item.reasons, "status": item.status,
+        "required_reviews": item.required_reviews, "final_reply": item.final_reply, "final_label": item.final_label,
+        "reject_reason": item.reject_reason, "created_at": item.created_at.isoformat() + "Z",
+        "decided_at": item.decided_at.isoformat() + "Z" if item.decided_at else None,
+        "interaction": None if inter is None else {
+            "request": inter.request, "output": inter.output, "finish_reason": inter.finish_reason,
+            "model_name": inter.model_name, "model_version": inter.model_version, "user": inter.user,
+            "created_at": inter.created_at.isoformat() + "Z"},
+        "feedback": [{"user": f.user, "thumbs": f.thumbs, "rating": f.rating, "correction": f.correction,
+                      "comment": f.comment, "tags": f.tags} for f in fbs],
+        "actions": [{"reviewer": a.reviewer, "action": a.action, "reply": a.reply, "reason": a.reason,
+                     "label": a.label, "at": a.created_at.isoformat() + "Z"} for a in acts],
+    }
+
+
+def get_item(s: Session, item_id: int) -> ReviewItem:
+    item = s.get(ReviewItem, item_id)
+    if item is None:
+        raise not_found("review item", item_id, "item_id")
+    return item
+
+
+def act(s: Session, item_id: int, who: Principal, action: str, reply: str | None = None, reason: str | None = None,
+        label: str | None = None) -> ReviewItem:
+    """Record one action by ``who`` (reviewer role or above) and update the item's status; see the module doc."""
+    if not who.can("reviewer"):
+        raise FeedbackError(403, f"{who.user} has the role {who.role}: reviewing needs reviewer or admin", None,
+                            "forbidden")
+    if action not in ACTIONS:
+        raise bad("action", f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
+    if action == "correct" and not (reply and reply.strip()):
+        raise bad("reply", "correct needs the corrected reply ('reply')")
+    if action == "reject" and reason not in REJECT_REASONS:
+        raise bad("reason", f"reject needs a reason, one of {', '.join(REJECT_REASONS)}; got {reason!r}")
+    if action == "label" and not (label and label.strip()):
+        raise bad("label", "label needs a non-empty 'label'")
+    item = get_item(s, item_id)
+    label = label.strip() if label else None
+    now = utcnow()
+    if action != "label" and item.status not in OPEN and not who.can("admin"):
+        raise FeedbackError(409, f"Review item {item_id} is already {item.status}; only an admin may re-decide it.",
+                            "item_id", "already_decided")
+    earlier = {a.reviewer for a in s.execute(select(ReviewAction).where(
+        ReviewAction.item_id == item.id, ReviewAction.action.in_(DECISIONS))).scalars()}
+    s.add(ReviewAction(item_id=item.id, reviewer=who.user, action=action, reply=reply if action == "correct" else None,
+                       reason=reason if action == "reject" else None, label=label, created_at=now))
+    s.flush()
+    if label:
+        item.final_label = label
+    if action == "label":
+        return item
+    final = who.can("admin") and item.status not in OPEN  # an admin re-deciding
+    final = final or (item.status == "adjudication" and (who.can("admin") or who.user not in earlier))
+    if final:
+        _decide(s, item, action, reply, reason, now)
+        return item
+    latest = _latest_decisions(s, item.id)
+    if len(latest) < item.required_reviews:
+        return item
+    verdicts = {a.action for a in latest.values()}
+    if len(verdicts) == 1:
+        last = max(latest.values(), key=lambda a: a.id)
+        _decide(s, item, last.action, last.reply, last.reason, now)
+    else:
+        item.status = "adjudication"
+    return item
+
+
+def _latest_decisions(s: Session, item_id: int) -> dict[str, ReviewAction]:
+    out: dict[str, ReviewAction] = {}
+    for a in s.execute(select(ReviewAction).where(ReviewAction.item_id == item_id, ReviewAction.action.in_(DECISIONS))
+                       .order_by(ReviewAction.id)).scalars():
+        out[a.reviewer] = a
+    return out
+
+
+def _decide(s: Session, item: ReviewItem, action: str, reply: str | None, reason: str | None, now) -> None:  # noqa: ANN001
+    item.status = _STATUS[action]
+    item.decided_at = now
+    item.reject_reason = reason if action == "reject" else None
+    if action == "approve":
+        inter = s.get(Interaction, item.response_id)
+        item.final_reply = inter.output if inter else None
+    elif action == "correct":
+        item.final_reply = reply
+    else:
+        item.final_reply = None

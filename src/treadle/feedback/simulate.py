@@ -1,0 +1,225 @@
+"""``treadle simulate-users``: simulated users and experts against a live server or gateway (Bitext).
+
+Users: ``requests`` rows of Bitext ``split_train.csv`` (seeded sample; never the test split the evals use)
+are sent as chat requests with the OpenAI ``user`` field ``sim-user-K`` (``users`` of them), as an intent
+question (the ``bitext_intent`` eval's prompt) or a support request (the ``bitext_reply`` prompt), per
+``task`` (intent, reply or mix). A ``pii_share`` of requests carries a made-up e-mail or phone number
+and a ``duplicate_share`` is sent twice, as real users do. Each user rates the reply: thumbs up when it
+matches the reference (intent: the named intent is the reference intent; reply: MiniLM cosine with the
+reference reply >= the eval's ``REFERENCE_MIN``), else down.
+Experts: every open review item of a simulated response is decided through the review API: approve
+(labelled with the intent) when the reply matches the reference, else correct it with the reference
+(the intent name, or the reference reply), labelled. Needs a key with the admin role (feedback on behalf
+of the simulated users) and one with the reviewer role, or an open server (no keys).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+
+import httpx
+
+NAME = "simulate-users"
+HELP = "simulated users and experts (Bitext train split) against a live endpoint"
+BITEXT_TRAIN = "tasks/bitext_customer_support/split_train.csv"
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    url: str
+    api_key: str | None = None  # admin role: posts feedback for the simulated users
+    reviewer_key: str | None = None  # reviewer role: the experts (default: api_key)
+    model: str | None = None
+    requests: int = 100
+    users: int = 20
+    task: str = "mix"  # intent | reply | mix
+    concurrency: int = 4
+    max_tokens: int = 128
+    pii_share: float = 0.05
+    duplicate_share: float = 0.05
+    experts: bool = True
+    seed: int = 0
+    timeout_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        if self.task not in ("intent", "reply", "mix"):
+            raise ValueError(f"task must be intent, reply or mix, got {self.task!r}")
+        if self.requests < 1 or self.users < 1 or self.concurrency < 1:
+            raise ValueError("requests, users and concurrency must be >= 1")
+
+
+@dataclass
+class SimReport:
+    sent: int = 0
+    errors: int = 0
+    thumbs_up: int = 0
+    thumbs_down: int = 0
+    by_task: dict = field(default_factory=dict)  # task -> [up, total]
+    expert_approved: int = 0
+    expert_corrected: int = 0
+    seconds: float = 0.0
+    response_ids: list = field(default_factory=list)
+
+
+def _all_rows() -> list[dict]:
+    from treadle.data_files import data_path
+
+    with data_path(BITEXT_TRAIN).open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def load_rows(n: int, seed: int) -> list[dict]:
+    rows = _all_rows()
+    return random.Random(seed).sample(rows, min(n, len(rows)))
+
+
+def _plan(cfg: SimConfig) -> list[dict]:
+    """One entry per request to send: row, task, user, text (with PII injected where drawn)."""
+    rng = random.Random(cfg.seed + 1)
+    out = []
+    for i, row in enumerate(load_rows(cfg.requests, cfg.seed)):
+        task = cfg.task if cfg.task != "mix" else ("intent" if i % 2 == 0 else "reply")
+        text = row["instruction"]
+        if rng.random() < cfg.pii_share:
+            text += rng.choice([f" My email is user{i}@example.com.", f" Call me on +1 415-555-{1000 + i:04d}."])
+        out.append({"row": row, "task": task, "user": f"sim-user-{rng.randrange(cfg.users)}", "text": text})
+        if rng.random() < cfg.duplicate_share:
+            out.append(dict(out[-1]))
+    return out[:cfg.requests]
+
+
+def messages(task: str, text: str, labels: list[str]) -> list[dict]:
+    from treadle.evals.builtin import INTENT_USER, REPLY_SYSTEM, intent_system
+
+    if task == "intent":
+        return [{"role": "system", "content": intent_system(labels)},
+                {"role": "user", "content": INTENT_USER.format(text=text)}]
+    return [{"role": "system", "content": REPLY_SYSTEM}, {"role": "user", "content": text}]
+
+
+def matches(task: str, reply: str, row: dict, labels: list[str]) -> bool:
+    """Whether a reply matches the reference (the user's thumbs and the expert's verdict)."""
+    if task == "intent":
+        from treadle.evals.scorers import extract_choice
+
+        return extract_choice(reply, labels) == row["intent"]
+    from treadle.evals.embedder import get_embedder
+    from treadle.evals.thresholds import REFERENCE_MIN
+
+    return bool(reply.strip()) and get_embedder().similarity([reply], [row["response"]])[0] >= REFERENCE_MIN
+
+
+def _headers(key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def simulate(cfg: SimConfig) -> SimReport:
+    """Run the users, then the experts; return what happened."""
+    t0 = time.monotonic()
+    rep = SimReport()
+    labels = sorted({r["intent"] for r in _all_rows()})
+    plan = _plan(cfg)
+    sent: dict[str, dict] = {}
+    lock = threading.Lock()
+    with httpx.Client(base_url=cfg.url.rstrip("/"), timeout=cfg.timeout_s) as client:
+
+        def user_turn(p: dict) -> None:
+            max_tokens = min(cfg.max_tokens, 16) if p["task"] == "intent" else cfg.max_tokens  # as the eval
+            body = {"messages": messages(p["task"], p["text"], labels), "max_tokens": max_tokens,
+                    "temperature": 0.0, "user": p["user"]}
+            if cfg.model:
+                body["model"] = cfg.model
+            r = client.post("/v1/chat/completions", json=body, headers=_headers(cfg.api_key))
+            if r.status_code != 200:
+                with lock:
+                    rep.errors += 1
+                return
+            resp = r.json()
+            reply = resp["choices"][0]["message"]["content"] or ""
+            good = matches(p["task"], reply, p["row"], labels)
+            fb = client.post("/v1/feedback", headers=_headers(cfg.api_key),
+                             json={"response_id": resp["id"], "thumbs": "up" if good else "down", "user": p["user"]})
+            with lock:
+                if fb.status_code != 200:
+                    rep.errors += 1
+                    return
+                sent[resp["id"]] = {**p, "reply": reply, "good": good}
+                up_total = rep.by_task.setdefault(p["task"], [0, 0])
+                up_total[0] += good
+                up_total[1] += 1
+                rep.thumbs_up += good
+                rep.thumbs_down += not good
+
+        with ThreadPoolExecutor(cfg.concurrency) as pool:
+            list(pool.map(user_turn, plan))
+        rep.sent = len(plan)
+        rep.response_ids = sorted(sent)
+        if cfg.experts:
+            _experts(client, cfg, sent, labels, rep)
+    rep.seconds = round(time.monotonic() - t0, 2)
+    return rep
+
+
+def _experts(client: httpx.Client, cfg: SimConfig, sent: dict[str, dict], labels: list[str], rep: SimReport) -> None:
+    key = cfg.reviewer_key or cfg.api_key
+    seen: set[int] = set()
+    while True:
+        q = client.get("/review/api/queue", params={"limit": 200}, headers=_headers(key))
+        q.raise_for_status()
+        todo = [i for i in q.json()["items"] if i["response_id"] in sent and i["id"] not in seen]
+        if not todo:
+            return
+        for item in todo:
+            seen.add(item["id"])
+            s = sent[item["response_id"]]
+            row = s["row"]
+            if s["good"]:
+                body = {"action": "approve", "label": row["intent"]}
+            else:
+                ref = row["intent"] if s["task"] == "intent" else row["response"]
+                body = {"action": "correct", "reply": ref, "label": row["intent"]}
+            r = client.post(f"/review/api/items/{item['id']}", json=body, headers=_headers(key))
+            if r.status_code == 200:
+                rep.expert_approved += body["action"] == "approve"
+                rep.expert_corrected += body["action"] == "correct"
+            else:
+                rep.errors += 1
+
+
+def register(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", required=True, help="the server or gateway, e.g. http://127.0.0.1:8000")
+    p.add_argument("--api-key", default=None, help="a key with the admin role (none for an open server)")
+    p.add_argument("--reviewer-key", default=None, help="a key with the reviewer role (default: --api-key)")
+    p.add_argument("--model", default=None)
+    p.add_argument("--requests", type=int, default=100)
+    p.add_argument("--users", type=int, default=20)
+    p.add_argument("--task", default="mix", choices=["intent", "reply", "mix"])
+    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--max-tokens", type=int, default=128)
+    p.add_argument("--pii-share", type=float, default=0.05)
+    p.add_argument("--duplicate-share", type=float, default=0.05)
+    p.add_argument("--no-experts", action="store_true", help="users only")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="write the report JSON here")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = SimConfig(url=args.url, api_key=args.api_key, reviewer_key=args.reviewer_key, model=args.model,
+                    requests=args.requests, users=args.users, task=args.task, concurrency=args.concurrency,
+                    max_tokens=args.max_tokens, pii_share=args.pii_share, duplicate_share=args.duplicate_share,
+                    experts=not args.no_experts, seed=args.seed)
+    rep = asdict(simulate(cfg))
+    rep.pop("response_ids")
+    text = json.dumps(rep, indent=1)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+    print(text)
+    return 0

@@ -1,0 +1,119 @@
+"""A loop run's persistent state: its current step, what earlier steps produced, and the step log.
+
+Invariant: a step's outputs are merged into ``loop_runs.state`` in the same transaction that moves
+``step`` forward and closes the step's ``loop_steps`` row, so after a crash the run resumes at the
+first step whose results were not committed (that step runs again from its start).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+
+from treadle.registry.models import LoopRun, LoopStep
+from treadle.store.db import Store
+from treadle.store.models import Dataset, DatasetItem, ReviewItem, utcnow
+
+STEPS = ("dataset", "tune", "register", "evaluate", "gate", "canary_start", "canary", "finish")
+
+
+@dataclass(frozen=True)
+class RunView:
+    id: int
+    alias: str
+    status: str
+    step: str
+    candidate: str | None
+    state: dict
+    outcome: str | None
+    reason: str | None
+
+
+def _view(r: LoopRun) -> RunView:
+    return RunView(r.id, r.alias, r.status, r.step, r.candidate, dict(r.state or {}), r.outcome, r.reason)
+
+
+def open_run(store: Store, alias: str) -> RunView | None:
+    """The alias's unfinished run (the one to resume), if any."""
+    with store.session() as s:
+        r = s.scalar(select(LoopRun).where(LoopRun.alias == alias, LoopRun.status == "running")
+                     .order_by(LoopRun.id.desc()))
+        return None if r is None else _view(r)
+
+
+def start_run(store: Store, alias: str, trigger: dict) -> RunView:
+    with store.session() as s:
+        r = LoopRun(alias=alias, status="running", step=STEPS[0], state={"trigger": trigger})
+        s.add(r)
+        s.flush()
+        return _view(r)
+
+
+def step_started(store: Store, run_id: int, step: str) -> int:
+    with store.session() as s:
+        row = LoopStep(run_id=run_id, step=step, status="started", detail={})
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+def step_done(store: Store, run_id: int, step_id: int, next_step: str, updates: dict, candidate: str | None = None,
+              detail: dict | None = None) -> RunView:
+    """Close the step, merge its outputs into the run's state and move to ``next_step`` (one transaction)."""
+    now = utcnow()
+    with store.session() as s:
+        r = s.get(LoopRun, run_id)
+        row = s.get(LoopStep, step_id)
+        row.status, row.finished_at, row.detail = "done", now, detail or {}
+        r.state = {**(r.state or {}), **updates}
+        r.step, r.updated_at = next_step, now
+        if candidate:
+            r.candidate = candidate
+        return _view(r)
+
+
+def step_failed(store: Store, run_id: int, step_id: int, error: str) -> None:
+    with store.session() as s:
+        row = s.get(LoopStep, step_id)
+        row.status, row.finished_at, row.detail = "failed", utcnow(), {"error": error}
+
+
+def finish_run(store: Store, run_id: int, outcome: str, reason: str, status: str = "done") -> RunView:
+    now = utcnow()
+    with store.session() as s:
+        r = s.get(LoopRun, run_id)
+        r.status, r.outcome, r.reason, r.finished_at, r.updated_at, r.step = status, outcome, reason, now, now, "finish"
+        return _view(r)
+
+
+def runs(store: Store, alias: str | None = None, limit: int = 20) -> list[dict]:
+    """Newest runs with their steps (the ``treadle loop status`` view)."""
+    with store.session() as s:
+        q = select(LoopRun).order_by(LoopRun.id.desc()).limit(limit)
+        if alias:
+            q = q.where(LoopRun.alias == alias)
+        out = []
+        for r in s.scalars(q):
+            steps = s.scalars(select(LoopStep).where(LoopStep.run_id == r.id).order_by(LoopStep.id)).all()
+            out.append({"id": r.id, "alias": r.alias, "status": r.status, "step": r.step, "candidate": r.candidate,
+                        "outcome": r.outcome, "reason": r.reason, "created_at": r.created_at.isoformat(),
+                        "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+                        "steps": [{"step": x.step, "status": x.status, "started_at": x.started_at.isoformat(),
+                                   "finished_at": x.finished_at.isoformat() if x.finished_at else None,
+                                   "detail": x.detail} for x in steps]})
+        return out
+
+
+def new_approved(store: Store, dataset_name: str) -> int:
+    """Approved or corrected review items not yet in any version of ``dataset_name``."""
+    with store.session() as s:
+        used = select(DatasetItem.response_id).join(Dataset, Dataset.id == DatasetItem.dataset_id).where(
+            Dataset.name == dataset_name, DatasetItem.response_id.is_not(None))
+        return int(s.scalar(select(func.count(ReviewItem.id)).where(
+            ReviewItem.status.in_(("approved", "corrected")), ReviewItem.response_id.not_in(used))) or 0)
+
+
+def last_run_time(store: Store, alias: str):  # noqa: ANN201 - datetime | None
+    with store.session() as s:
+        return s.scalar(select(func.max(LoopRun.created_at)).where(LoopRun.alias == alias))

@@ -1,0 +1,1 @@
+"""Fleet simulator: the real scheduler, KV cache, routing policies and autoscaler on simulated time."""

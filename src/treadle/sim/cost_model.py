@@ -1,0 +1,142 @@
+"""Cost model of one engine step: its duration as a linear function of the step's shape.
+
+Model (one replica, ``threads`` threads, nothing else on its cores)::
+
+    seconds = a + b * prefill_tokens + c * decode_rows + d * decode_context + e * prefill_attention
+
+- ``prefill_tokens``: tokens of prompt chunks computed this step (cached tokens are not computed);
+- ``decode_rows``: requests generating one token this step;
+- ``decode_context``: sum over decode rows of the context they attend to (tokens before the new one);
+- ``prefill_attention``: sum over prefill chunks of ``n * (start + (n + 1) / 2)`` / 1000: the query-key pairs
+  of causal attention over a chunk of ``n`` tokens starting at position ``start``, in thousands.
+Coefficients are fitted per thread count by ``treadle sim calibrate`` (or written by hand for other hardware);
+``threads`` picks the fit with the closest thread count at or below (else the smallest).
+
+Core sharing (``cores``): replicas on one machine share its cores. While replicas using ``T`` threads in all
+are in the middle of a step, each progresses at ``min(1, cores / T)`` of its own speed (processor sharing;
+memory-bandwidth contention is not modelled). ``cores = 0`` means every replica has its own hardware.
+
+Files are JSON (or YAML when PyYAML is installed) with keys ``name``, ``source``, ``cores``,
+``fits`` (``{threads: {a, b, c, d, e}}``), ``engine`` (the scheduler settings a replica runs with) and
+``fit_error`` (what calibration measured; informational).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from treadle.engine.outputs import SchedulerOutput
+
+COEFFS = ("a", "b", "c", "d", "e")
+BUNDLED = Path(__file__).parent / "costs"
+
+
+@dataclass(frozen=True)
+class StepShape:
+    """What a step computes, in the cost model's terms (see the module docstring)."""
+
+    prefill_tokens: int = 0
+    decode_rows: int = 0
+    decode_context: int = 0
+    prefill_attention: float = 0.0  # thousands of query-key pairs
+
+    @property
+    def features(self) -> tuple[float, ...]:
+        return (1.0, float(self.prefill_tokens), float(self.decode_rows), float(self.decode_context),
+                self.prefill_attention)
+
+
+def shape_of(out: SchedulerOutput) -> StepShape:
+    """The shape of a scheduled step: a one-token chunk past the prompt is a decode row, the rest prefill."""
+    p = d = dc = 0
+    att = 0.0
+    for s in out.scheduled:
+        n, start = len(s.token_ids), s.start_pos
+        if n == 1 and start >= s.num_prompt_tokens:
+            d += 1
+            dc += start
+        else:
+            p += n
+            att += n * (start + (n + 1) / 2)
+    return StepShape(p, d, dc, att / 1000.0)
+
+
+@dataclass(frozen=True)
+class Fit:
+    a: float
+    b: float = 0.0
+    c: float = 0.0
+    d: float = 0.0
+    e: float = 0.0
+
+    def seconds(self, shape: StepShape) -> float:
+        return (self.a + self.b * shape.prefill_tokens + self.c * shape.decode_rows
+                + self.d * shape.decode_context + self.e * shape.prefill_attention)
+
+
+@dataclass(frozen=True)
+class CostModel:
+    fits: dict[int, Fit]
+    cores: int = 0  # 0: each replica has its own hardware (no sharing)
+    name: str = ""
+    source: str = ""
+    engine: dict = field(default_factory=dict)  # SchedulerConfig fields a replica of this hardware uses
+    fit_error: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.fits:
+            raise ValueError("cost model: fits must hold at least one {threads: {a, b, c, d, e}} entry")
+        for t, f in self.fits.items():
+            if t < 1:
+                raise ValueError(f"cost model: fits keys are thread counts >= 1, got {t}")
+            if min(f.a, f.b, f.c, f.d, f.e) < 0 or f.a <= 0:
+                raise ValueError(f"cost model: coefficients must be >= 0 with a > 0, got {f} for {t} threads")
+        if self.cores < 0:
+            raise ValueError(f"cost model: cores must be >= 0, got {self.cores}")
+
+    def fit_for(self, threads: int) -> Fit:
+        below = [t for t in self.fits if t <= threads]
+        return self.fits[max(below) if below else min(self.fits)]
+
+    def seconds(self, shape: StepShape, threads: int = 1) -> float:
+        """Duration of a step of ``shape`` on one replica of ``threads`` threads with its cores to itself."""
+        return self.fit_for(threads).seconds(shape)
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "source": self.source, "cores": self.cores, "engine": self.engine,
+                "fits": {str(t): {k: getattr(f, k) for k in COEFFS} for t, f in sorted(self.fits.items())},
+                "fit_error": self.fit_error}
+
+    @classmethod
+    def from_json(cls, d: dict) -> CostModel:
+        if not isinstance(d, dict) or "fits" not in d:
+            raise ValueError("cost model file: needs a 'fits' mapping {threads: {a, b, c, d, e}}")
+        fits = {}
+        for t, f in d["fits"].items():
+            unknown = set(f) - set(COEFFS)
+            if unknown or "a" not in f:
+                raise ValueError(f"cost model file: fits[{t}] needs 'a' and only {', '.join(COEFFS)}; got {sorted(f)}")
+            fits[int(t)] = Fit(**{k: float(v) for k, v in f.items()})
+        return cls(fits, int(d.get("cores", 0)), str(d.get("name", "")), str(d.get("source", "")),
+                   dict(d.get("engine") or {}), dict(d.get("fit_error") or {}))
+
+
+def load_cost_model(spec: str | Path) -> CostModel:
+    """A cost model from a file path, or a bundled one by name (``cpu-smollm2``, ``gpu-a100-llama2-7b``)."""
+    path = Path(spec)
+    if not path.exists():
+        path = BUNDLED / f"{spec}.json"
+        if not path.exists():
+            names = sorted(p.stem for p in BUNDLED.glob("*.json"))
+            raise ValueError(f"cost model {spec!r}: no such file, and no bundled model of that name "
+                             f"(bundled: {', '.join(names)})")
+    text = path.read_text()
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        data = yaml.safe_load(text)
+    else:
+        data = json.loads(text)
+    return CostModel.from_json(data)

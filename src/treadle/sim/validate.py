@@ -1,0 +1,171 @@
+"""``treadle sim validate``: replay ``treadle bench fleet`` and ``treadle bench serve`` runs in the simulator
+and put its predictions beside the measurements.
+
+For every run in the files: the same requests (``bench.workloads.make_workload`` with the run's settings;
+chat prompts tokenized with the model's chat template exactly as the gateway and the replica do), the same
+arrival process (closed loop with the run's concurrency and sessions, or trace arrivals), the same fleet
+(replicas, threads split over this machine's cores as ``bench fleet`` does, all on one machine, KV blocks,
+``max_num_seqs``, the same policy object) and the output lengths the run really produced (per request for
+``bench serve``, whose records have them; the run's mean for ``bench fleet``, whose files keep only summaries).
+Compared: requests/s (output tokens/s for the scaling runs), median TTFT, prefix-cache hit rate.
+Nothing is fitted to these runs: the cost model comes from ``treadle sim calibrate``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from treadle.bench.workloads import make_workload
+from treadle.engine.scheduler import SchedulerConfig
+from treadle.fleet.threads import split_threads
+from treadle.gateway.policies import make_policy
+from treadle.sim.cost_model import CostModel, load_cost_model
+from treadle.sim.results import result
+from treadle.sim.simulator import FleetConfig, Simulation
+from treadle.sim.workload import SimRequest
+
+
+class _Tokens:
+    """Prompt token ids as the replica sees them (the gateway's tokenization, chat template included)."""
+
+    def __init__(self, model: str) -> None:
+        from treadle.gateway.prefix import PrefixHasher, model_folder
+        from treadle.models.config import ModelConfig
+        from treadle.models.tokenizer import Tokenizer
+
+        folder = model_folder(model)
+        self.hasher = PrefixHasher(Tokenizer(folder), "validate")
+        self.model_cfg = ModelConfig.from_folder(folder)
+
+    def __call__(self, w) -> list[int]:  # noqa: ANN001 - a WorkloadRequest
+        if isinstance(w.prompt, list):
+            return list(w.prompt)
+        if w.prompt is not None:
+            return self.hasher.token_ids({"prompt": w.prompt}, False)
+        return self.hasher.token_ids({"messages": w.messages}, True)
+
+    def engine(self, num_blocks: int | None, max_num_seqs: int) -> SchedulerConfig:
+        if num_blocks is None:  # treadle serve's default: 2 GiB of fp32 KV
+            num_blocks = int(2.0 * 1024**3) // (self.model_cfg.kv_bytes_per_token(4) * 16)
+        return SchedulerConfig(max_num_seqs=max_num_seqs, max_num_batched_tokens=512, num_blocks=num_blocks,
+                               max_model_len=min(self.model_cfg.max_position_embeddings, num_blocks * 16))
+
+
+def _simulate(reqs: list[SimRequest], policy: str, cost: CostModel, n: int, engine: SchedulerConfig,
+              concurrency: int | None, cores: int) -> dict:
+    threads = split_threads(n, cores)[-1]
+    fleet = FleetConfig(replicas=n, threads=threads, replicas_per_machine=n, engine=engine, concurrency=concurrency,
+                        startup_s=0.0)
+    res = result(Simulation(reqs, make_policy(policy), cost, fleet).run(), None)
+    s = res["summary"]
+    return {"requests_per_s": s["requests_per_s"], "output_tok_s": s["output_tok_s"],
+            "ttft_p50_ms": s["ttft_ms"]["p50"], "hit_rate": res["prefix_cache_hit_rate"], "threads": threads}
+
+
+def _sim_requests(work: list, tokens: _Tokens, out_len: dict[str, int] | int) -> list[SimRequest]:
+    out = []
+    for w in work:
+        ids = tokens(w)
+        n_out = out_len.get(w.id, w.max_tokens) if isinstance(out_len, dict) else out_len
+        out.append(SimRequest(w.id, (lambda ids=ids: ids), max(1, n_out), arrival_s=w.arrival_s, session=w.session,
+                              turn=w.turn))
+    return out
+
+
+def _fleet_rows(path: Path, cost: CostModel, tokens: _Tokens, cores: int, log) -> list[dict]:  # noqa: ANN001
+    from treadle.fleet import bench_fleet
+
+    data = json.loads(path.read_text())
+    p = argparse.ArgumentParser()
+    bench_fleet.register(p)
+    cfg = vars(p.parse_args([]))
+    cfg.update({k: v for k, v in data.get("config", {}).items() if k in cfg})
+    engine = tokens.engine(cfg["num_kv_blocks"], cfg["max_num_seqs"])
+    rows = []
+    for run in data.get("runs", []):
+        wl, s = run["workload"], run["summary"]
+        if wl == "shared-prefix":
+            work = make_workload(wl, cfg["num_requests"], cfg["seed"], cfg["max_tokens"],
+                                 num_prefixes=cfg["num_prefixes"], prefix_tokens=cfg["prefix_tokens"])
+        else:
+            work = make_workload(wl, cfg["mooncake_requests"], cfg["seed"], cfg["max_tokens"],
+                                 sessions=cfg["mooncake_rows"] == "sessions")
+        mean_out = round(s["output_tok_s"] / s["requests_per_s"]) if s["requests_per_s"] else cfg["max_tokens"]
+        sim = _simulate(_sim_requests(work, tokens, mean_out), run["policy"], cost, cfg["replicas"], engine,
+                        cfg["concurrency"], cores)
+        rows.append({"source": str(path), "run": f"fleet {wl} {run['policy']} x{cfg['replicas']}",
+                     "real": {"requests_per_s": s["requests_per_s"], "ttft_p50_ms": s["ttft_ms"]["p50"],
+                              "hit_rate": s.get("prefix_cache_hit_rate")}, "sim": sim})
+        log(_line(rows[-1]))
+    for sc in data.get("scaling", []):
+        n = sc["replicas"]
+        work = make_workload("sharegpt", 24, cfg["seed"], cfg["max_tokens"] * 4)
+        mean_out = round(sc["output_tok_s"] / sc["requests_per_s"])
+        sim = _simulate(_sim_requests(work, tokens, mean_out), "least_loaded", cost, n, engine, cfg["concurrency"],
+                        cores)
+        rows.append({"source": str(path), "run": f"fleet scaling sharegpt least_loaded x{n}",
+                     "real": {"requests_per_s": sc["requests_per_s"], "output_tok_s": sc["output_tok_s"]}, "sim": sim})
+        log(_line(rows[-1]))
+    return rows
+
+
+def _serve_rows(path: Path, cost: CostModel, tokens: _Tokens, cores: int, log) -> list[dict]:  # noqa: ANN001
+    data = json.loads(path.read_text())
+    c, s = data["config"], data["summary"]
+    opts = {k: c.get(k) for k in ("num_prefixes", "prefix_tokens", "rate_scale", "length_scale", "window",
+                                  "tokens_per_hash", "max_prompt_tokens", "vocab_size")}
+    work = make_workload(c["workload"], c["num_requests"], c["seed"], c["max_tokens"], **opts)
+    outs = {r["id"]: r["output_tokens"] for r in data.get("requests", []) if r.get("status") == 200}
+    trace = c.get("arrival_mode") == "trace"
+    if trace:
+        first = min(w.arrival_s for w in work)
+        for i, w in enumerate(work):
+            work[i] = type(w)(**{**w.__dict__, "arrival_s": (w.arrival_s - first) * (c.get("time_scale") or 1.0)})
+    sim = _simulate(_sim_requests(work, tokens, outs), "least_loaded", cost, 1, tokens.engine(None, 128),
+                    None if trace else c["concurrency"], cores)
+    row = {"source": str(path), "run": f"serve {c['workload']} {'trace' if trace else 'c=' + str(c['concurrency'])}",
+           "real": {"requests_per_s": s["requests_per_s"], "ttft_p50_ms": s["ttft_ms"]["p50"],
+                    "hit_rate": s.get("prefix_cache_hit_rate")}, "sim": sim}
+    log(_line(row))
+    return [row]
+
+
+def _err(sim: float | None, real: float | None) -> float | None:
+    return None if sim is None or not real else sim / real - 1.0
+
+
+def _line(row: dict) -> str:
+    r, s = row["real"], row["sim"]
+    key = "output_tok_s" if "output_tok_s" in r else "requests_per_s"
+    parts = [f"{row['run']}: {key} {s[key]:.3f} vs {r[key]:.3f} ({_err(s[key], r[key]):+.0%})"]
+    if r.get("ttft_p50_ms"):
+        parts.append(f"TTFT p50 {s['ttft_p50_ms']:,.0f} vs {r['ttft_p50_ms']:,.0f} ms "
+                     f"({_err(s['ttft_p50_ms'], r['ttft_p50_ms']):+.0%})")
+    if r.get("hit_rate") is not None and s.get("hit_rate") is not None:
+        parts.append(f"hit {s['hit_rate']:.1%} vs {r['hit_rate']:.1%} ({(s['hit_rate'] - r['hit_rate']) * 100:+.1f} pt)")
+    return "; ".join(parts)
+
+
+def validate(args: argparse.Namespace, log) -> int:  # noqa: ANN001
+    import os
+
+    cost = load_cost_model(args.cost)
+    cores = cost.cores or os.cpu_count() or 1
+    tokens = _Tokens(args.model)
+    rows: list[dict] = []
+    for f in [x for x in args.fleet.split(",") if x]:
+        rows += _fleet_rows(Path(f), cost, tokens, cores, log)
+    for f in [x for x in args.serve.split(",") if x]:
+        rows += _serve_rows(Path(f), cost, tokens, cores, log)
+    for row in rows:
+        r, s = row["real"], row["sim"]
+        row["error"] = {"requests_per_s": _err(s["requests_per_s"], r.get("requests_per_s")),
+                        "output_tok_s": _err(s["output_tok_s"], r.get("output_tok_s")),
+                        "ttft_p50": _err(s.get("ttft_p50_ms"), r.get("ttft_p50_ms")),
+                        "hit_rate_points": None if r.get("hit_rate") is None or s["hit_rate"] is None
+                        else (s["hit_rate"] - r["hit_rate"]) * 100}
+    Path(args.out).write_text(json.dumps({"kind": "sim-validation", "cost_model": args.cost, "rows": rows}, indent=1))
+    log(f"wrote {args.out}")
+    return 0

@@ -1,0 +1,133 @@
+"""Curated datasets: PII rules, duplicate removal, the build (TRL formats, split, manifest, content hash),
+replay, lineage both ways and deletion; the store parts run on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import select
+
+from feedback_support import record, write
+from treadle.feedback import lineage
+from treadle.feedback.dataset import BuildOptions, build, split_responses
+from treadle.feedback.dedup import keep_mask
+from treadle.feedback.pii import scrub
+from treadle.feedback.review import act, enqueue
+from treadle.feedback.roles import Principal
+from treadle.feedback.submit import submit_feedback
+from treadle.store import open_store
+from treadle.store.models import Dataset, DatasetItem, Interaction
+
+REV = Principal("rita", "reviewer")
+
+
+def test_pii_rules() -> None:
+    counts: dict[str, int] = {}
+    text = ("Mail john.doe@example.com or call +1 415-555-0132 / (212) 555 7890; card 4111 1111 1111 1111; "
+            "ship to 221 Baker Street. Order 113542617735902 on 2024-05-06, {{Order Number}}.")
+    assert scrub(text, counts) == ("Mail [EMAIL] or call [PHONE] / [PHONE]; card [CARD]; ship to [ADDRESS] "
+                                   "Order 113542617735902 on 2024-05-06, {{Order Number}}.")
+    assert counts == {"email": 1, "phone": 2, "card": 1, "address": 1}
+    assert scrub("4111 1111 1111 1112") == "4111 1111 1111 1112"  # fails the Luhn check
+
+
+def test_duplicates_exact_and_near() -> None:
+    vecs = {"a": [1, 0], "b": [0.999, 0.045], "c": [0, 1]}
+
+    def encode(texts: list[str]) -> np.ndarray:
+        v = np.array([vecs[t.strip().lower()] for t in texts], dtype=np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    keep, exact, near = keep_mask(["a", " A ", "b", "c"], 0.95, encode)
+    assert keep == [True, False, False, True] and (exact, near) == (1, 1)
+
+
+def test_split_is_stratified_and_seeded() -> None:
+    strata = {f"r{i}": ("x" if i < 20 else "y") for i in range(30)}
+    split = split_responses(strata, 0.2, seed=1)
+    assert sum(split[f"r{i}"] == "dev" for i in range(20)) == 4 and sum(split[f"r{i}"] == "dev" for i in range(20, 30)) == 2
+    assert split == split_responses(strata, 0.2, seed=1) != split_responses(strata, 0.2, seed=2)
+
+
+def _reviewed(store, rid: str, request: str, output: str, action: str, user: str = "alice", label: str = "refund",
+              **kw: str) -> None:  # noqa: ANN001
+    write(store, record(rid, user=user, request=request, output=output))
+    with store.session() as s:
+        item = enqueue(s, rid, "manual")
+        act(s, item.id, REV, action, label=label, **kw)
+
+
+def test_build_lineage_replay_and_delete(db_url: str, tmp_path: Path) -> None:
+    store = open_store(db_url)
+    _reviewed(store, "a1", "How do I get a refund? I'm john@example.com", "Open Orders, then Refund.", "approve")
+    _reviewed(store, "a2", "How do I get a refund? I'm john@example.com", "Open Orders, then Refund.", "approve",
+              user="bob")  # exact duplicate of a1
+    _reviewed(store, "a3", "Cancel my order please", "No.", "correct", label="cancel",
+              reply="Sure: Orders, then Cancel. Call 415-555-0132 if stuck.")
+    _reviewed(store, "a4", "Tell me a joke about my bank", "Bad joke.", "reject", label="other", reason="off_topic")
+    write(store, record("t1", user="carol", request="Where is my parcel?", output="Track it under Orders."))
+    submit_feedback(store, Principal("carol", "user"), {"response_id": "t1", "thumbs": "up"})
+    m = build(store, tmp_path / "v1", BuildOptions(name="sup", dev_share=0.0, replay_share=0.5))
+    assert m["version"] == 1 and m["sources"] == 5 and m["removed"]["exact_duplicates"] >= 1
+    assert m["pii_scrubbed"] == {"email": 2, "phone": 1}  # per source text
+    files = {p.name: [json.loads(x) for x in p.read_text().splitlines()] for p in (tmp_path / "v1").glob("*.jsonl")}
+    sft, pref, kto = files["sft.jsonl"], files["preference.jsonl"], files["kto.jsonl"]
+    assert [r["messages"][-1]["content"] for r in sft] == ["Open Orders, then Refund.",
+                                                            "Sure: Orders, then Cancel. Call [PHONE] if stuck."]
+    assert pref == [{"prompt": [{"role": "user", "content": "Cancel my order please"}],
+                     "chosen": [{"role": "assistant", "content": "Sure: Orders, then Cancel. Call [PHONE] if stuck."}],
+                     "rejected": [{"role": "assistant", "content": "No."}]}]
+    assert sorted((r["completion"][0]["content"], r["label"]) for r in kto) == sorted([
+        ("Open Orders, then Refund.", True), ("No.", False), ("Sure: Orders, then Cancel. Call [PHONE] if stuck.", True),
+        ("Bad joke.", False), ("Track it under Orders.", True)])
+    assert "@" not in (tmp_path / "v1" / "sft.jsonl").read_text()
+    manifest = json.loads((tmp_path / "v1" / "manifest.json").read_text())
+    assert len(manifest["items"]) == sum(len(v) for v in files.values()) and manifest["content_hash"] == m["content_hash"]
+    assert {i["response_id"] for i in manifest["items"]} == {"a1", "a3", "a4", "t1"}
+    with store.session() as s:
+        ds = lineage.find_dataset(s, "sup:1")
+        srcs = lineage.dataset_sources(s, ds)
+        assert {x["response_id"] for x in srcs} == {"a1", "a3", "a4", "t1"}
+        assert all(x["review_actions"] for x in srcs if x["response_id"] != "t1")
+        fb_id = next(x["feedback"][0]["id"] for x in srcs if x["response_id"] == "t1")
+        assert [d["dataset"] for d in lineage.datasets_of_feedback(s, fb_id)] == ["sup"]
+    # version 2: only new items, plus a replay share of v1's SFT train records
+    _reviewed(store, "b1", "Change my shipping address", "Go to Profile, then Addresses.", "approve", label="address")
+    _reviewed(store, "b2", "Reset my password", "Use Forgot password on the sign-in page.", "approve", label="password")
+    m2 = build(store, tmp_path / "v2", BuildOptions(name="sup", dev_share=0.0, replay_share=0.5))
+    assert m2["version"] == 2 and m2["sources"] == 3 and m2["removed"]["exact_duplicates"] == 2 and m2["replay"] == {"count": 1, "from_versions": [1]}
+    replayed = next(i for i in m2["items"] if i["replay_of"] is not None)
+    assert replayed["response_id"] in {"a1", "a3"} and m2["content_hash"] != m["content_hash"]
+    with store.session() as s:
+        reached = lineage.datasets_of_response(s, replayed["response_id"])
+        assert {(d["version"], d["replay_of"] is not None) for d in reached} == {(1, False), (2, True)}
+        out = lineage.delete_user(s, "alice")
+    assert out["interactions"] == 5 and out["datasets_marked"] == ["sup:1", "sup:2"]
+    with store.session() as s:
+        assert {i.id for i in s.execute(select(Interaction)).scalars()} == {"a2", "t1"}
+        assert all(d.tainted_reason for d in s.execute(select(Dataset)).scalars())
+        items = s.execute(select(DatasetItem)).scalars().all()
+        assert all((it.record == {"redacted": True}) == (it.response_id != "t1") for it in items)
+        assert all(it.user != "alice" for it in items)
+    m3 = build(store, tmp_path / "v3", BuildOptions(name="sup", include_all=True, replay_share=0.0))
+    assert {i["response_id"] for i in m3["items"]} == {"a2", "t1"}  # alice's records are gone for good
+    store.close()
+
+
+def test_files_are_what_trl_reads(tmp_path: Path) -> None:
+    from datasets import load_dataset
+    from trl.data_utils import is_conversational
+
+    store = open_store(f"sqlite:///{tmp_path / 'trl.db'}")
+    _reviewed(store, "x1", "Cancel my order", "No.", "correct", reply="Orders, then Cancel.")
+    _reviewed(store, "x2", "Refund please", "Orders, then Refund.", "approve")
+    build(store, tmp_path / "ds", BuildOptions(embed=False, dev_share=0.0))
+    columns = {"sft": {"messages"}, "preference": {"prompt", "chosen", "rejected"},
+               "kto": {"prompt", "completion", "label"}}
+    for kind, cols in columns.items():
+        ds = load_dataset("json", data_files=str(tmp_path / "ds" / f"{kind}.jsonl"), split="train")
+        assert set(ds.column_names) == cols and len(ds) > 0
+        assert all(is_conversational(row) for row in ds)
+    store.close()

@@ -1,0 +1,118 @@
+"""A loop run resumes after a crash at the first step whose results were not committed; status shows it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from treadle.cli import main
+from treadle.loop import state as st
+from treadle.loop.config import config_from_dict
+from treadle.loop.runner import Loop
+from treadle.registry import registry as reg
+from treadle.store import open_store
+
+
+class FakeFleet:
+    def __init__(self) -> None:
+        self.routes: list[tuple[str, dict]] = []
+
+    def set_route(self, alias: str, weights: dict) -> None:
+        self.routes.append((alias, dict(weights)))
+
+    def models(self) -> list[str]:
+        return []
+
+    def load_adapter(self, name: str, path: str) -> None:
+        pass
+
+    def unload_adapter(self, name: str) -> None:
+        pass
+
+
+def test_crash_in_tune_resumes_at_tune(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # noqa: ANN001
+    db = f"sqlite:///{tmp_path / 'l.db'}"
+    cfg = config_from_dict({"alias": "bot", "production": "base", "db": db, "workdir": str(tmp_path / "w"),
+                            "gating": {"suites": ["bitext_intent"]}})
+    store = open_store(db)
+    calls: list[str] = []
+
+    def fake(step: str, nxt: str, updates: dict):  # noqa: ANN202
+        def run(self, run, sid):  # noqa: ANN001, ANN202
+            calls.append(step)
+            if step == "tune" and calls.count("tune") == 1:
+                raise RuntimeError("killed mid-training")
+            if nxt == "finish":
+                st.step_done(store, run.id, sid, "finish", updates)
+                return st.finish_run(store, run.id, "promoted", "test")
+            return st.step_done(store, run.id, sid, nxt, updates, candidate=updates.get("candidate"))
+        return run
+
+    order = list(st.STEPS)
+    for step, nxt in zip(order, order[1:], strict=False):
+        if step != "finish":
+            monkeypatch.setattr(Loop, f"_step_{step}", fake(step, nxt, {f"{step}_out": 1, "candidate": "bot-r1"}))
+    fleet = FakeFleet()
+    assert Loop(cfg, store, fleet).run_once() is None  # no trigger, nothing approved
+    with pytest.raises(RuntimeError, match="killed"):
+        Loop(cfg, store, fleet).run_once(force=True)
+    run = st.open_run(store, "bot")
+    assert run.step == "tune" and run.state["dataset_out"] == 1
+    done = Loop(cfg, store, fleet).run_once()  # a new process: resumes, does not start another run
+    assert done.id == run.id and done.outcome == "promoted"
+    assert calls == ["dataset", "tune", "tune", "register", "evaluate", "gate", "canary_start", "canary"]
+    steps = st.runs(store, "bot")[0]["steps"]
+    assert [(s["step"], s["status"]) for s in steps][:3] == [("dataset", "done"), ("tune", "failed"), ("tune", "done")]
+    assert "killed mid-training" in steps[1]["detail"]["error"]
+    assert fleet.routes == [("bot", {"base": 1.0})] and reg.alias_state(store, "bot").production == "base"
+    store.close()
+    cfg_file = tmp_path / "loop.yaml"
+    cfg_file.write_text(f"alias: bot\nproduction: base\ndb: {db}\ngating: {{suites: [bitext_intent]}}\n")
+    assert main(["loop", "status", "--config", str(cfg_file)]) == 0
+    out = capsys.readouterr().out
+    assert "alias bot: {'base': 1.0}" in out and "run 1 [done] bot-r1: promoted" in out and "tune(failed)" in out
+
+
+def test_config_errors_name_the_key() -> None:
+    with pytest.raises(ValueError, match="'alias' is required"):
+        config_from_dict({"production": "x"})
+    with pytest.raises(ValueError, match=r"canary: unknown keys \['shares'\]"):
+        config_from_dict({"alias": "a", "production": "p", "canary": {"shares": 0.1}})
+    with pytest.raises(ValueError, match="gate.margin"):
+        config_from_dict({"alias": "a", "production": "p", "gate": {"margin": 2}})
+    cfg = config_from_dict({"alias": "a", "production": "p", "gate": {"superiority": ["bitext_intent/accuracy"]},
+                            "canary": {"share": 0.2, "poll_seconds": 1}})
+    assert cfg.gate.superiority == ("bitext_intent/accuracy",) and cfg.canary.policy.share == 0.2
+    assert cfg.canary.poll_seconds == 1 and cfg.floor_once_reached == ("safety",)
+
+
+def test_tune_step_appends_the_fixed_mix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    db = f"sqlite:///{tmp_path / 'm.db'}"
+    mix = tmp_path / "safety_sft.jsonl"
+    mix.write_text(json.dumps({"messages": [{"role": "user", "content": "harm?"},
+                                            {"role": "assistant", "content": "I can't help with that."}]}) + "\n")
+    cfg = config_from_dict({"alias": "bot", "production": "base", "db": db, "workdir": str(tmp_path / "w"),
+                            "tune": {"method": "sft", "mix": [str(mix)], "args": {"max_steps": 1}}})
+    store = open_store(db)
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    (ds / "sft.jsonl").write_text('{"messages": [{"role": "user", "content": "hi"}, '
+                                  '{"role": "assistant", "content": "cancel"}]}')  # no final newline
+    seen = {}
+
+    def fake_tune(conf):  # noqa: ANN001, ANN202
+        seen["data"], seen["max_steps"] = Path(conf.data).read_text().splitlines(), conf.max_steps
+        return {"metrics": {"first_loss": 2.0, "final_loss": 1.0}, "wall_s": 1.0}
+
+    monkeypatch.setattr("treadle.tuning.tune", fake_tune)
+    run = st.start_run(store, "bot", {"reason": "forced"})
+    run = st.step_done(store, run.id, st.step_started(store, run.id, "dataset"), "tune", {"dataset_dir": str(ds)})
+    run = Loop(cfg, store, FakeFleet())._step_tune(run, st.step_started(store, run.id, "tune"))
+    assert run.step == "register" and seen["max_steps"] == 1
+    assert [json.loads(x)["messages"][-1]["content"] for x in seen["data"]] == ["cancel", "I can't help with that."]
+    detail = st.runs(store, "bot")[0]["steps"][-1]["detail"]
+    assert list(detail["mix"]) == [str(mix)] and len(detail["mix"][str(mix)]) == 64
+    store.close()

@@ -1,0 +1,40 @@
+"""Online signals per version from the store: counts, thumbs, TTFT/TPOT, sampled checks cached by id."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from treadle.loop.signals import LiveChecks, request_text, version_signals
+from treadle.store import open_store
+from treadle.store.models import Feedback, Interaction, utcnow
+
+
+def test_version_signals_from_the_log(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
+    t0 = utcnow()
+    rows = [("old", "v2", "kill", "stop", None, None, None, t0 - timedelta(minutes=5)),  # before the canary
+            ("a", "v2", "hello there friend", "stop", 0.1, 0.5, 5, t0),
+            ("b", "v2", "kill them", "stop", 0.2, 0.2, 1, t0),
+            ("c", "v2", "", "error", None, None, 0, t0),
+            ("d", "v1", "fine", "stop", 0.1, 0.4, 4, t0)]
+    with store.session() as s:
+        for rid, model, out, fin, ttft, e2e, toks, at in rows:
+            s.add(Interaction(id=rid, created_at=at, user="u", endpoint="chat", params={}, output=out, finish_reason=fin,
+                              request={"messages": [{"role": "user", "content": "q " + rid}]}, model_name=model,
+                              source="gateway", ttft_s=ttft, e2e_s=e2e, completion_tokens=toks))
+        s.flush()
+        s.add(Feedback(response_id="a", user="u", thumbs="up"))
+        s.add(Feedback(response_id="b", user="u", thumbs="down"))
+        s.add(Feedback(response_id="b", user="w", thumbs=None, comment="meh"))
+    checks = LiveChecks("keywords:kill")
+    sig = version_signals(store, "v2", t0, checks, sample_n=10)
+    assert (sig.requests, sig.errors, sig.thumbs_up, sig.thumbs_down) == (3, 1, 1, 1)
+    assert sorted(sig.ttft) == [0.1, 0.2] and sig.tpot == ((0.5 - 0.1) / 4,)  # 1-token replies have no TPOT
+    assert (sig.sampled, sig.unsafe, sig.incoherent) == (3, 1, 1)  # the empty reply is degenerate
+    assert set(checks.cache) == {"a", "b", "c"}
+    small = version_signals(store, "v2", t0, checks, sample_n=2)
+    assert small.sampled == 2
+    assert version_signals(store, "v1", t0, checks, 10).requests == 1
+    assert request_text({"prompt": "p"}) == "p" and request_text({"messages": []}) == ""
+    store.close()

@@ -1,0 +1,243 @@
+"""treadle sim: exact times on constructed schedules, the cost model, core sharing, fast-forward equivalence,
+the real policy/autoscaler objects, trace loading and the command."""
+
+from __future__ import annotations
+
+import json
+import pkgutil
+
+import pytest
+
+import treadle.sim as sim_pkg
+from treadle.engine.outputs import ScheduledRequest, SchedulerOutput
+from treadle.engine.scheduler import SchedulerConfig
+from treadle.fleet.autoscaler import AutoscalerConfig
+from treadle.gateway.policies import POLICIES, make_policy
+from treadle.gateway.policies.base import RoutingPolicy
+from treadle.sampling_params import SamplingParams
+from treadle.sim.cost_model import CostModel, Fit, StepShape, load_cost_model, shape_of
+from treadle.sim.machine import Machine
+from treadle.sim.results import result
+from treadle.sim.simulator import FleetConfig, Simulation
+from treadle.sim.workload import SimRequest, rows_of, synthetic_day, trace_requests
+
+ONE_SECOND = CostModel({1: Fit(a=1.0)})  # every step takes exactly 1 s
+
+
+def req(i: str, prompt: list[int], out: int, at: float | None = 0.0, **kw: object) -> SimRequest:
+    return SimRequest(i, lambda p=prompt: list(p), out, arrival_s=at, **kw)
+
+
+def run(reqs, cost=ONE_SECOND, policy="round_robin", **fleet) -> Simulation:
+    fleet.setdefault("engine", SchedulerConfig(max_num_batched_tokens=512, num_blocks=256))
+    return Simulation(reqs, make_policy(policy), cost, FleetConfig(**fleet)).run()
+
+
+def test_known_schedule_gives_known_times() -> None:
+    # t=0 step 1: A's prefill (first token at 1). t=1 step 2: A decodes, B (arrived 0.5) prefills:
+    # A ends at 2, B's first token at 2. t=2 step 3: B decodes and ends at 3.
+    a, b = req("a", list(range(100, 116)), 2, 0.0), req("b", list(range(200, 216)), 2, 0.5)
+    s = run([a, b])
+    assert (a.first_token_s, a.end_s, b.first_token_s, b.end_s) == (1.0, 2.0, 2.0, 3.0)
+    summary = result(s, None)["summary"]
+    assert summary["ttft_ms"]["p50"] == pytest.approx(1250.0)  # A 1.0 s, B 1.5 s (from its arrival)
+    assert summary["e2e_ms"]["mean"] == pytest.approx(2250.0)  # A 2.0 s, B 2.5 s
+    assert summary["tpot_ms"]["mean"] == pytest.approx(1000.0)
+
+
+def test_chunked_prefill_and_linear_cost() -> None:
+    # budget 16: a 40-token prompt prefills in chunks 16, 16, 8 (+ first token), then 2 decodes.
+    cost = CostModel({1: Fit(a=0.5, b=0.01, c=0.1)})
+    r = req("a", list(range(100, 140)), 3)
+    run([r], cost, engine=SchedulerConfig(max_num_batched_tokens=16, num_blocks=64))
+    chunks = 3 * 0.5 + 0.01 * 40
+    assert r.first_token_s == pytest.approx(chunks)
+    assert r.end_s == pytest.approx(chunks + 2 * (0.5 + 0.1))
+
+
+def test_shape_of_and_fit() -> None:
+    p = SamplingParams(max_tokens=4)
+    out = SchedulerOutput([
+        ScheduledRequest("p", list(range(10)), 20, [], True, p, [], 30),  # prefill chunk at 20..29
+        ScheduledRequest("d", [5], 40, [], True, p, [], 30),  # decode at position 40
+    ], [], [])
+    shape = shape_of(out)
+    assert shape == StepShape(prefill_tokens=10, decode_rows=1, decode_context=40,
+                              prefill_attention=10 * (20 + 5.5) / 1000)
+    f = Fit(a=1, b=2, c=3, d=4, e=5)
+    assert f.seconds(shape) == pytest.approx(1 + 20 + 3 + 160 + 5 * 0.255)
+
+
+def test_cost_model_files(tmp_path) -> None:
+    m = CostModel({1: Fit(a=0.1, b=0.001), 2: Fit(a=0.05)}, cores=2, name="x", source="here")
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(m.to_json()))
+    back = load_cost_model(path)
+    assert back.fits == m.fits and back.cores == 2
+    assert back.fit_for(1).a == 0.1 and back.fit_for(2).a == 0.05 and back.fit_for(8).a == 0.05
+    yml = tmp_path / "c.yaml"
+    yml.write_text("cores: 0\nfits:\n  1: {a: 0.2, c: 0.01}\n")
+    assert load_cost_model(yml).seconds(StepShape(decode_rows=3)) == pytest.approx(0.23)
+    gpu = load_cost_model("gpu-h100-llama3-8b")
+    assert "datasheet" in gpu.source and gpu.engine["num_blocks"] > 0
+    with pytest.raises(ValueError, match="fits"):
+        CostModel.from_json({"cores": 1})
+    with pytest.raises(ValueError, match="bundled"):
+        load_cost_model("no-such-model")
+
+
+def test_processor_sharing_is_exact() -> None:
+    m = Machine(cores=1)
+    assert m.start("a", 1, 1.0, 0.0) == {"a": 1.0}
+    ends = m.start("b", 1, 1.0, 0.5)  # from 0.5 both run at half speed: a has 0.5 left -> 1.5
+    assert ends == {"a": pytest.approx(1.5), "b": pytest.approx(2.5)}
+    assert m.finish("a", 1.5) == {"b": pytest.approx(2.0)}  # b did 0.5 by 1.5, then full speed
+
+
+def test_core_sharing_in_the_fleet() -> None:
+    # two 1-thread replicas on a 1-core machine, one request each at t=0: both steps take 2 s, not 1.
+    cost = CostModel({1: Fit(a=1.0)}, cores=1)
+    a, b = req("a", list(range(100, 116)), 1), req("b", list(range(200, 216)), 1)
+    run([a, b], cost, replicas=2, replicas_per_machine=2)
+    assert (a.end_s, b.end_s) == (2.0, 2.0)
+
+
+def test_prefix_hits_are_the_schedulers() -> None:
+    shared = list(range(1000, 1064))
+    a, b = req("a", shared + [1, 2, 3], 1, 0.0), req("b", shared + [4, 5, 6], 1, 5.0)
+    s = run([a, b], policy="prefix_affinity", replicas=2)
+    assert b.cached_tokens == 64 and a.replica == b.replica  # routed to the replica holding the prefix
+    assert result(s, None)["prefix_cache_hit_rate"] == pytest.approx(64 / (67 + 67))
+    assert s.decisions == {"no_match": 1, "prefix_match": 1}
+
+
+def _mixed_workload(n: int = 60) -> list[SimRequest]:
+    out = []
+    for i in range(n):
+        prefix = list(range(5000 + (i % 3) * 100, 5000 + (i % 3) * 100 + 48))
+        out.append(req(f"r{i}", prefix + [i] * (10 + i % 7), 5 + (i * 7) % 23, at=i * 0.0625))
+    return out
+
+
+@pytest.mark.parametrize("policy", sorted(POLICIES))
+def test_fast_forward_is_exact(policy: str) -> None:
+    # binary fractions: step-by-step sums and the stretch's closed form are then both exact
+    cost = CostModel({1: Fit(a=2**-4, b=2**-10, c=2**-7, d=2**-13)})
+    eng = SchedulerConfig(max_num_batched_tokens=64, num_blocks=16, max_num_seqs=6)  # small: preemptions
+    outcomes = []
+    for fast in (False, True):
+        reqs = _mixed_workload()
+        s = run(reqs, cost, policy, replicas=3, engine=eng, fast_forward=fast)
+        res = result(s, None)
+        outcomes.append(([(r.id, r.first_token_s, r.end_s, r.cached_tokens, r.replica) for r in reqs],
+                         res["prefix_cache_hit_rate"], res["preemptions"], s.decisions))
+        assert (s.fast_forwarded_steps > 0) == fast
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][2] > 0  # the case exercises preemption
+
+
+def test_policies_are_the_gateways_own_objects() -> None:
+    # no module of the simulator defines a routing policy: it drives the classes the gateway uses
+    for info in pkgutil.iter_modules(sim_pkg.__path__):
+        mod = __import__(f"treadle.sim.{info.name}", fromlist=["_"])
+        for obj in vars(mod).values():
+            if isinstance(obj, type) and issubclass(obj, RoutingPolicy):
+                assert obj in POLICIES.values() or obj is RoutingPolicy, f"{info.name} defines {obj}"
+    policy = make_policy("prefix_affinity")
+    Simulation([req("a", list(range(100, 164)), 2)], policy, ONE_SECOND, FleetConfig()).run()
+    assert len(policy.indexes["r0"]) == 4  # the object the simulation was given was driven
+
+
+def test_autoscaler_scales_up_with_startup_delay() -> None:
+    scale = AutoscalerConfig(min_replicas=1, max_replicas=3, target_load_per_replica=2, upscale_delay_s=0,
+                             downscale_delay_s=1000, startup_time_s=5)
+    reqs = [req(f"r{i}", list(range(100 * i, 100 * i + 16)), 30) for i in range(1, 5)]
+    s = run(reqs, replicas=1, autoscale=scale, startup_s=5, interval_s=1.0)
+    assert s.scale_events[0] == (1.0, 2, "scale_up")  # load 4 / target 2 at the first tick
+    assert (6.0, 2, 2) in s.timeline  # launched at 1, ready at the first probe 5 s later
+    res = result(s, None)
+    end = max(r.end_s for r in reqs)
+    assert res["replica_hours"] == pytest.approx((end + (end - 1.0)) / 3600)
+
+
+def test_closed_loop_sessions_wait_for_the_previous_turn() -> None:
+    a1 = req("a1", list(range(100, 116)), 2, None, session="a", turn=0)
+    a2 = req("a2", list(range(100, 132)), 2, None, session="a", turn=1)
+    b1 = req("b1", list(range(300, 316)), 2, None)
+    run([a1, a2, b1], concurrency=1)
+    assert a2.sent_s == a1.end_s and b1.sent_s == a2.end_s
+
+
+def test_trace_files_and_synthetic_day(tmp_path) -> None:
+    jl = tmp_path / "t.jsonl"
+    jl.write_text("\n".join(json.dumps(r) for r in [
+        {"timestamp": 1000, "input_length": 40, "output_length": 3, "hash_ids": [1, 2]},
+        {"timestamp": 3000, "input_length": 40, "output_length": 2, "hash_ids": [1, 2]}]))
+    rows = rows_of(str(jl))
+    assert [r[0] for r in rows] == [0.0, 2.0]
+    reqs = trace_requests(rows, "t", rate_scale=2.0, tokens_per_hash=16)
+    assert [r.arrival_s for r in reqs] == [0.0, 1.0]
+    p0, p1 = reqs[0].make_prompt(), reqs[1].make_prompt()
+    assert len(p0) == round(40 * 16 / 512) and p0 == p1  # same hash ids -> the same tokens
+    csvf = tmp_path / "t.csv"
+    csvf.write_text("arrival_s,input_tokens,output_tokens\n0.5,20,4\n0.0,10,2\n")
+    assert rows_of(str(csvf)) == [(0.0, 10, 2, None), (0.5, 20, 4, None)]
+    day = synthetic_day([(float(t), 10, 2, None) for t in range(0, 3600, 10)], hours=24, seed=0)
+    per_hour = [sum(1 for r in day if h * 3600 <= r[0] < (h + 1) * 3600) for h in range(24)]
+    assert per_hour[14] > 300 and per_hour[2] < 80  # peak at 14:00, trough at 02:00
+    with pytest.raises(ValueError, match="input_tokens"):
+        bad = tmp_path / "bad.csv"
+        bad.write_text("arrival_s,x\n0,1\n")
+        rows_of(str(bad))
+
+
+def test_command_writes_a_sim_file_the_report_reads(tmp_path) -> None:
+    from treadle.cli import main
+    from treadle.report.loading import load_results
+
+    trace = tmp_path / "t.csv"
+    trace.write_text("arrival_s,input_tokens,output_tokens\n" + "".join(f"{i * 0.2},{20 + i},{40}\n" for i in range(30)))
+    cost = tmp_path / "c.json"
+    cost.write_text(json.dumps({"cores": 0, "fits": {"1": {"a": 0.05, "b": 0.001}},
+                                "engine": {"num_blocks": 64, "max_model_len": 512}}))
+    out = tmp_path / "sim.json"
+    assert main(["sim", "--trace", str(trace), "--replicas", "1,2", "--policy", "round_robin,least_loaded",
+                 "--cost", str(cost), "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["kind"] == "sim" and len(data["runs"]) == 4
+    assert all(r["summary"]["completed"] == 30 for r in data["runs"])
+    assert len(load_results([tmp_path])["sim"]) == 1
+    assert main(["sim", "--trace", str(trace), "--autoscale", "--min-replicas", "1", "--max-replicas", "3",
+                 "--target-load", "1", "--upscale-delay", "0", "--startup", "1", "--cost", str(cost),
+                 "--out", str(tmp_path / "auto.json")]) == 0
+    auto = json.loads((tmp_path / "auto.json").read_text())["runs"][0]
+    assert auto["autoscale"]["max_replicas"] == 3 and auto["max_replicas"] > 1
+    assert main(["report", str(out), str(tmp_path / "auto.json"), "--out", str(tmp_path / "rep")]) == 0
+    md = (tmp_path / "rep" / "REPORT.md").read_text()
+    assert "Simulation (treadle sim)" in md and "sim0_timeline.png" in md and "autoscale 1-3" in md
+
+
+def test_fit_recovers_known_coefficients() -> None:
+    from treadle.sim.calibrate import errors, fit
+
+    truth = Fit(a=0.02, b=0.001, c=0.004, d=0.00001, e=0.0005)
+    shapes = [StepShape(p, d, d * ctx, p * (s + (p + 1) / 2) / 1000) for p in (0, 16, 64) for d in (0, 1, 4)
+              for ctx in (32, 256) for s in (0, 128) if p or d]
+    points = [(sh, truth.seconds(sh)) for sh in shapes]
+    got = fit(points)
+    for k in ("a", "b", "c", "d", "e"):
+        assert getattr(got, k) == pytest.approx(getattr(truth, k), rel=1e-6, abs=1e-12)
+    assert errors(got, points)["max_ape"] < 1e-6
+
+
+def test_calibrate_runs_the_engine_on_a_tiny_model(tiny_llama) -> None:
+    from treadle.sim.calibrate import calibrate
+
+    model = calibrate(str(tiny_llama), [1], num_kv_blocks=64, log=lambda _: None,
+                      prefill=[(16, 0), (32, 64)], decode=[(1, 32), (4, 32)])
+    f = model.fits[1]
+    assert f.a > 0 and model.cores >= 1
+    err = model.fit_error["1"]
+    assert err["in_sample"]["steps"] >= 8 and err["held_out"]["mape"] >= 0
+    back = CostModel.from_json(json.loads(json.dumps(model.to_json())))
+    assert back.fits == model.fits
