@@ -44,3 +44,24 @@ def test_block_weight_rejects_wrong_shapes() -> None:
         ggml.BlockWeight(torch.zeros(4, 19, dtype=torch.uint8), "Q4_1", 4, 32)
     with pytest.raises(ValueError, match="qtype"):
         ggml.BlockWeight(torch.zeros(4, 20, dtype=torch.uint8), "Q5_K", 4, 32)
+
+
+@pytest.mark.parametrize("qtype", ["Q4_1", "Q8_0"])
+def test_tiled_kernel_matches_reference_bit_for_bit_and_is_batch_invariant(lib, qtype: str) -> None:  # noqa: ANN001
+    """Any row count (tile edges: N % 4, M % 3, M beyond one 64-row block) gives the reference's bits."""
+    from gguf import GGMLQuantizationType
+    from gguf.quants import quantize
+
+    n, k = 103, 96  # 103 = 25 full 4-row weight tiles + an edge of 3
+    rng = np.random.default_rng(1)
+    blocks = quantize(rng.normal(0, 0.05, size=(n, k)).astype(np.float32), GGMLQuantizationType[qtype])
+    bw = ggml.BlockWeight(torch.from_numpy(blocks), qtype, n, k)
+    x = torch.randn(70, k)
+    y = bw.matmul(x, lib)
+    for rows in (1, 4, 8):
+        assert torch.equal(y[:rows], bw.matmul_reference(x[:rows], lib))
+    # A row's result does not depend on the other rows of the step.
+    assert torch.equal(y[69:70], bw.matmul(x[69:70], lib))
+    assert torch.equal(y[5:8], bw.matmul(x[5:8], lib))
+    with pytest.raises(ValueError, match="at most"):
+        bw.matmul_reference(x, lib)

@@ -378,3 +378,22 @@ def test_stats() -> None:
     assert st["prefix_cache_queried_tokens"] == 18
     assert st["prefix_cache_hit_tokens"] == 8
     assert s.requests["b"].num_cached_tokens == 8
+
+
+def test_prefill_cap_applies_only_to_steps_that_carry_decodes() -> None:
+    s = make_sched(max_num_batched_tokens=64, prefill_tokens_per_decode_step=5)
+    a = make_req("a", 20, max_tokens=50)
+    s.add_request(a)
+    out, _ = step(s)
+    assert chunks(out) == {"a": (0, 20, True)}  # nothing decoding yet: the whole prompt at once
+    b, c = make_req("b", 7, max_tokens=2, base=10), make_req("c", 4, max_tokens=2, base=20)
+    s.add_request(b)
+    s.add_request(c)
+    out, _ = step(s)
+    # a decodes, so b and c share 5 prompt tokens: b takes them all, c waits (FCFS).
+    assert chunks(out) == {"a": (20, 1, True), "b": (0, 5, False)}
+    out, _ = step(s)
+    assert chunks(out) == {"a": (21, 1, True), "b": (5, 2, True), "c": (0, 3, False)}
+    assert out.num_scheduled_tokens == 1 + 5
+    run_to_end(s)
+    assert_all_free(s)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from treadle.config_args import AppendTuple
 
 _DTYPES = ("float32", "bfloat16")
+QUANTIZATIONS = ("none", "int8")
 
 
 def parse_lora_module(value: str) -> tuple[str, str]:
@@ -47,6 +48,9 @@ class EngineConfig:
     long_prefill_token_threshold: int = field(default=0, metadata={
         "help": "most prompt tokens one request prefills in a step, so long prompts share steps "
                 "with decodes (0: no cap)"})
+    prefill_tokens_per_decode_step: int = field(default=0, metadata={
+        "help": "prefill/decode balance: most prompt tokens a step that also carries decodes may compute "
+                "(smaller: better TPOT; 0: only the step budget limits them, best TTFT)"})
     enable_prefix_caching: bool = field(default=True, metadata={
         "help": "automatic prefix caching: reuse the KV blocks of a shared prompt prefix",
         "aliases": ("--prefix-cache",)})
@@ -57,6 +61,15 @@ class EngineConfig:
     decode_kernel: bool = field(default=True, metadata={
         "help": "decode steps read the GGUF Q4_1/Q8_0 blocks the weights came from "
                 "(--no-decode-kernel: plain fp32 matmuls only)"})
+    attention_kernel: bool = field(default=True, metadata={
+        "help": "decode rows attend in place in the paged KV cache with the C kernel (fp32; "
+                "--no-attention-kernel: the torch gather path)"})
+    # Speed over exactness, opt-in (docs/ENGINE.md "Weight formats"): int8 per-channel weights with
+    # int8 dynamic activations for every projection and the lm_head. Not the default: it is not exact.
+    quantization: str = field(default="none", metadata={
+        "help": "weight format: 'none' (fp32, exact; GGUF blocks where the cost rule picks them) or "
+                "'int8' (experimental: int8 weights x int8 dynamic activations, fbgemm; ~1/3 of the CPU per "
+                "projection, but far from fp32's greedy output on SmolLM2, see docs/BENCHMARKS.md)", "choices": QUANTIZATIONS})
     # Multi-LoRA serving (docs/LORA.md): adapters resident at once, largest rank accepted, and
     # (name, PEFT folder) pairs loaded at start (``treadle serve --lora NAME=PATH``, repeatable).
     max_loras: int = field(default=4, metadata={
@@ -72,6 +85,12 @@ class EngineConfig:
         for name in ("block_size", "max_num_seqs", "max_num_batched_tokens", "max_loras", "max_lora_rank"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.quantization not in QUANTIZATIONS:
+            raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {self.quantization!r}")
+        if self.quantization != "none" and self.dtype != "float32":
+            raise ValueError(f"quantization={self.quantization!r} needs dtype='float32', got {self.dtype!r}")
+        if self.prefill_tokens_per_decode_step < 0:
+            raise ValueError(f"prefill_tokens_per_decode_step must be >= 0, got {self.prefill_tokens_per_decode_step}")
         if self.max_model_len is not None and self.max_model_len < 2:
             raise ValueError(f"max_model_len must be >= 2, got {self.max_model_len}")
         if self.kv_cache_gb <= 0:

@@ -18,7 +18,8 @@ def register(p: argparse.ArgumentParser) -> None:
     e.add_argument("--num-prompts", type=int, default=64)
     e.add_argument("--skip-hf", action="store_true", help="skip the transformers side (ratios become null)")
     e.add_argument("--only", default=None, help="comma list of parts to run (default: throughput,http,prefix,"
-                   "single,load; with --num-loras: lora)")
+                   "single,formats,load; with --num-loras: lora; formats: per weight format, incl. int8 "
+                   "token agreement)")
     e.add_argument("--num-loras", type=int, default=0, help="the multi-LoRA part: the workload spread over N "
                    "random adapters vs the base model, and single stream with/without one (docs/LORA.md)")
     e.add_argument("--lora-rank", type=int, default=16, help="rank of the --num-loras adapters")
@@ -30,6 +31,9 @@ def register(p: argparse.ArgumentParser) -> None:
     from treadle.fleet import bench_fleet
 
     bench_fleet.register(sub.add_parser("fleet", help="routing policies and replica scaling on a local fleet"))
+    from treadle.bench import peers
+
+    peers.register(sub.add_parser("peers", help="Treadle vs vLLM CPU vs llama-server, one at a time, 1/16/64 streams"))
     from treadle.tuning import bench as tune_bench  # needs the `tune` extra only when run
 
     tune_bench.register(sub.add_parser("tune", help="treadle tune SFT speed: plain vs shared-prefix path"))
@@ -50,6 +54,10 @@ def run(args: argparse.Namespace) -> int:
         from treadle.bench import compare
 
         return compare.run(args)
+    if args.bench == "peers":
+        from treadle.bench import peers
+
+        return peers.run(args)
     if args.bench == "tune":
         from treadle.tuning import bench as tune_bench
 
@@ -78,7 +86,7 @@ def run_engine(args: argparse.Namespace) -> int:
     from treadle.engine.llm_engine import LLMEngine
 
     num_loras = getattr(args, "num_loras", 0)
-    only = args.only or ("lora" if num_loras else "throughput,http,prefix,single,load")
+    only = args.only or ("lora" if num_loras else "throughput,http,prefix,single,formats,load")
     parts = set(only.split(","))
     if "lora" in parts and num_loras < 1:
         raise ValueError("the lora part needs --num-loras N (N >= 1)")
@@ -156,6 +164,16 @@ def run_engine(args: argparse.Namespace) -> int:
             result["single_stream_fp32_ratio"] = ratio(result["single_stream_fp32_tok_s"],
                                                        result["hf_single_stream_tok_s"])
         _log(f"single stream: treadle {result['single_stream_tok_s']:.1f} tok/s, hf {result['hf_single_stream_tok_s']}")
+
+    if "formats" in parts:
+        from treadle.bench.format_bench import format_figures
+
+        prompts = eb.throughput_prompts(engine.tokenizer, args.num_prompts)
+        result["formats"] = format_figures(
+            lambda q: LLMEngine(EngineConfig(model=args.model, threads=threads, kv_cache_gb=4.0, quantization=q)),
+            engine, prompts, eb.OUTPUT_TOKENS)
+        for fmt, figs in result["formats"].items():
+            _log(f"format {fmt}: " + ", ".join(f"{k} {v}" for k, v in figs.items()))
 
     if "lora" in parts:
         from treadle.bench.lora_bench import lora_bench

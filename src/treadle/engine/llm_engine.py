@@ -40,6 +40,8 @@ class LLMEngine:
         self.decode_kernel = bool(
             config.decode_kernel and dtype == torch.float32 and attach_decode_kernel(self.model, self.model_path)
         )
+        if config.quantization == "int8":
+            self.model.quantize_int8()
         self.tokenizer = Tokenizer(self.model_path)
         eos = read_generation_eos(self.model_path) or self.model_config.eos_token_ids
         if not eos and self.tokenizer.eos_token_id is not None:
@@ -59,6 +61,7 @@ class LLMEngine:
                 max_num_seqs=config.max_num_seqs,
                 max_num_batched_tokens=config.max_num_batched_tokens,
                 long_prefill_token_threshold=config.long_prefill_token_threshold,
+                prefill_tokens_per_decode_step=config.prefill_tokens_per_decode_step,
                 max_model_len=self.max_model_len,
                 num_blocks=num_blocks,
                 block_size=config.block_size,
@@ -66,7 +69,12 @@ class LLMEngine:
                 max_loras=config.max_loras,
             )
         )
-        self.runner = ModelRunner(self.model, cfg, num_blocks, config.block_size, self.eos_token_ids, dtype)
+        from treadle.kernels import ggml
+
+        attn_kernel = ggml.load() if config.attention_kernel and dtype == torch.float32 else None
+        self.attention_kernel = attn_kernel is not None
+        self.runner = ModelRunner(self.model, cfg, num_blocks, config.block_size, self.eos_token_ids, dtype,
+                                  attention_kernel=attn_kernel)
         self.outputs = OutputProcessor(self.tokenizer)
         self._ids = itertools.count()
         self._grammar_lock = threading.Lock()

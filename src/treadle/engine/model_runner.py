@@ -14,7 +14,7 @@ import torch
 
 from treadle.engine.outputs import RunnerOutput, ScheduledRequest, SchedulerOutput
 from treadle.engine.sampler import Sampler, SamplingRow, top_logprobs
-from treadle.models.attention import AttentionMetadata, DecodeGroup, PrefillChunk, Workspace
+from treadle.models.attention import AttentionMetadata, DecodeGroup, PagedDecode, PrefillChunk, Workspace
 from treadle.models.config import ModelConfig
 from treadle.models.linear import LoraGroup
 from treadle.models.llama import LlamaModel
@@ -31,8 +31,15 @@ class ModelRunner:
         block_size: int,
         eos_token_ids: tuple[int, ...],
         dtype: torch.dtype = torch.float32,
+        attention_kernel: object = None,
     ) -> None:
+        """``attention_kernel``: the C kernel library (``treadle.kernels.ggml.load()``) to attend
+        decode rows in place in the paged cache (fp32 only); None: the torch gather path."""
         self.model = model
+        k = attention_kernel
+        fits = k is not None and cfg.head_dim % 8 == 0 and cfg.head_dim <= k.paged_attention_max_head_dim() \
+            and cfg.num_heads // cfg.num_kv_heads <= k.paged_attention_max_group()
+        self.attention_kernel = k if fits and dtype == torch.float32 else None
         self.cfg = cfg
         self.block_size = block_size
         self.eos_token_ids = eos_token_ids
@@ -158,16 +165,29 @@ class ModelRunner:
             if e.num_tokens > 1:
                 prefills.append(self._prefill_chunk(e, start_row, len(ids)))
         decodes = [e for e in entries if e.num_tokens == 1]
+        paged = None
         groups = []
-        run_start = 0
-        for k in range(1, len(decodes) + 1):  # length groups within each adapter's run of decodes
-            if k == len(decodes) or decodes[k].adapter_id != decodes[run_start].adapter_id:
-                lengths = [e.start_pos + 1 for e in decodes[run_start:k]]
-                groups += [self._decode_group(decodes[run_start + a : run_start + b], run_start + a, run_start + b)
-                           for a, b in group_by_length(lengths)]
-                run_start = k
-        meta = AttentionMetadata(torch.tensor(slots), groups, prefills, self.workspace)
+        if self.attention_kernel is not None and decodes:
+            paged = self._paged_decode(decodes)  # every decode row in one call, any order
+        else:
+            run_start = 0
+            for k in range(1, len(decodes) + 1):  # length groups within each adapter's run of decodes
+                if k == len(decodes) or decodes[k].adapter_id != decodes[run_start].adapter_id:
+                    lengths = [e.start_pos + 1 for e in decodes[run_start:k]]
+                    groups += [self._decode_group(decodes[run_start + a : run_start + b], run_start + a,
+                                                  run_start + b) for a, b in group_by_length(lengths)]
+                    run_start = k
+        meta = AttentionMetadata(torch.tensor(slots), groups, prefills, self.workspace, paged)
         return torch.tensor(ids), torch.tensor(pos), meta, last_rows
+
+    def _paged_decode(self, decodes: list[ScheduledRequest]) -> PagedDecode:
+        """Block tables (padded with block 0, never read) and context lengths of the decode rows."""
+        bs = self.block_size
+        lens = [e.start_pos + 1 for e in decodes]
+        width = -(-max(lens) // bs)
+        tables = [e.block_ids[:width] + [0] * (width - len(e.block_ids[:width])) for e in decodes]
+        return PagedDecode(len(decodes), torch.tensor(tables, dtype=torch.int32),
+                           torch.tensor(lens, dtype=torch.int32), bs, self.attention_kernel)
 
     def _slots(self, block_ids: list[int], length: int) -> torch.Tensor:
         bs = self.block_size

@@ -14,8 +14,13 @@ Algorithm (token-budget continuous batching, FCFS, as in vLLM v1)
    ``max_loras`` adapter slots (``LoraSlots``: LRU over adapters no running request uses); when
    none is free it stays queued and is skipped, and so is every later adapter request (FCFS among
    them, so the slot it waits for is the next one freed), while base-model requests go on.
+3. Prefill/decode balance: when ``prefill_tokens_per_decode_step`` > 0 and some running request is
+   decoding, the prompt tokens of all chunks in the step (steps 1 and 2 together) are capped at it,
+   so a step that carries decodes stays short (better TPOT); with no decode running the cap is off
+   (best TTFT on an idle engine). 0 = only the step budget limits prompt tokens (best TTFT).
 Parameters: ``max_num_seqs``, ``max_num_batched_tokens`` (the per-step token budget),
 ``long_prefill_token_threshold`` (cap on one request's prefill chunk, 0 = none),
+``prefill_tokens_per_decode_step`` (cap on a decode step's prompt tokens, 0 = none),
 ``max_model_len``, the KV cache (``num_blocks`` x ``block_size``), and ``max_loras``.
 No torch here.
 """
@@ -37,6 +42,7 @@ class SchedulerConfig:
     max_num_seqs: int = 128
     max_num_batched_tokens: int = 512
     long_prefill_token_threshold: int = 0
+    prefill_tokens_per_decode_step: int = 0
     max_model_len: int = 2048
     num_blocks: int = 1024
     block_size: int = 16
@@ -50,6 +56,8 @@ class SchedulerConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.long_prefill_token_threshold < 0:
             raise ValueError("long_prefill_token_threshold must be >= 0 (0 = no cap)")
+        if self.prefill_tokens_per_decode_step < 0:
+            raise ValueError("prefill_tokens_per_decode_step must be >= 0 (0 = no cap)")
 
 
 class Scheduler:
@@ -102,13 +110,21 @@ class Scheduler:
         budget = cfg.max_num_batched_tokens
         scheduled: list[ScheduledRequest] = []
         preempted: list[Request] = []
+        # Prompt tokens this step may still take (step 3 of the algorithm); None = no cap.
+        prefill_left: int | None = None
+        if cfg.prefill_tokens_per_decode_step and any(r.num_tokens - r.num_computed_tokens == 1
+                                                      for r in self.running):
+            prefill_left = cfg.prefill_tokens_per_decode_step
 
         i = 0
         while i < len(self.running) and budget > 0:
             req = self.running[i]
             n = min(req.num_tokens - req.num_computed_tokens, budget)
+            capped = req.num_tokens - req.num_computed_tokens > 1 and prefill_left is not None  # a prefill chunk
             if cfg.long_prefill_token_threshold:  # caps every prefill chunk, not only the first
                 n = min(n, cfg.long_prefill_token_threshold)
+            if capped:
+                n = min(n, prefill_left)
             if n <= 0:
                 i += 1
                 continue
@@ -122,13 +138,16 @@ class Scheduler:
                 break
             scheduled.append(self._scheduled(req, n))
             budget -= n
+            if capped:
+                prefill_left -= n
             i += 1
 
         now = time.time()
         pinned = {r.adapter_id for r in self.running if r.adapter_id is not None}
         slot_wait = False  # an adapter request is waiting for a slot: later adapter requests wait too
         idx = 0
-        while idx < len(self.waiting) and budget > 0 and len(self.running) < cfg.max_num_seqs and not preempted:
+        while (idx < len(self.waiting) and budget > 0 and len(self.running) < cfg.max_num_seqs and not preempted
+               and (prefill_left is None or prefill_left > 0)):
             req = self.waiting[idx]
             if req.adapter_id is not None:
                 if slot_wait or self.loras.acquire(req.adapter_id, pinned) is None:
@@ -139,6 +158,8 @@ class Scheduler:
             n = min(req.num_tokens - hit_tokens, budget)
             if cfg.long_prefill_token_threshold:
                 n = min(n, cfg.long_prefill_token_threshold)
+            if prefill_left is not None:
+                n = min(n, prefill_left)
             if self.kv.allocate_slots(req, n, hit_blocks) is None:
                 break
             del self.waiting[idx]
@@ -153,6 +174,8 @@ class Scheduler:
             self.running.append(req)
             scheduled.append(self._scheduled(req, n))
             budget -= n
+            if prefill_left is not None:
+                prefill_left -= n
 
         finished, self._finished_since_step = self._finished_since_step, []
         return SchedulerOutput(scheduled, [r.request_id for r in preempted], finished, tuple(self.loras.slots))

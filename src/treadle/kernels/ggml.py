@@ -3,7 +3,11 @@
 A single-stream decode step is memory-bound: it streams every weight once per token. fp32 weights
 are 4 bytes each; Q4_1 blocks are 0.625 bytes and Q8_0 1.06, so reading the GGUF blocks the model
 was converted from cuts the bytes per step by ~5x while rebuilding bit-identical fp32 weights.
-The kernel serves steps with at most ``max_rows()`` token rows; larger steps use the fp32 GEMM.
+``q*_gemm`` (one weight row at a time, at most ``max_rows()`` token rows) is the reference;
+``q*_gemm_tiled`` serves any number of rows (weight rows rebuilt 4 at a time into an fp32 scratch,
+multiplied against 3 token rows at a time) with the same summation order per output, so both give
+the same bits, and a row's result does not depend on the other rows of the step. Which format a
+step uses (blocks or the fp32 GEMM) is the cost rule in ``treadle.models.linear``.
 
 The C file is compiled once per machine (gcc, ~1 s) into ``$TREADLE_CACHE/kernels`` and loaded
 with ctypes after torch, so its OpenMP calls share torch's libgomp thread pool. Without gcc or
@@ -25,7 +29,7 @@ import torch
 from treadle.models.registry import cache_root
 
 log = logging.getLogger("treadle.kernels")
-_SRC = Path(__file__).with_name("ggml_gemv.c")
+_SRCS = [Path(__file__).with_name(n) for n in ("ggml_gemv.c", "paged_attention.c")]  # one library
 _FLAGS = ["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-ffp-contract=off", "-shared", "-fPIC"]
 BLOCK_BYTES = {"Q4_1": 20, "Q8_0": 34}
 _lib: ctypes.CDLL | None = None
@@ -44,13 +48,14 @@ def build(force: bool = False) -> Path | None:
     """Compile the kernel if needed; return the shared library's path, or None if unavailable."""
     if not _cpu_ok() or shutil.which("gcc") is None:
         return None
-    tag = hashlib.sha256(_SRC.read_bytes() + " ".join(_FLAGS).encode()).hexdigest()[:12]
-    out = cache_root() / "kernels" / f"ggml_gemv-{tag}.so"
+    tag = hashlib.sha256(b"".join(p.read_bytes() for p in _SRCS) + " ".join(_FLAGS).encode()).hexdigest()[:12]
+    out = cache_root() / "kernels" / f"treadle_kernels-{tag}.so"
     if out.is_file() and not force:
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(f".{os.getpid()}.tmp")
-    proc = subprocess.run(["gcc", *_FLAGS, str(_SRC), "-o", str(tmp)], capture_output=True, text=True, check=False)
+    cmd = ["gcc", *_FLAGS, *map(str, _SRCS), "-o", str(tmp), "-lm"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         log.warning("could not build the GGUF decode kernel: %s", proc.stderr.strip()[:500])
         return None
@@ -70,11 +75,16 @@ def load() -> ctypes.CDLL | None:
     if path is None:
         return None
     lib = ctypes.CDLL(str(path))
-    for name in ("q4_1_gemm", "q8_0_gemm"):
+    for name in ("q4_1_gemm", "q8_0_gemm", "q4_1_gemm_tiled", "q8_0_gemm_tiled"):
         fn = getattr(lib, name)
         fn.restype = None
         fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
     lib.max_rows.restype = ctypes.c_int
+    fn = lib.paged_decode_attention
+    fn.restype = None
+    fn.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int] * 4 + [ctypes.c_long] + [ctypes.c_int] * 2 + [ctypes.c_float]
+    lib.paged_attention_max_group.restype = ctypes.c_int
+    lib.paged_attention_max_head_dim.restype = ctypes.c_int
     _lib = lib
     return lib
 
@@ -92,7 +102,17 @@ class BlockWeight:
         self._fn = None
 
     def matmul(self, x: torch.Tensor, lib: ctypes.CDLL) -> torch.Tensor:
-        """``x @ W.T`` for ``x`` of shape ``[M, K]`` (float32, M <= max_rows())."""
+        """``x @ W.T`` for ``x`` of shape ``[M, K]`` (float32, any M), by the tiled kernel."""
+        x = x.contiguous()
+        y = torch.empty(x.shape[0], self.n, dtype=torch.float32)
+        fn = lib.q4_1_gemm_tiled if self.qtype == "Q4_1" else lib.q8_0_gemm_tiled
+        fn(self.blocks.data_ptr(), x.data_ptr(), y.data_ptr(), x.shape[0], self.n, self.k)
+        return y
+
+    def matmul_reference(self, x: torch.Tensor, lib: ctypes.CDLL) -> torch.Tensor:
+        """The same product by the one-row-at-a-time kernel (``M <= max_rows()``); tests compare the two."""
+        if x.shape[0] > lib.max_rows():
+            raise ValueError(f"matmul_reference takes at most {lib.max_rows()} rows, got {x.shape[0]}")
         x = x.contiguous()
         y = torch.empty(x.shape[0], self.n, dtype=torch.float32)
         fn = lib.q4_1_gemm if self.qtype == "Q4_1" else lib.q8_0_gemm

@@ -7,6 +7,10 @@ KV cache of one layer: ``k_cache``/``v_cache`` of shape ``[kv_heads, num_slots, 
 (head-major, slot = block_id * block_size + offset), so that the K of one head for a list of
 slots is a single ``index_select`` of contiguous 256-byte rows.
 
+With the C kernel (``treadle/kernels/paged_attention.c``, fp32 caches) all decode rows attend in
+one call that reads each sequence's blocks in place through its block table: no workspace copy,
+one OpenMP job per (sequence, KV head). Without it, step (2) below does the work in torch.
+
 Per layer: (1) the step's new K/V rows are written to their slots, all before any read, so a
 request may read a block another request fills in the same step; (2) each decode group gathers
 its context into a reusable workspace (no allocation, so no page faults on the hot path) and
@@ -42,11 +46,37 @@ class PrefillChunk:
 
 
 @dataclass
+class PagedDecode:
+    """All decode rows (rows 0..num_rows-1) for the C kernel: block tables and context lengths."""
+
+    num_rows: int
+    block_tables: torch.Tensor  # [B, max_blocks] int32 (rows past a sequence's blocks unused)
+    context_lens: torch.Tensor  # [B] int32, including the token of this step
+    block_size: int
+    kernel: object  # the ctypes library from treadle.kernels.ggml.load()
+
+
+@dataclass
 class AttentionMetadata:
     slot_mapping: torch.Tensor  # [T] long
     decode_groups: list[DecodeGroup]
     prefills: list[PrefillChunk]
     workspace: Workspace
+    paged_decode: PagedDecode | None = None  # set instead of decode_groups when the C kernel runs
+
+
+def paged_decode_kernel(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pd: PagedDecode,
+                        scale: float) -> torch.Tensor:
+    """Decode attention for rows ``0..pd.num_rows-1`` of ``q`` [T, Hq, D], read from the cache in place."""
+    b = pd.num_rows
+    qd = q[:b].contiguous()
+    num_heads, head_dim = q.shape[1], q.shape[2]
+    out = torch.empty(b, num_heads * head_dim, dtype=torch.float32)
+    pd.kernel.paged_decode_attention(
+        qd.data_ptr(), k_cache.data_ptr(), v_cache.data_ptr(), pd.block_tables.data_ptr(),
+        pd.context_lens.data_ptr(), out.data_ptr(), b, num_heads, k_cache.shape[0], head_dim,
+        k_cache.shape[1], pd.block_size, pd.block_tables.shape[1], scale)
+    return out
 
 
 class Workspace:
@@ -80,6 +110,8 @@ def paged_attention(
     kv_heads = k_cache.shape[0]
     group = num_heads // kv_heads
     outs: list[torch.Tensor] = []
+    if meta.paged_decode is not None:
+        outs.append(paged_decode_kernel(q, k_cache, v_cache, meta.paged_decode, scale))
     for g in meta.decode_groups:
         b = g.end_row - g.start_row
         kb, vb = meta.workspace.get(kv_heads, b * g.max_len, head_dim, k_cache.dtype)

@@ -2,9 +2,10 @@
 
 - :class:`DenseLinear`: an fp32 (or bf16) weight matrix, ``F.linear``. Exact: the greedy identity
   with transformers rests on it.
-- :class:`GGUFBlockLinear`: the GGUF decode kernel (``treadle.kernels``) for steps of at most
-  ``max_rows`` rows, the dense twin for larger steps.
-Later formats (quantized weights) add a class here; the model layer only calls ``apply``.
+- :class:`GGUFBlockLinear`: the GGUF block kernel (``treadle.kernels``) for steps of at most
+  ``max_rows`` rows, the dense twin for larger steps; ``max_rows`` comes from the cost rule in
+  ``treadle.models.linear_formats``, which also holds the quantized formats (int8).
+The model layer only calls ``apply``.
 
 LoRA sits on top of any method: :func:`add_lora` adds ``(x[rows] @ A.T) @ B.T`` for each group of
 rows that share an adapter (one low-rank product per adapter group), leaving other rows untouched.

@@ -18,6 +18,7 @@ from treadle.kernels.ggml import BlockWeight
 from treadle.models.attention import AttentionMetadata, paged_attention
 from treadle.models.config import ModelConfig
 from treadle.models.linear import DenseLinear, GGUFBlockLinear, LinearMethod, LoraGroup, add_lora
+from treadle.models.linear_formats import Int8DynamicLinear
 
 PROJECTIONS = ("qkv", "o_proj", "gate_up", "down")  # the fused projections of a layer
 
@@ -90,9 +91,10 @@ class LlamaLayer(nn.Module):
         x = F.rms_norm(h, (cfg.hidden_size,), self.input_norm, eps)
         qkv = self._linear(x, "qkv", lora)
         t = qkv.shape[0]
-        q, k, v = qkv.split([cfg.q_size, cfg.kv_size, cfg.kv_size], dim=-1)
-        q = apply_rope(q.view(t, cfg.num_heads, cfg.head_dim), cos, sin)
-        k = apply_rope(k.view(t, cfg.num_kv_heads, cfg.head_dim), cos, sin)
+        qk, v = qkv.split([cfg.q_size + cfg.kv_size, cfg.kv_size], dim=-1)
+        # q and k heads are adjacent in each row: one RoPE call rotates both (same elementwise math).
+        qk = apply_rope(qk.view(t, cfg.num_heads + cfg.num_kv_heads, cfg.head_dim), cos, sin)
+        q, k = qk.split([cfg.num_heads, cfg.num_kv_heads], dim=1)
         v = v.view(t, cfg.num_kv_heads, cfg.head_dim)
         attn = paged_attention(q, k, v, k_cache, v_cache, meta, self.scale)
         h = h + self._linear(attn, "o_proj", lora)
@@ -123,17 +125,30 @@ class LlamaModel(nn.Module):
             else nn.Parameter(torch.empty(cfg.vocab_size, cfg.hidden_size), requires_grad=False)
         )
         self.register_buffer("inv_freq", rope_inv_freq(cfg), persistent=False)
-        self.head_blocks: BlockWeight | None = None
-        self.kernel = None
-        self.kernel_rows = 0
+        self.head: LinearMethod | None = None  # how the logits are computed (None: dense lm_head)
+        self.weight_format = "dense"  # "dense", "gguf" (blocks for small steps) or "int8"
 
     def attach_block_weights(self, blocks: dict[str, BlockWeight], kernel, max_rows: int) -> None:  # noqa: ANN001
         """Serve steps of at most ``max_rows`` rows from GGUF blocks (names as in ``gguf_block_weights``)."""
-        self.kernel, self.kernel_rows = kernel, max_rows
-        self.head_blocks = blocks.get("lm_head")
+        head = blocks.get("lm_head")
+        self.head = GGUFBlockLinear(DenseLinear(self.lm_head), head, kernel, max_rows) if head is not None else None
         for i, layer in enumerate(self.layers):
             layer.bind_linears({n: blocks[f"layers.{i}.{n}"] for n in PROJECTIONS if f"layers.{i}.{n}" in blocks},
                                kernel, max_rows)
+        self.weight_format = "gguf"
+
+    def quantize_int8(self) -> None:
+        """Every projection and the lm_head become int8 weights x int8 dynamic activations.
+
+        Replaces the linear methods (the fp32 parameters stay, as the source of LoRA-free exact
+        weights and of the embedding); LoRA still adds its fp32 low-rank product on top."""
+        for layer in self.layers:
+            layer.bind_linears()
+            for name in PROJECTIONS:
+                bias = layer.qkv_bias if name == "qkv" else None
+                layer.linears[name] = Int8DynamicLinear(getattr(layer, name), bias)
+        self.head = Int8DynamicLinear(self.lm_head)
+        self.weight_format = "int8"
 
     def rope_tables(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         freqs = positions.to(torch.float32).unsqueeze(1) * self.inv_freq.unsqueeze(0)
@@ -159,6 +174,6 @@ class LlamaModel(nn.Module):
 
     @torch.inference_mode()
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        if self.head_blocks is not None and hidden.shape[0] <= self.kernel_rows:
-            return self.head_blocks.matmul(hidden, self.kernel)
+        if self.head is not None:
+            return self.head.apply(hidden)
         return F.linear(hidden, self.lm_head)

@@ -137,5 +137,7 @@ def attach_decode_kernel(model: LlamaModel, folder: str | Path) -> bool:
             log.warning("GGUF blocks of %s do not match the fp32 weights; decode kernel disabled", name)
             return False
         blocks[name] = bw
-    model.attach_block_weights(blocks, lib, lib.max_rows())
+    from treadle.models.linear_formats import crossover_rows
+
+    model.attach_block_weights(blocks, lib, crossover_rows("gguf", "dense"))
     return True
