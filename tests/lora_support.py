@@ -49,16 +49,22 @@ NEAR_TIE = 1e-4  # a greedy divergence is accepted only where the reference's to
 
 
 def compare_greedy(model, prompt: list[int], gen: list[int], logprobs: list[dict[int, float]] | None,  # noqa: ANN001
-                   tol: float = 1e-4, near_tie: float = NEAR_TIE) -> int:
+                   tol: float = 1e-4, near_tie: float = NEAR_TIE, banned: tuple[int, ...] = (),
+                   min_tokens: int = 0) -> int:
     """Check ``gen`` is the reference's greedy continuation; compare reported logprobs within ``tol``.
 
     A mismatch is allowed only at a near tie (top-2 reference logits closer than ``NEAR_TIE``);
     comparison stops there (the sequences legitimately part). Returns how many tokens matched.
+    ``banned`` (the EOS ids) are excluded from the reference's argmax for the first ``min_tokens`` tokens,
+    as the engine's sampler does; reported logprobs are the raw ones, so they are compared unmasked.
     """
     ref = reference_logits(model, prompt + gen)
     for i, tok in enumerate(gen):
         row = ref[len(prompt) - 1 + i]
-        best = int(row.argmax())
+        choice = row.clone()
+        if i < min_tokens and banned:
+            choice[list(banned)] = float("-inf")
+        best = int(choice.argmax())
         if tok != best:
             gap = float(row[best] - row[tok])
             assert gap < near_tie, f"token {i}: got {tok}, reference {best} (logit gap {gap:.3g} is no near tie)"

@@ -89,7 +89,8 @@ class ServerProcess:
         import openai
 
         kw.setdefault("api_key", self.api_key or "none")
-        return openai.OpenAI(base_url=f"{self.base}/v1", max_retries=0, timeout=TIMEOUT, **kw)
+        kw.setdefault("timeout", TIMEOUT)
+        return openai.OpenAI(base_url=f"{self.base}/v1", max_retries=0, **kw)
 
     def post(self, path: str, json: object = None, **kw: object) -> httpx.Response:
         headers = {**self.headers, **kw.pop("headers", {})}  # type: ignore[arg-type]
