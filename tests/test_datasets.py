@@ -100,11 +100,24 @@ def test_build_lineage_replay_and_delete(db_url: str, tmp_path: Path) -> None:
     assert m2["version"] == 2 and m2["sources"] == 3 and m2["removed"]["exact_duplicates"] == 2 and m2["replay"] == {"count": 1, "from_versions": [1]}
     replayed = next(i for i in m2["items"] if i["replay_of"] is not None)
     assert replayed["response_id"] in {"a1", "a3"} and m2["content_hash"] != m["content_hash"]
+    from treadle.registry import registry
+    from treadle.registry.models import ModelVersion, VersionEvent
+
+    with store.session() as s:
+        ds_ids = {d.version: d.id for d in s.execute(select(Dataset)).scalars()}
+    registry.register(store, "sup-v1", "adapter", "base", dataset_ids=[ds_ids[1]])
+    registry.register(store, "sup-other", "adapter", "base", dataset_ids=[])
     with store.session() as s:
         reached = lineage.datasets_of_response(s, replayed["response_id"])
         assert {(d["version"], d["replay_of"] is not None) for d in reached} == {(1, False), (2, True)}
         out = lineage.delete_user(s, "alice")
     assert out["interactions"] == 5 and out["datasets_marked"] == ["sup:1", "sup:2"]
+    assert out["versions_marked"] == ["sup-v1"]  # the adapter trained on a marked dataset, no other
+    with store.session() as s:
+        v = s.execute(select(ModelVersion).where(ModelVersion.name == "sup-v1")).scalar_one()
+        ev = s.execute(select(VersionEvent).where(VersionEvent.version_id == v.id,
+                                                  VersionEvent.kind == "data_deleted")).scalar_one()
+        assert ev.detail == {"datasets": [ds_ids[1]]} and "alice" not in str(ev.detail) and "retrain" in v.notes
     with store.session() as s:
         assert {i.id for i in s.execute(select(Interaction)).scalars()} == {"a2", "t1"}
         assert all(d.tainted_reason for d in s.execute(select(Dataset)).scalars())

@@ -90,4 +90,27 @@ def delete_user(s: Session, user: str) -> dict:
         ds.tainted_reason = f"{ds.tainted_reason}\n{note}" if ds.tainted_reason else note
     return {"user": user, "interactions": len(inter_ids), "feedback": n_fb + n_fb_own, "review_items": n_items,
             "dataset_records_redacted": len(touched),
-            "datasets_marked": [f"{d.name}:{d.version}" for d in (s.get(Dataset, i) for i in sorted(marked))]}
+            "datasets_marked": [f"{d.name}:{d.version}" for d in (s.get(Dataset, i) for i in sorted(marked))],
+            "versions_marked": _mark_versions(s, marked, stamp)}
+
+
+def _mark_versions(s: Session, dataset_ids: set[int], stamp: str) -> list[str]:
+    """Model versions trained on a marked dataset get an audited ``data_deleted`` event and a note.
+
+    The event names the datasets, never the deleted user. Returns the marked versions' names.
+    """
+    from treadle.registry.models import ModelVersion, VersionEvent
+
+    names: list[str] = []
+    if not dataset_ids:
+        return names
+    for v in s.execute(select(ModelVersion).order_by(ModelVersion.id)).scalars():
+        hit = sorted(dataset_ids.intersection(v.dataset_ids or []))
+        if not hit:
+            continue
+        s.add(VersionEvent(version_id=v.id, kind="data_deleted", actor="treadle data delete",
+                           detail={"datasets": hit}))
+        note = f"{stamp}: trained on datasets {hit} that held a deleted user's records; retrain before promoting"
+        v.notes = f"{v.notes}\n{note}" if v.notes else note
+        names.append(v.name)
+    return names
