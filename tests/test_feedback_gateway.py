@@ -93,3 +93,13 @@ def test_gateway_logs_relayed_responses_and_takes_feedback(tmp_path: Path) -> No
         assert st.params == {"temperature": 0.5} and st.replica == p.replica is not None and st.ttft_s is not None
         assert s.execute(select(Feedback.thumbs)).scalar() == "down"
     store.close()
+
+
+def test_gateway_records_take_the_version_from_the_replicas_model_cards() -> None:
+    from treadle.feedback.service import version_of
+
+    cards = [{"id": "base-m", "parent": None}, {"id": "sup-v3", "parent": "base-m", "version": "ab12"},
+             {"id": "other"}]
+    assert version_of(cards, "sup-v3") == "ab12"  # an adapter: its content hash, as the replica labels it
+    assert version_of(cards, "base-m") == "base"
+    assert version_of(cards, "other") is None and version_of(cards, "missing") is None and version_of([], "x") is None

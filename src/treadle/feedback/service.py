@@ -88,13 +88,17 @@ class FeedbackService:
             log.exception("interaction record failed")
 
     def record_gateway(self, request: Any, body: dict, response: dict, stream: bool, replica: str | None,
-                       t0: float, ttft_s: float | None) -> None:
-        """Queue the interaction of one relayed response (``t0``: the request's monotonic arrival time)."""
+                       t0: float, ttft_s: float | None, cards: list[dict] | None = None) -> None:
+        """Queue the interaction of one relayed response (``t0``: the request's monotonic arrival time).
+
+        ``cards`` are the replica's /v1/models cards: the answering model's card gives the record its version.
+        """
         if self.log is None:
             return
         try:
             rec = from_response(body, response, key_user=self.key_user(request), source="gateway", stream=stream,
-                                replica=replica, ttft_s=ttft_s, e2e_s=time.monotonic() - t0)
+                                replica=replica, ttft_s=ttft_s, e2e_s=time.monotonic() - t0,
+                                model_version=version_of(cards or [], response.get("model")))
             if rec is not None:
                 self.log.submit(rec)
         except Exception:  # noqa: BLE001 - logging must never break serving
@@ -114,16 +118,31 @@ class GatewayRecord:
         self.svc, self.request, self.body, self.chat = svc, request, body, chat
         self.acc = StreamAccumulator()
 
-    def whole(self, content: bytes, replica: str, t0: float) -> None:
+    def whole(self, content: bytes, replica: str, t0: float, cards: list[dict] | None = None) -> None:
         try:
             response = json.loads(content)
         except ValueError:
             return
         if isinstance(response, dict):
-            self.svc.record_gateway(self.request, self.body, response, False, replica, t0, None)
+            self.svc.record_gateway(self.request, self.body, response, False, replica, t0, None, cards)
 
     def feed(self, line: str) -> None:
         self.acc.feed(line)
 
-    def finish(self, replica: str, t0: float, ttft_s: float | None) -> None:
-        self.svc.record_gateway(self.request, self.body, self.acc.response(self.chat), True, replica, t0, ttft_s)
+    def finish(self, replica: str, t0: float, ttft_s: float | None, cards: list[dict] | None = None) -> None:
+        self.svc.record_gateway(self.request, self.body, self.acc.response(self.chat), True, replica, t0, ttft_s,
+                                cards)
+
+
+def version_of(cards: list[dict], model: Any) -> str | None:
+    """The model version a replica's /v1/models cards give ``model``: an adapter's content hash, the base
+    model's ``base`` (as the replica's own metrics label it), None when the replica does not list it or its
+    card says neither (no ``version``, no ``parent`` field)."""
+    from treadle.server.metrics import BASE_VERSION
+
+    card = next((c for c in cards if c.get("id") == model), None)
+    if card is None:
+        return None
+    if card.get("version"):
+        return str(card["version"])
+    return BASE_VERSION if "parent" in card and card["parent"] is None else None  # a root model card

@@ -223,7 +223,7 @@ class Proxy:
             if cached is not None:
                 self.policy.on_result(route, d, cached)
             if rec is not None:
-                rec.whole(content, r.replica_id, t0)
+                rec.whole(content, r.replica_id, t0, r.models)
         self.metrics.routed.labels(r.replica_id, str(resp.status_code)).inc()
         self.metrics.e2e.observe(time.monotonic() - t0)
         headers = {k: v for k, v in resp.headers.items() if k.lower() in ("x-request-id", "retry-after")}
@@ -286,7 +286,7 @@ class Proxy:
                 yield "\n" + sse(err.body()) + sse("[DONE]")
             else:
                 if rec is not None:
-                    rec.finish(r.replica_id, t0, ttft)
+                    rec.finish(r.replica_id, t0, ttft, r.models)
         except (asyncio.CancelledError, GeneratorExit):
             status = "499"
             raise
