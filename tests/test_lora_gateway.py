@@ -163,3 +163,31 @@ def test_gateway_routes_by_model_and_alias_with_admin_api(fleet) -> None:  # noq
     assert httpx.delete(f"{srv.base}/admin/routes/bot", headers=admin_h, timeout=T).status_code == 200
     gone = httpx.post(f"{srv.base}/v1/completions", headers=user_h, json={"model": "bot", "prompt": "x"}, timeout=T)
     assert gone.status_code == 404
+
+
+def test_admin_routes_take_a_key_with_the_admin_role(tmp_path: Path) -> None:
+    """Keys with roles (treadle.feedback.roles) reach the route admin API too: admin yes, user no."""
+    import json
+
+    from treadle.feedback.config import FeedbackConfig
+
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps({"keys": [{"key": "root-key", "user": "ops", "role": "admin"},
+                                         {"key": "user-key", "user": "u", "role": "user"}]}))
+    replica = FakeReplica("A", models=("base", "v3"))
+    settings = GatewaySettings(feedback=FeedbackConfig(db=f"sqlite:///{tmp_path / 'gw.db'}", keys_file=str(keys)))
+    gw = Gateway(make_policy("least_loaded"), settings)  # no --admin-api-key
+    gw.replicas.add(replica.base)
+    srv = ThreadServer(create_gateway_app(gw))
+    try:
+        assert wait_for(lambda: len(gw.replicas.routable()) == 1)
+        route = {"versions": {"v3": 1.0}}
+        url = f"{srv.base}/admin/routes/bot"
+        assert httpx.put(url, json=route, headers={"Authorization": "Bearer user-key"}, timeout=30).status_code in (401, 403)
+        ok = httpx.put(url, json=route, headers={"Authorization": "Bearer root-key"}, timeout=30)
+        assert ok.status_code == 200, ok.text
+        listed = httpx.get(f"{srv.base}/admin/routes", headers={"Authorization": "Bearer root-key"}, timeout=30)
+        assert [r["alias"] for r in listed.json()["routes"]] == ["bot"]
+    finally:
+        srv.stop()
+        replica.stop()

@@ -31,7 +31,15 @@ def _token(request: Request) -> str:
 
 def add_admin_routes(app: FastAPI, gw: Any) -> None:
     def check(request: Request, endpoint: str) -> None:
+        """Allow the --admin-api-key, or a key with the admin role (treadle.feedback.roles); else 401/403."""
         key = gw.settings.admin_api_key
+        keys = gw.feedback.keys if gw.feedback is not None else None
+        if keys is not None:
+            from treadle.feedback.roles import ANONYMOUS
+
+            p = keys.lookup(_token(request))
+            if p is not None and p is not ANONYMOUS and p.can("admin"):
+                return
         if key is None:
             gw.metrics.admin.labels(endpoint, "403").inc()
             raise ApiError(403, "The admin API is disabled: start the gateway with --admin-api-key KEY.", None,
