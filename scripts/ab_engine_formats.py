@@ -11,23 +11,15 @@ CPU ms per output token at 1 thread is the figure that survives a shared machine
 import os
 import statistics
 import sys
-import time
 
-from treadle.bench import engine_bench as eb
+from treadle.bench.format_bench import decode_rate, short_prompts
 from treadle.config import EngineConfig
 from treadle.engine.llm_engine import LLMEngine
-from treadle.sampling_params import SamplingParams
 
 
 def run(engine: LLMEngine, prompts: list[list[int]], tokens: int) -> tuple[float, float]:
-    p = SamplingParams(max_tokens=tokens, temperature=0.0, ignore_eos=True)
-    for i, ids in enumerate(prompts):
-        engine.add_request(f"r{time.perf_counter_ns()}-{i}", ids, p)
-    c0, w0, n = time.process_time(), time.perf_counter(), 0
-    while engine.has_unfinished_requests():
-        for out in engine.step():
-            n += sum(len(c.delta_token_ids) for c in out.outputs)
-    return n / (time.perf_counter() - w0), (time.process_time() - c0) / n * 1e3
+    r = decode_rate(engine, prompts, tokens)
+    return r["tok_s"], r["cpu_ms_per_token"]
 
 
 def make(kind: str) -> LLMEngine:
@@ -48,8 +40,7 @@ def main() -> None:
     tokens, rounds = int(sys.argv[3]), int(sys.argv[4])
     engines = {k: make(k) for k in kinds}
     tok = next(iter(engines.values())).tokenizer
-    chats = (tok.encode_chat([{"role": "user", "content": t}]) for t in eb.load_sharegpt_prompts()[:400])
-    short = [ids for ids in chats if len(ids) <= 64][:max(levels)]
+    short = short_prompts(tok, max(levels), 64)
     for e in engines.values():
         run(e, short[:4], 4)  # warm-up
     res: dict[tuple[str, int], list[tuple[float, float]]] = {}

@@ -60,16 +60,10 @@ def decode_rate(engine, prompts: list[list[int]], tokens: int) -> dict[str, floa
 
 
 def short_prompts(tokenizer, n: int = 64, max_len: int = 64) -> list[list[int]]:  # noqa: ANN001
-    from treadle.bench.engine_bench import load_sharegpt_prompts
+    """The first ``n`` ShareGPT chat prompts of at most ``max_len`` tokens (the engine benchmark's selection)."""
+    from treadle.bench.engine_bench import throughput_prompts
 
-    out = []
-    for text in load_sharegpt_prompts():
-        ids = tokenizer.encode_chat([{"role": "user", "content": text}])
-        if len(ids) <= max_len:
-            out.append(ids)
-            if len(out) == n:
-                return out
-    raise ValueError(f"only {len(out)} ShareGPT prompts fit in {max_len} tokens")
+    return throughput_prompts(tokenizer, n, max_len)
 
 
 def format_figures(make_engine, reference, prompts: list[list[int]], tokens: int,  # noqa: ANN001
