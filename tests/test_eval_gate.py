@@ -139,3 +139,20 @@ def test_gate_command(tmp_path, capsys) -> None:  # noqa: ANN001
     assert json.loads((tmp_path / "v.json").read_text())["passed"] is False
     assert main(["gate", str(tmp_path / "base"), str(tmp_path / "base")]) == 0
     assert main(["gate", str(tmp_path / "cand"), str(tmp_path / "base"), "--threshold-for", "bad"]) == 2
+
+
+def test_superiority_needs_a_significant_improvement() -> None:
+    base = results({"a": {"accuracy": outcomes(200, set(range(150)))}})  # 0.25
+    better = results({"a": {"accuracy": outcomes(200, set(range(100)))}})  # 0.50: 50 items only it passes
+    slightly = results({"a": {"accuracy": outcomes(200, set(range(147)))}})  # 3 more passes: not significant
+    policy = GatePolicy(threshold=0.0, superiority=["a/accuracy"])
+    v = run_gate(better, base, policy)
+    assert v.passed and v.metrics[0].significant_improvement, v.to_text()
+    assert v.metrics[0].p_improvement == pytest.approx(mcnemar_worse_p(50, 0))  # roles swapped
+    v = run_gate(slightly, base, policy)
+    assert not v.passed and v.metrics[0].significant_improvement is False
+    assert "no significant improvement" in v.metrics[0].reason
+    assert run_gate(slightly, base, GatePolicy(threshold=0.0)).passed  # without the rule, no regression: pass
+    assert run_gate(slightly, base, GatePolicy(threshold=0.0)).metrics[0].significant_improvement is None
+    with pytest.raises(ValueError, match="SUITE/METRIC"):
+        run_gate(better, base, GatePolicy(superiority=["accuracy"]))

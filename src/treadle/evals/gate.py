@@ -5,8 +5,11 @@ run: a metric missing from the candidate fails) on the items both runs share (pa
 1. absolute threshold: candidate value >= threshold (default 0.95, overridable per metric);
 2. no significant regression: a one-sided paired test (exact McNemar by default, or a paired
    bootstrap) of "candidate worse than baseline", with the family-wise level alpha = 1 - confidence
-   split over the m gated metrics by Holm (default) or Bonferroni.
-The candidate passes only if every metric passes both. Each metric's verdict carries the value,
+   split over the m gated metrics by Holm (default) or Bonferroni;
+3. for the metrics in ``superiority`` only (the ones a change is meant to improve): a significant
+   improvement, the same one-sided test of "candidate better than baseline", corrected together
+   with the tests of rule 2 (one family of m + s tests).
+The candidate passes only if every metric passes every rule that applies. Each metric's verdict carries the value,
 its Wilson interval at ``confidence``, the baseline value, the p-value and the reason.
 """
 
@@ -36,6 +39,7 @@ class GatePolicy:
     test: str = "mcnemar"
     correction: str = "holm"
     metrics: list[str] | None = None  # None: the metrics the candidate summary flags as gated
+    superiority: list[str] = field(default_factory=list)  # metrics that must improve significantly
     n_boot: int = 2000
     seed: int = 0
 
@@ -49,6 +53,9 @@ class GatePolicy:
         for name, t in {"threshold": self.threshold, **self.thresholds}.items():
             if not 0 <= t <= 1:
                 raise ValueError(f"threshold for {name} must be in [0, 1], got {t}")
+        for mid in self.superiority:
+            if "/" not in mid:
+                raise ValueError(f"superiority metric ids are SUITE/METRIC, got {mid!r}")
 
 
 @dataclass
@@ -64,6 +71,8 @@ class MetricVerdict:
     p_value: float | None
     significant_regression: bool
     discordant: list[int] | None  # [baseline-only passes, candidate-only passes]
+    p_improvement: float | None = None  # one-sided p of "candidate better" (superiority metrics only)
+    significant_improvement: bool | None = None  # None: the metric need not improve
 
 
 @dataclass
@@ -98,6 +107,7 @@ def run_gate(candidate: EvalResults, baseline: EvalResults, policy: GatePolicy |
     policy.validate()
     alpha = 1 - policy.confidence
     ids = policy.metrics if policy.metrics is not None else gated_ids(candidate, baseline)
+    ids = ids + [m for m in policy.superiority if m not in ids]
     if not ids:
         raise ValueError("no gated metrics: neither the candidate nor the baseline summary has a gated metric")
     rows: list[dict] = []
@@ -118,11 +128,20 @@ def run_gate(candidate: EvalResults, baseline: EvalResults, policy: GatePolicy |
             row["disc"] = list(disc)
             row["p"] = mcnemar_worse_p(*disc) if policy.test == "mcnemar" else bootstrap_worse_p(
                 c, b, policy.n_boot, policy.seed)
+            if mid in policy.superiority:  # the same test with the roles swapped: "baseline worse"
+                row["p_up"] = mcnemar_worse_p(disc[1], disc[0]) if policy.test == "mcnemar" else bootstrap_worse_p(
+                    b, c, policy.n_boot, policy.seed)
         rows.append(row)
-    tested = [r for r in rows if r["p"] is not None]
+    family = [(r, "p") for r in rows if r["p"] is not None] + [(r, "p_up") for r in rows if "p_up" in r]
     reject_fn = holm_reject if policy.correction == "holm" else bonferroni_reject
-    for r, rej in zip(tested, reject_fn([r["p"] for r in tested], alpha), strict=True):
-        r["regress"] = rej and r["value"] < r["baseline"]
+    for (r, key), rej in zip(family, reject_fn([r[key] for r, key in family], alpha), strict=True):
+        if key == "p":
+            r["regress"] = rej and r["value"] < r["baseline"]
+        else:
+            r["improve"] = rej and r["value"] > r["baseline"]
+    for r in rows:
+        if r["metric"] in policy.superiority:
+            r.setdefault("improve", False)
     out = [_verdict(r) for r in rows]
     return Verdict(all(m.passed for m in out), out, asdict(policy), alpha)
 
@@ -155,5 +174,12 @@ def _verdict(r: dict) -> MetricVerdict:
         passed, reason = False, f"significantly worse than baseline ({r['baseline']:.4f})"
     else:
         passed, reason = True, "meets threshold; no significant regression"
+    improve = r.get("improve")
+    if improve is not None and r["value"] is not None:
+        if improve:
+            reason += f"; significant improvement over {r['baseline']:.4f} (p {r['p_up']:.2g})"
+        else:
+            passed = False
+            reason += f"; no significant improvement over {r['baseline']:.4f} (p {r.get('p_up', 1.0):.2g})"
     return MetricVerdict(r["metric"], passed, reason, r["value"], r["ci"], r["n"], r["baseline"], r["threshold"],
-                         r["p"], regress, r["disc"])
+                         r["p"], regress, r["disc"], r.get("p_up"), improve)

@@ -20,6 +20,9 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test", choices=("mcnemar", "bootstrap"), default="mcnemar")
     p.add_argument("--correction", choices=("holm", "bonferroni"), default="holm")
     p.add_argument("--metrics", default=None, help="comma list of suite/metric ids (default: the gated ones)")
+    p.add_argument("--superiority", default=None, metavar="METRICS",
+                   help="comma list of suite/metric ids that must also improve significantly over the baseline "
+                        "(a fine-tune's target), e.g. bitext_intent/accuracy")
     p.add_argument("--json", dest="json_out", default=None, help="also write the verdict as JSON here")
 
 
@@ -44,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         threshold=args.threshold, thresholds=parse_thresholds(args.threshold_for), confidence=args.confidence,
         test=args.test, correction=args.correction,
         metrics=[m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None,
+        superiority=[m.strip() for m in args.superiority.split(",") if m.strip()] if args.superiority else [],
     )
     verdict = run_gate(load_results(args.candidate), load_results(args.baseline), policy)
     print(verdict.to_text())
