@@ -3,7 +3,9 @@
 Each repeat starts a fresh server per mode (same seed, so both modes see the same prompts), alternating
 which mode goes first, runs `treadle bench serve --workload sharegpt --concurrency 16 --num-requests 64`,
 and records throughput and TTFT p50; the "on" server must have written every response (its /metrics).
-The ratios on/off per repeat, their mean, min and max go to --out. Run it under the CPU lock:
+The ratios on/off per repeat, their mean, min and max go to --out. ``--aa`` runs the same pairs with
+logging off in both (an A/A control: the spread of the ratio when nothing differs, the benchmark's noise
+floor). Run it under the CPU lock:
     flock /tmp/treadle-cpu.lock python scripts/bench_feedback_overhead.py --repeats 3 --out FILE
 """
 
@@ -54,8 +56,8 @@ def written(base: str) -> tuple[float, float]:
     return got.get("written", 0.0), got.get("dropped", 0.0)
 
 
-def one(model: str, db: str, log_on: bool, seed: int, work: Path, tag: str) -> dict:
-    proc, base = serve(model, db, log_on, work / f"{tag}.log")
+def one(model: str, db: str, log_on: bool, seed: int, work: Path, tag: str, aa: bool = False) -> dict:
+    proc, base = serve(model, db, log_on and not aa, work / f"{tag}.log")
     try:
         out = work / f"{tag}.json"
         subprocess.run([sys.executable, "-m", "treadle.cli", "bench", "serve", "--base-url", base, "--workload",
@@ -65,7 +67,7 @@ def one(model: str, db: str, log_on: bool, seed: int, work: Path, tag: str) -> d
         res = {"mode": "on" if log_on else "off", "seed": seed, "completed": s["completed"],
                "requests_per_s": s["requests_per_s"], "output_tok_s": s["output_tok_s"],
                "ttft_p50_ms": s["ttft_ms"]["p50"]}
-        if log_on:
+        if log_on and not aa:
             deadline = time.monotonic() + 30
             while written(base)[0] < s["completed"] and time.monotonic() < deadline:
                 time.sleep(0.2)
@@ -81,6 +83,7 @@ def main() -> int:
     ap.add_argument("--model", default="default")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--aa", action="store_true", help="A/A control: logging off in both runs of each pair")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="treadle-fb-bench-"))
     db = f"sqlite:///{work / 'bench.db'}"
@@ -89,7 +92,7 @@ def main() -> int:
         order = (True, False) if r % 2 == 0 else (False, True)
         pair = {}
         for log_on in order:
-            res = one(args.model, db, log_on, seed=r, work=work, tag=f"r{r}-{'on' if log_on else 'off'}")
+            res = one(args.model, db, log_on, seed=r, work=work, tag=f"r{r}-{'on' if log_on else 'off'}", aa=args.aa)
             print(json.dumps(res), flush=True)
             runs.append(res)
             pair[res["mode"]] = res
@@ -104,7 +107,7 @@ def write(args: argparse.Namespace, runs: list[dict], pairs: int) -> dict:
     ratios = {k: [x["ratio"][k] for x in runs if x["mode"] == "on"] for k in ("requests_per_s", "output_tok_s",
                                                                               "ttft_p50_ms")}
     summary = {k: {"mean": sum(v) / len(v), "min": min(v), "max": max(v)} for k, v in ratios.items()}
-    result = {"kind": "feedback-log-overhead", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    result = {"kind": "feedback-log-overhead-aa" if args.aa else "feedback-log-overhead", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "command": "treadle bench serve --workload sharegpt --concurrency 16 --num-requests 64",
               "model": args.model, "db": "sqlite (WAL), one file for the whole benchmark",
               "repeats_planned": args.repeats, "pairs_done": pairs, "runs": runs, "ratio_on_over_off": summary}

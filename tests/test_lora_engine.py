@@ -244,12 +244,19 @@ def test_lora_on_the_decode_kernel_path_equals_dense_merged_weights() -> None:
     method = GGUFBlockLinear(DenseLinear(w_deq), ggml.BlockWeight(torch.from_numpy(blocks), "Q8_0", n, k), lib, 8)
     a, b = torch.randn(r, k) * 0.1, torch.randn(n, r) * 0.1
     x = torch.randn(5, k)
-    groups = [LoraGroup(torch.tensor([0, 3]), [{"p": (a, b)}])]  # rows 0 and 3 under the adapter
+    ab = (a.t().contiguous(), b.t().contiguous())  # the activated layout: A.T, B.T
+    groups = [LoraGroup(torch.tensor([0, 3]), [{"p": ab}])]  # rows 0 and 3 under the adapter
     y = method.apply(x)
     add_lora(y, x, groups, 0, "p")
     expected = x @ w_deq.T
     expected[[0, 3]] = x[[0, 3]] @ (w_deq + b @ a).T
     torch.testing.assert_close(y, expected, atol=1e-5, rtol=1e-5)
+    for rows, sel in ((slice(0, 5), [0, 1, 2, 3, 4]), (slice(1, 3), [1, 2])):  # every row; a span of rows
+        y = method.apply(x)
+        add_lora(y, x, [LoraGroup(rows, [{"p": ab}])], 0, "p")
+        expected = x @ w_deq.T
+        expected[sel] = x[sel] @ (w_deq + b @ a).T
+        torch.testing.assert_close(y, expected, atol=1e-5, rtol=1e-5)
 
 
 def test_lora_bench_runs_base_and_adapters_on_one_engine(tiny_llama) -> None:

@@ -113,6 +113,7 @@ class ModelRunner:
             for j, (e, _) in enumerate(sampling) if e.params.structured is not None
         ]
         return self.structured.start(rows)
+
     def _sync_slots(self, slots: tuple[str | None, ...]) -> None:
         """Make the activated adapters exactly those in ``slots`` (activating newcomers)."""
         want = {a for a in slots if a is not None}

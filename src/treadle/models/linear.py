@@ -9,7 +9,11 @@ The model layer only calls ``apply``.
 
 LoRA sits on top of any method: :func:`add_lora` adds ``(x[rows] @ A.T) @ B.T`` for each group of
 rows that share an adapter (one low-rank product per adapter group), leaving other rows untouched.
-The LoRA scale is folded into ``B`` when an adapter is activated (``treadle.models.lora``).
+The LoRA scale is folded into ``B`` when an adapter is activated (``treadle.models.lora``), and the
+activated factors are stored transposed and contiguous (``A.T`` ``[r, in]`` -> ``[in, r]``, ``B.T``
+``[r, out]``), so both products are plain row-major GEMMs: on a one-row decode step this halves the
+cost of the four LoRA calls per layer against multiplying by ``A.t()`` / ``B.t()`` views (measured
+with the bundled model's shapes; docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -58,8 +62,8 @@ class LoraGroup:
     """Rows of one step that use one adapter, and that adapter's activated weights.
 
     ``rows`` is a slice when the rows are contiguous, else a long tensor of row indices.
-    ``weights[layer][proj]`` is ``(A, B)`` with A ``[r_total, in]`` and B ``[out, r_total]``
-    (scale folded in), or absent when the adapter does not target that projection.
+    ``weights[layer][proj]`` is ``(At, Bt)``, contiguous, with At = A.T ``[in, r_total]`` and
+    Bt = (scale * B).T ``[r_total, out]``, or absent when the adapter does not target that projection.
     """
 
     rows: slice | torch.Tensor
@@ -72,8 +76,11 @@ def add_lora(y: torch.Tensor, x: torch.Tensor, groups: Sequence[LoraGroup], laye
         ab = g.weights[layer].get(proj)
         if ab is None:
             continue
-        a, b = ab
+        at, bt = ab
         if isinstance(g.rows, slice):
-            y[g.rows].addmm_(x[g.rows] @ a.t(), b.t())
+            if g.rows.start in (0, None) and g.rows.stop is not None and g.rows.stop >= y.shape[0]:
+                y.addmm_(x.mm(at), bt)  # every row under this adapter (the single-stream case): no views
+            else:
+                y[g.rows].addmm_(x[g.rows].mm(at), bt)
         else:
-            y.index_add_(0, g.rows, (x.index_select(0, g.rows) @ a.t()) @ b.t())
+            y.index_add_(0, g.rows, x.index_select(0, g.rows).mm(at).mm(bt))

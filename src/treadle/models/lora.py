@@ -67,7 +67,8 @@ class LoraAdapter:
 
     def activate(self, cfg: ModelConfig, dtype: torch.dtype = torch.float32
                  ) -> list[dict[str, tuple[torch.Tensor, torch.Tensor]]]:
-        """Per layer, per fused projection: ``(A_cat [sum r, in], B_bd [out, sum r])``, scale in B."""
+        """Per layer, per fused projection: ``(A_cat.T [in, sum r], B_bd.T [sum r, out])``, both contiguous,
+        scale folded into B (the layout :func:`treadle.models.linear.add_lora` multiplies by)."""
         shapes = _part_shapes(cfg)
         out: list[dict[str, tuple[torch.Tensor, torch.Tensor]]] = []
         for layer in range(cfg.num_layers):
@@ -86,7 +87,7 @@ class LoraAdapter:
                     _, b, scale = self.weights[(layer, m)]
                     b_bd[row_off[idx] : row_off[idx] + parts[idx][0], col : col + r] = (b * scale).to(dtype)
                     col += r
-                fused[proj] = (a_cat, b_bd)
+                fused[proj] = (a_cat.t().contiguous(), b_bd.t().contiguous())
             out.append(fused)
         return out
 
