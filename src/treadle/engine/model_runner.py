@@ -40,6 +40,8 @@ class ModelRunner:
         fits = k is not None and cfg.head_dim % 8 == 0 and cfg.head_dim <= k.paged_attention_max_head_dim() \
             and cfg.num_heads // cfg.num_kv_heads <= k.paged_attention_max_group()
         self.attention_kernel = k if fits and dtype == torch.float32 else None
+        # The same library's few-row LoRA product (fp32 weights only).
+        self.lora_kernel = k if k is not None and dtype == torch.float32 and hasattr(k, "lora_add") else None
         self.cfg = cfg
         self.block_size = block_size
         self.eos_token_ids = eos_token_ids
@@ -134,7 +136,7 @@ class ModelRunner:
                 spans[-1][2] = last + 1
             else:
                 spans.append([e.adapter_id, first, last + 1])
-        return [LoraGroup(slice(a, b), self.active[version]) for version, a, b in spans]
+        return [LoraGroup(slice(a, b), self.active[version], self.lora_kernel) for version, a, b in spans]
 
     def _generator(self, e: ScheduledRequest) -> torch.Generator | None:
         if e.params.seed is None or e.params.greedy:

@@ -9,6 +9,9 @@ multiplied against 3 token rows at a time) with the same summation order per out
 the same bits, and a row's result does not depend on the other rows of the step. Which format a
 step uses (blocks or the fp32 GEMM) is the cost rule in ``treadle.models.linear``.
 
+The same library holds the decode attention (``paged_attention.c``) and the few-row LoRA product
+(``lora.c``, used by ``treadle.models.linear.add_lora``).
+
 The C file is compiled once per machine (gcc, ~1 s) into ``$TREADLE_CACHE/kernels`` and loaded
 with ctypes after torch, so its OpenMP calls share torch's libgomp thread pool. Without gcc or
 AVX2/FMA/F16C, ``load()`` returns None and every step uses fp32 matmuls.
@@ -29,7 +32,7 @@ import torch
 from treadle.models.registry import cache_root
 
 log = logging.getLogger("treadle.kernels")
-_SRCS = [Path(__file__).with_name(n) for n in ("ggml_gemv.c", "paged_attention.c")]  # one library
+_SRCS = [Path(__file__).with_name(n) for n in ("ggml_gemv.c", "paged_attention.c", "lora.c")]  # one library
 _FLAGS = ["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-ffp-contract=off", "-shared", "-fPIC"]
 BLOCK_BYTES = {"Q4_1": 20, "Q8_0": 34}
 _lib: ctypes.CDLL | None = None
@@ -85,6 +88,11 @@ def load() -> ctypes.CDLL | None:
     fn.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int] * 4 + [ctypes.c_long] + [ctypes.c_int] * 2 + [ctypes.c_float]
     lib.paged_attention_max_group.restype = ctypes.c_int
     lib.paged_attention_max_head_dim.restype = ctypes.c_int
+    fn = lib.lora_add
+    fn.restype = None
+    fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int, ctypes.c_void_p] + [ctypes.c_int] * 4
+    lib.lora_max_rows.restype = ctypes.c_int
+    lib.lora_max_rank.restype = ctypes.c_int
     _lib = lib
     return lib
 

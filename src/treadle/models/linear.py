@@ -7,13 +7,14 @@
   ``treadle.models.linear_formats``, which also holds the quantized formats (int8).
 The model layer only calls ``apply``.
 
-LoRA sits on top of any method: :func:`add_lora` adds ``(x[rows] @ A.T) @ B.T`` for each group of
+LoRA sits on top of any method (:class:`LoraFactors`, :class:`LoraGroup`): :func:`add_lora` adds ``(x[rows] @ A.T) @ B.T`` for each group of
 rows that share an adapter (one low-rank product per adapter group), leaving other rows untouched.
 The LoRA scale is folded into ``B`` when an adapter is activated (``treadle.models.lora``), and the
 activated factors are stored transposed and contiguous (``A.T`` ``[r, in]`` -> ``[in, r]``, ``B.T``
-``[r, out]``), so both products are plain row-major GEMMs: on a one-row decode step this halves the
-cost of the four LoRA calls per layer against multiplying by ``A.t()`` / ``B.t()`` views (measured
-with the bundled model's shapes; docs/BENCHMARKS.md).
+``[r, out]``), so both products are plain row-major GEMMs. A group of at most
+``lora_max_rows()`` rows (decode) with the C kernel library at hand goes through ``lora_add``
+(``treadle/kernels/lora.c``): one call per projection, weights read once, and of a fused projection's
+block-diagonal B only the adapted modules' blocks (``parts``), a third fewer bytes for qkv/gate-up.
 """
 
 from __future__ import annotations
@@ -57,30 +58,75 @@ class GGUFBlockLinear(LinearMethod):
         return y if self.dense.bias is None else y.add_(self.dense.bias)
 
 
+_KERNEL_MAX_ROWS, _KERNEL_MAX_RANK = 16, 1024  # lora_max_rows(), lora_max_rank() of kernels/lora.c (test-pinned)
+
+
+@dataclass(frozen=True, slots=True)
+class LoraFactors:
+    """One adapter's activated factors for one (fused) projection, contiguous fp32 or the model dtype:
+    ``at`` = A.T ``[in, R]`` and ``bt`` = (scale * B).T ``[R, out]`` (B block-diagonal over a fused
+    projection's parts), ``parts`` an int32 ``[P, 4]`` tensor of Bt's nonzero blocks (rank offset, rank,
+    output offset, outputs). The raw pointers are taken once here, off the per-token path; the tensors
+    are held so the pointers stay valid. ``kernel_ok``: the C kernel can take these (fp32, R % 8 == 0)."""
+
+    at: torch.Tensor
+    bt: torch.Tensor
+    parts: torch.Tensor
+    at_ptr: int
+    bt_ptr: int
+    parts_ptr: int
+    kernel_ok: bool
+
+    @classmethod
+    def of(cls, at: torch.Tensor, bt: torch.Tensor, parts: torch.Tensor | None = None) -> LoraFactors:
+        """Factors from At ``[in, R]`` and Bt ``[R, out]``; ``parts`` None: all of Bt is one block."""
+        at, bt = at.contiguous(), bt.contiguous()
+        if at.shape[1] != bt.shape[0]:
+            raise ValueError(f"LoRA factors: At is {tuple(at.shape)} but Bt is {tuple(bt.shape)} (ranks differ)")
+        if parts is None:
+            parts = torch.tensor([[0, at.shape[1], 0, bt.shape[1]]], dtype=torch.int32)
+        parts = parts.to(torch.int32).contiguous()
+        r = at.shape[1]
+        ok = at.dtype == bt.dtype == torch.float32 and r % 8 == 0 and r <= _KERNEL_MAX_RANK
+        return cls(at, bt, parts, at.data_ptr(), bt.data_ptr(), parts.data_ptr(), ok)
+
+
 @dataclass(frozen=True)
 class LoraGroup:
     """Rows of one step that use one adapter, and that adapter's activated weights.
 
-    ``rows`` is a slice when the rows are contiguous, else a long tensor of row indices.
-    ``weights[layer][proj]`` is ``(At, Bt)``, contiguous, with At = A.T ``[in, r_total]`` and
-    Bt = (scale * B).T ``[r_total, out]``, or absent when the adapter does not target that projection.
+    ``rows`` is a slice of ints when the rows are contiguous, else a long tensor of row indices.
+    ``weights[layer][proj]`` is the adapter's :class:`LoraFactors` for that projection, absent when the
+    adapter does not target it. ``kernel``: the C kernel library (``treadle.kernels.ggml.load()``) or None.
     """
 
     rows: slice | torch.Tensor
-    weights: Sequence[dict[str, tuple[torch.Tensor, torch.Tensor]]]
+    weights: Sequence[dict[str, LoraFactors]]
+    kernel: object = None
 
 
 def add_lora(y: torch.Tensor, x: torch.Tensor, groups: Sequence[LoraGroup], layer: int, proj: str) -> None:
-    """``y[rows] += (x[rows] @ A.T) @ B.T`` for each group; in place, rows of no group unchanged."""
+    """``y[rows] += (x[rows] @ A.T) @ B.T`` for each group; in place, rows of no group unchanged.
+
+    A slice of at most ``_KERNEL_MAX_ROWS`` rows goes through the C kernel when the group has it and the
+    factors allow it; every other group through two torch GEMMs (the same sums in another order)."""
     for g in groups:
-        ab = g.weights[layer].get(proj)
-        if ab is None:
+        f = g.weights[layer].get(proj)
+        if f is None:
             continue
-        at, bt = ab
-        if isinstance(g.rows, slice):
-            if g.rows.start in (0, None) and g.rows.stop is not None and g.rows.stop >= y.shape[0]:
-                y.addmm_(x.mm(at), bt)  # every row under this adapter (the single-stream case): no views
+        rows = g.rows
+        if type(rows) is slice:
+            start = rows.start or 0
+            stop = y.shape[0] if rows.stop is None else min(rows.stop, y.shape[0])
+            t = stop - start
+            if g.kernel is not None and f.kernel_ok and 0 < t <= _KERNEL_MAX_ROWS and x.is_contiguous() \
+                    and y.is_contiguous():
+                k, n = x.shape[1], y.shape[1]
+                g.kernel.lora_add(x.data_ptr() + 4 * start * k, f.at_ptr, f.bt_ptr, f.parts_ptr, f.parts.shape[0],
+                                  y.data_ptr() + 4 * start * n, t, k, f.at.shape[1], n)
+            elif start == 0 and stop == y.shape[0]:
+                y.addmm_(x.mm(f.at), f.bt)  # every row under this adapter: no views
             else:
-                y[g.rows].addmm_(x[g.rows].mm(at), bt)
+                y[start:stop].addmm_(x[start:stop].mm(f.at), f.bt)
         else:
-            y.index_add_(0, g.rows, x.index_select(0, g.rows).mm(at).mm(bt))
+            y.index_add_(0, rows, x.index_select(0, rows).mm(f.at).mm(f.bt))

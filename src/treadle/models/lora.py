@@ -27,6 +27,7 @@ import torch
 from safetensors import safe_open
 
 from treadle.models.config import ModelConfig
+from treadle.models.linear import LoraFactors
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -66,28 +67,33 @@ class LoraAdapter:
         return sum(a.numel() + b.numel() for a, b, _ in self.weights.values())
 
     def activate(self, cfg: ModelConfig, dtype: torch.dtype = torch.float32
-                 ) -> list[dict[str, tuple[torch.Tensor, torch.Tensor]]]:
-        """Per layer, per fused projection: ``(A_cat.T [in, sum r], B_bd.T [sum r, out])``, both contiguous,
-        scale folded into B (the layout :func:`treadle.models.linear.add_lora` multiplies by)."""
+                 ) -> list[dict[str, LoraFactors]]:
+        """Per layer, per fused projection: ``(A_cat.T [in, sum r], B_bd.T [sum r, out], parts)``, contiguous,
+        scale folded into B, the stacked rank padded with zeros to a multiple of 8, ``parts`` the int32 ``[P, 4]`` (rank offset, rank, output offset, outputs) of
+        each adapted module's block (the layout :func:`treadle.models.linear.add_lora` multiplies by)."""
         shapes = _part_shapes(cfg)
-        out: list[dict[str, tuple[torch.Tensor, torch.Tensor]]] = []
+        out: list[dict[str, LoraFactors]] = []
         for layer in range(cfg.num_layers):
-            fused: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+            fused: dict[str, LoraFactors] = {}
             for proj, parts in shapes.items():
                 mods = [(m, idx) for m, (p, idx) in MODULES.items() if p == proj and (layer, m) in self.weights]
                 if not mods:
                     continue
                 mods.sort(key=lambda t: t[1])
                 ranks = [self.weights[(layer, m)][0].shape[0] for m, _ in mods]
-                a_cat = torch.cat([self.weights[(layer, m)][0] for m, _ in mods]).to(dtype).contiguous()
-                b_bd = torch.zeros(sum(o for o, _ in parts), sum(ranks), dtype=dtype)
+                pad = -sum(ranks) % 8  # zero ranks up to a multiple of 8 (the C kernel's vector width)
+                a_cat = torch.cat([self.weights[(layer, m)][0] for m, _ in mods]
+                                  + [torch.zeros(pad, parts[0][1])]).to(dtype).contiguous()
+                b_bd = torch.zeros(sum(o for o, _ in parts), sum(ranks) + pad, dtype=dtype)
                 row_off = [sum(o for o, _ in parts[:k]) for k in range(len(parts))]
                 col = 0
+                blocks = []
                 for (m, idx), r in zip(mods, ranks, strict=True):
                     _, b, scale = self.weights[(layer, m)]
                     b_bd[row_off[idx] : row_off[idx] + parts[idx][0], col : col + r] = (b * scale).to(dtype)
+                    blocks.append((col, r, row_off[idx], parts[idx][0]))
                     col += r
-                fused[proj] = (a_cat.t().contiguous(), b_bd.t().contiguous())
+                fused[proj] = LoraFactors.of(a_cat.t(), b_bd.t(), torch.tensor(blocks, dtype=torch.int32))
             out.append(fused)
         return out
 
