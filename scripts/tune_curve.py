@@ -45,7 +45,7 @@ def main(out: Path) -> int:
     for p in points:
         if p["ci"]:
             ax.vlines(p["minutes"], p["ci"][0], p["ci"][1], alpha=0.4)
-    ax.set_xlabel("minutes of training (shared machine)")
+    ax.set_xlabel("minutes of training (wall clock)")
     ax.set_ylabel("bitext_intent accuracy")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)

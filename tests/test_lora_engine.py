@@ -295,7 +295,7 @@ def test_lora_kernel_equals_the_torch_product_and_reads_only_the_parts() -> None
         pytest.skip("kernel library unavailable here (needs gcc and AVX2/FMA/F16C)")
     g = torch.Generator().manual_seed(0)
     k, outs = 40, (24, 8, 8)  # a qkv-like projection: q (rank 4) and v (rank 3) adapted, k not
-    from treadle.models.linear import _KERNEL_MAX_RANK, _KERNEL_MAX_ROWS
+    from treadle.models.linear import _KERNEL_MAX_RANK, _KERNEL_MAX_ROWS, KERNEL_ROWS
 
     assert (lib.lora_max_rows(), lib.lora_max_rank()) == (_KERNEL_MAX_ROWS, _KERNEL_MAX_RANK)
     at = torch.zeros(k, 8)  # stacked rank 7, padded to 8 as activation does
@@ -306,12 +306,16 @@ def test_lora_kernel_equals_the_torch_product_and_reads_only_the_parts() -> None
     parts = torch.tensor([[0, 4, 0, 24], [4, 3, 32, 8]], dtype=torch.int32)
     poison = bt.clone()
     poison[0:4, 24:] = float("nan")  # a zero block: the kernel must not read it
-    for rows, n_rows in ((slice(0, 1), 1), (slice(2, 5), 6), (slice(0, 20), 20)):
+    for rows, n_rows in ((slice(0, 1), 1), (slice(2, 4), 6), (slice(0, 20), 20)):
         x = torch.randn(n_rows, k, generator=g)
         y0 = torch.randn(n_rows, sum(outs), generator=g)
         expected = y0.clone()
         expected[rows] += x[rows] @ at @ bt
         y = y0.clone()
-        weights = poison if rows.stop - rows.start <= lib.lora_max_rows() else bt
+        weights = poison if rows.stop - rows.start <= KERNEL_ROWS else bt  # the torch path reads all of Bt
         add_lora(y, x, [LoraGroup(rows, [{"p": LoraFactors.of(at, weights, parts)}], lib)], 0, "p")
         torch.testing.assert_close(y, expected, atol=1e-5, rtol=1e-5)
+    x, y = torch.randn(16, k, generator=g), torch.zeros(16, sum(outs))  # the kernel's full capacity, rows on threads
+    f = LoraFactors.of(at, poison, parts)
+    lib.lora_add(x.data_ptr(), f.at_ptr, f.bt_ptr, f.parts_ptr, 2, y.data_ptr(), 16, k, 8, sum(outs))
+    torch.testing.assert_close(y, x @ at @ bt, atol=1e-5, rtol=1e-5)

@@ -9,7 +9,7 @@
  * the stacked rank with zeros). U's row is kept in AVX registers, 64 ranks at a time; Y is updated 32
  * columns at a time with FMAs. Why: a one-row decode step is memory-bound, and two torch GEMMs per
  * projection cost more in dispatch than in arithmetic; the block-diagonal zeros were a third of the bytes.
- * Single-threaded.
+ * Rows are split across OpenMP threads (one row: no parallel region).
  */
 #include <immintrin.h>
 
@@ -62,8 +62,9 @@ static void lora_up(const float *u, const float *bt, float *y, int r0, int rl, i
 
 void lora_add(const float *x, const float *at, const float *bt, const int *parts, int nparts, float *y,
               int T, int K, int R, int N) {
-    float u[LORA_MAX_RANK];
+#pragma omp parallel for schedule(static) if (T > 1)
     for (int t = 0; t < T; t++) {
+        float u[LORA_MAX_RANK];
         lora_down(x + (long)t * K, at, u, K, R);
         for (int p = 0; p < nparts; p++)
             lora_up(u, bt, y + (long)t * N, parts[4 * p], parts[4 * p + 1], parts[4 * p + 2], parts[4 * p + 3], N);

@@ -12,7 +12,7 @@ rows that share an adapter (one low-rank product per adapter group), leaving oth
 The LoRA scale is folded into ``B`` when an adapter is activated (``treadle.models.lora``), and the
 activated factors are stored transposed and contiguous (``A.T`` ``[r, in]`` -> ``[in, r]``, ``B.T``
 ``[r, out]``), so both products are plain row-major GEMMs. A group of at most
-``lora_max_rows()`` rows (decode) with the C kernel library at hand goes through ``lora_add``
+``KERNEL_ROWS`` rows (decode) with the C kernel library at hand goes through ``lora_add``
 (``treadle/kernels/lora.c``): one call per projection, weights read once, and of a fused projection's
 block-diagonal B only the adapted modules' blocks (``parts``), a third fewer bytes for qkv/gate-up.
 """
@@ -59,6 +59,11 @@ class GGUFBlockLinear(LinearMethod):
 
 
 _KERNEL_MAX_ROWS, _KERNEL_MAX_RANK = 16, 1024  # lora_max_rows(), lora_max_rank() of kernels/lora.c (test-pinned)
+# Groups of at most this many rows use the C kernel. Measured (docs/BENCHMARKS.md, "Multi-LoRA"): with
+# the kernel on groups of up to 16 rows, single stream 0.91x base but 64-prompt throughput fell from 0.94x to
+# 0.82x (groups of ~16 decode rows per adapter, where torch's GEMM uses both cores better); so only the
+# decode-sized groups of one or two rows take it.
+KERNEL_ROWS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +113,7 @@ class LoraGroup:
 def add_lora(y: torch.Tensor, x: torch.Tensor, groups: Sequence[LoraGroup], layer: int, proj: str) -> None:
     """``y[rows] += (x[rows] @ A.T) @ B.T`` for each group; in place, rows of no group unchanged.
 
-    A slice of at most ``_KERNEL_MAX_ROWS`` rows goes through the C kernel when the group has it and the
+    A slice of at most ``KERNEL_ROWS`` rows goes through the C kernel when the group has it and the
     factors allow it; every other group through two torch GEMMs (the same sums in another order)."""
     for g in groups:
         f = g.weights[layer].get(proj)
@@ -119,7 +124,7 @@ def add_lora(y: torch.Tensor, x: torch.Tensor, groups: Sequence[LoraGroup], laye
             start = rows.start or 0
             stop = y.shape[0] if rows.stop is None else min(rows.stop, y.shape[0])
             t = stop - start
-            if g.kernel is not None and f.kernel_ok and 0 < t <= _KERNEL_MAX_ROWS and x.is_contiguous() \
+            if g.kernel is not None and f.kernel_ok and 0 < t <= KERNEL_ROWS and x.is_contiguous() \
                     and y.is_contiguous():
                 k, n = x.shape[1], y.shape[1]
                 g.kernel.lora_add(x.data_ptr() + 4 * start * k, f.at_ptr, f.bt_ptr, f.parts_ptr, f.parts.shape[0],
