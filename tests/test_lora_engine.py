@@ -244,7 +244,7 @@ def test_lora_on_the_decode_kernel_path_equals_dense_merged_weights() -> None:
     method = GGUFBlockLinear(DenseLinear(w_deq), ggml.BlockWeight(torch.from_numpy(blocks), "Q8_0", n, k), lib, 8)
     a, b = torch.randn(r, k) * 0.1, torch.randn(n, r) * 0.1
     x = torch.randn(5, k)
-    ab = LoraFactors.of(a.t(), b.t())  # the activated layout: A.T, B.T
+    ab = LoraFactors.of(a, b)  # the activated layout: A [r, in], B [out, r]
     groups = [LoraGroup(torch.tensor([0, 3]), [{"p": ab}])]  # rows 0 and 3 under the adapter
     y = method.apply(x)
     add_lora(y, x, groups, 0, "p")
@@ -286,36 +286,43 @@ def test_offline_llm_takes_adapter_names_per_prompt(tiny_llama, adapters) -> Non
 
 def test_lora_kernel_equals_the_torch_product_and_reads_only_the_parts() -> None:
     """``lora_add`` (few rows, C) gives the torch GEMMs' result on a fused projection's parts; rows
-    outside the group, and a group larger than the kernel's row limit (torch path), are as expected."""
+    outside the group, and a group larger than ``KERNEL_ROWS`` (torch path), are as expected."""
     from treadle.kernels import ggml
-    from treadle.models.linear import LoraFactors, LoraGroup, add_lora
+    from treadle.models.linear import (
+        _KERNEL_MAX_RANK,
+        _KERNEL_MAX_ROWS,
+        KERNEL_ROWS,
+        LoraFactors,
+        LoraGroup,
+        add_lora,
+    )
 
     lib = ggml.load()
     if lib is None:
         pytest.skip("kernel library unavailable here (needs gcc and AVX2/FMA/F16C)")
-    g = torch.Generator().manual_seed(0)
-    k, outs = 40, (24, 8, 8)  # a qkv-like projection: q (rank 4) and v (rank 3) adapted, k not
-    from treadle.models.linear import _KERNEL_MAX_RANK, _KERNEL_MAX_ROWS, KERNEL_ROWS
-
     assert (lib.lora_max_rows(), lib.lora_max_rank()) == (_KERNEL_MAX_ROWS, _KERNEL_MAX_RANK)
-    at = torch.zeros(k, 8)  # stacked rank 7, padded to 8 as activation does
-    at[:, :7] = torch.randn(k, 7, generator=g) * 0.1
-    bt = torch.zeros(8, sum(outs))
-    bt[0:4, 0:24] = torch.randn(4, 24, generator=g) * 0.1
-    bt[4:7, 32:40] = torch.randn(3, 8, generator=g) * 0.1
-    parts = torch.tensor([[0, 4, 0, 24], [4, 3, 32, 8]], dtype=torch.int32)
-    poison = bt.clone()
-    poison[0:4, 24:] = float("nan")  # a zero block: the kernel must not read it
+    g = torch.Generator().manual_seed(0)
+    # A qkv-like projection (outputs 24 + 8 + 8, 44 inputs: a vector tail): q (rank 12) and v (rank 9)
+    # adapted, k not; ranks that are not multiples of 8 exercise the scalar tails.
+    k, n = 44, 40
+    a = torch.randn(21, k, generator=g) * 0.1
+    b = torch.zeros(n, 21)
+    b[0:24, 0:12] = torch.randn(24, 12, generator=g) * 0.1
+    b[32:40, 12:21] = torch.randn(8, 9, generator=g) * 0.1
+    parts = torch.tensor([[0, 12, 0, 24], [12, 9, 32, 8]], dtype=torch.int32)
+    poison = b.clone()
+    poison[b == 0] = float("nan")  # the zero blocks: the kernel must not read them
+    poison[0:24, 0:12], poison[32:40, 12:21] = b[0:24, 0:12], b[32:40, 12:21]
     for rows, n_rows in ((slice(0, 1), 1), (slice(2, 4), 6), (slice(0, 20), 20)):
         x = torch.randn(n_rows, k, generator=g)
-        y0 = torch.randn(n_rows, sum(outs), generator=g)
+        y0 = torch.randn(n_rows, n, generator=g)
         expected = y0.clone()
-        expected[rows] += x[rows] @ at @ bt
+        expected[rows] += x[rows] @ a.t() @ b.t()
         y = y0.clone()
-        weights = poison if rows.stop - rows.start <= KERNEL_ROWS else bt  # the torch path reads all of Bt
-        add_lora(y, x, [LoraGroup(rows, [{"p": LoraFactors.of(at, weights, parts)}], lib)], 0, "p")
+        weights = poison if rows.stop - rows.start <= KERNEL_ROWS else b  # the torch path reads all of B
+        add_lora(y, x, [LoraGroup(rows, [{"p": LoraFactors.of(a, weights, parts)}], lib)], 0, "p")
         torch.testing.assert_close(y, expected, atol=1e-5, rtol=1e-5)
-    x, y = torch.randn(16, k, generator=g), torch.zeros(16, sum(outs))  # the kernel's full capacity, rows on threads
-    f = LoraFactors.of(at, poison, parts)
-    lib.lora_add(x.data_ptr(), f.at_ptr, f.bt_ptr, f.parts_ptr, 2, y.data_ptr(), 16, k, 8, sum(outs))
-    torch.testing.assert_close(y, x @ at @ bt, atol=1e-5, rtol=1e-5)
+    x, y = torch.randn(16, k, generator=g), torch.zeros(16, n)  # the kernel's full capacity, rows on threads
+    f = LoraFactors.of(a, poison, parts)
+    lib.lora_add(x.data_ptr(), f.a_ptr, f.b_ptr, f.parts_ptr, 2, y.data_ptr(), 16, k, 21, n)
+    torch.testing.assert_close(y, x @ a.t() @ b.t(), atol=1e-5, rtol=1e-5)

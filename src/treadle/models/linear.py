@@ -9,9 +9,9 @@ The model layer only calls ``apply``.
 
 LoRA sits on top of any method (:class:`LoraFactors`, :class:`LoraGroup`): :func:`add_lora` adds ``(x[rows] @ A.T) @ B.T`` for each group of
 rows that share an adapter (one low-rank product per adapter group), leaving other rows untouched.
-The LoRA scale is folded into ``B`` when an adapter is activated (``treadle.models.lora``), and the
-activated factors are stored transposed and contiguous (``A.T`` ``[r, in]`` -> ``[in, r]``, ``B.T``
-``[r, out]``), so both products are plain row-major GEMMs. A group of at most
+The LoRA scale is folded into ``B`` when an adapter is activated (``treadle.models.lora``); A stays
+``[r, in]`` and B ``[out, r]`` (as PEFT stores them: torch multiplies by their transposed views, which
+measured faster than pre-transposed copies for the 16-row groups of a batched step). A group of at most
 ``KERNEL_ROWS`` rows (decode) with the C kernel library at hand goes through ``lora_add``
 (``treadle/kernels/lora.c``): one call per projection, weights read once, and of a fused projection's
 block-diagonal B only the adapted modules' blocks (``parts``), a third fewer bytes for qkv/gate-up.
@@ -59,41 +59,43 @@ class GGUFBlockLinear(LinearMethod):
 
 
 _KERNEL_MAX_ROWS, _KERNEL_MAX_RANK = 16, 1024  # lora_max_rows(), lora_max_rank() of kernels/lora.c (test-pinned)
-# Groups of at most this many rows use the C kernel. Measured (docs/BENCHMARKS.md, "Multi-LoRA"): with
-# the kernel on groups of up to 16 rows, single stream 0.91x base but 64-prompt throughput fell from 0.94x to
-# 0.82x (groups of ~16 decode rows per adapter, where torch's GEMM uses both cores better); so only the
-# decode-sized groups of one or two rows take it.
+# Groups of at most this many rows use the C kernel (one-row decode groups are where torch's fixed
+# per-call cost dominates; docs/BENCHMARKS.md, "Multi-LoRA").
 KERNEL_ROWS = 2
 
 
 @dataclass(frozen=True, slots=True)
 class LoraFactors:
-    """One adapter's activated factors for one (fused) projection, contiguous fp32 or the model dtype:
-    ``at`` = A.T ``[in, R]`` and ``bt`` = (scale * B).T ``[R, out]`` (B block-diagonal over a fused
-    projection's parts), ``parts`` an int32 ``[P, 4]`` tensor of Bt's nonzero blocks (rank offset, rank,
-    output offset, outputs). The raw pointers are taken once here, off the per-token path; the tensors
-    are held so the pointers stay valid. ``kernel_ok``: the C kernel can take these (fp32, R % 8 == 0)."""
+    """One adapter's activated factors for one (fused) projection, contiguous, fp32 or the model dtype:
+    ``a`` ``[R, in]`` (the parts' A stacked) and ``b`` ``[out, R]`` (block-diagonal over a fused
+    projection's parts, scale folded in), ``parts`` an int32 ``[P, 4]`` tensor of B's nonzero blocks (rank
+    offset, rank, output offset, outputs). The raw pointers are taken once here, off the per-token path; the
+    tensors are held so the pointers stay valid. ``kernel_ok``: the C kernel can take these (fp32)."""
 
-    at: torch.Tensor
-    bt: torch.Tensor
+    a: torch.Tensor
+    b: torch.Tensor
     parts: torch.Tensor
-    at_ptr: int
-    bt_ptr: int
+    a_ptr: int
+    b_ptr: int
     parts_ptr: int
+    nparts: int
+    rank: int
+    in_features: int
+    out_features: int
     kernel_ok: bool
 
     @classmethod
-    def of(cls, at: torch.Tensor, bt: torch.Tensor, parts: torch.Tensor | None = None) -> LoraFactors:
-        """Factors from At ``[in, R]`` and Bt ``[R, out]``; ``parts`` None: all of Bt is one block."""
-        at, bt = at.contiguous(), bt.contiguous()
-        if at.shape[1] != bt.shape[0]:
-            raise ValueError(f"LoRA factors: At is {tuple(at.shape)} but Bt is {tuple(bt.shape)} (ranks differ)")
+    def of(cls, a: torch.Tensor, b: torch.Tensor, parts: torch.Tensor | None = None) -> LoraFactors:
+        """Factors from A ``[R, in]`` and B ``[out, R]``; ``parts`` None: all of B is one block."""
+        a, b = a.contiguous(), b.contiguous()
+        if a.shape[0] != b.shape[1]:
+            raise ValueError(f"LoRA factors: A is {tuple(a.shape)} but B is {tuple(b.shape)} (ranks differ)")
         if parts is None:
-            parts = torch.tensor([[0, at.shape[1], 0, bt.shape[1]]], dtype=torch.int32)
+            parts = torch.tensor([[0, a.shape[0], 0, b.shape[0]]], dtype=torch.int32)
         parts = parts.to(torch.int32).contiguous()
-        r = at.shape[1]
-        ok = at.dtype == bt.dtype == torch.float32 and r % 8 == 0 and r <= _KERNEL_MAX_RANK
-        return cls(at, bt, parts, at.data_ptr(), bt.data_ptr(), parts.data_ptr(), ok)
+        ok = a.dtype == b.dtype == torch.float32 and a.shape[0] <= _KERNEL_MAX_RANK
+        return cls(a, b, parts, a.data_ptr(), b.data_ptr(), parts.data_ptr(), parts.shape[0], a.shape[0], a.shape[1],
+                   b.shape[0], ok)
 
 
 @dataclass(frozen=True)
@@ -121,17 +123,16 @@ def add_lora(y: torch.Tensor, x: torch.Tensor, groups: Sequence[LoraGroup], laye
             continue
         rows = g.rows
         if type(rows) is slice:
-            start = rows.start or 0
-            stop = y.shape[0] if rows.stop is None else min(rows.stop, y.shape[0])
-            t = stop - start
-            if g.kernel is not None and f.kernel_ok and 0 < t <= KERNEL_ROWS and x.is_contiguous() \
+            start, rows_y = rows.start or 0, y.shape[0]
+            stop = rows_y if rows.stop is None else min(rows.stop, rows_y)  # never past y: the kernel writes raw
+            if g.kernel is not None and f.kernel_ok and 0 < stop - start <= KERNEL_ROWS and x.is_contiguous() \
                     and y.is_contiguous():
-                k, n = x.shape[1], y.shape[1]
-                g.kernel.lora_add(x.data_ptr() + 4 * start * k, f.at_ptr, f.bt_ptr, f.parts_ptr, f.parts.shape[0],
-                                  y.data_ptr() + 4 * start * n, t, k, f.at.shape[1], n)
-            elif start == 0 and stop == y.shape[0]:
-                y.addmm_(x.mm(f.at), f.bt)  # every row under this adapter: no views
+                k, n = f.in_features, f.out_features
+                g.kernel.lora_add(x.data_ptr() + 4 * start * k, f.a_ptr, f.b_ptr, f.parts_ptr, f.nparts,
+                                  y.data_ptr() + 4 * start * n, stop - start, k, f.rank, n)
+            elif start == 0 and stop == rows_y:
+                y.addmm_(x @ f.a.t(), f.b.t())  # every row under this adapter: no views of y
             else:
-                y[start:stop].addmm_(x[start:stop].mm(f.at), f.bt)
+                y[start:stop].addmm_(x[start:stop] @ f.a.t(), f.b.t())
         else:
-            y.index_add_(0, rows, x.index_select(0, rows).mm(f.at).mm(f.bt))
+            y.index_add_(0, rows, (x.index_select(0, rows) @ f.a.t()) @ f.b.t())

@@ -68,9 +68,9 @@ class LoraAdapter:
 
     def activate(self, cfg: ModelConfig, dtype: torch.dtype = torch.float32
                  ) -> list[dict[str, LoraFactors]]:
-        """Per layer, per fused projection: ``(A_cat.T [in, sum r], B_bd.T [sum r, out], parts)``, contiguous,
-        scale folded into B, the stacked rank padded with zeros to a multiple of 8, ``parts`` the int32 ``[P, 4]`` (rank offset, rank, output offset, outputs) of
-        each adapted module's block (the layout :func:`treadle.models.linear.add_lora` multiplies by)."""
+        """Per layer, per fused projection: :class:`LoraFactors` with A_cat ``[sum r, in]``, the block-diagonal
+        B_bd ``[out, sum r]`` (scale folded in) and ``parts``, the (rank offset, rank, output offset, outputs)
+        of each adapted module's block (the layout :func:`treadle.models.linear.add_lora` multiplies by)."""
         shapes = _part_shapes(cfg)
         out: list[dict[str, LoraFactors]] = []
         for layer in range(cfg.num_layers):
@@ -81,10 +81,8 @@ class LoraAdapter:
                     continue
                 mods.sort(key=lambda t: t[1])
                 ranks = [self.weights[(layer, m)][0].shape[0] for m, _ in mods]
-                pad = -sum(ranks) % 8  # zero ranks up to a multiple of 8 (the C kernel's vector width)
-                a_cat = torch.cat([self.weights[(layer, m)][0] for m, _ in mods]
-                                  + [torch.zeros(pad, parts[0][1])]).to(dtype).contiguous()
-                b_bd = torch.zeros(sum(o for o, _ in parts), sum(ranks) + pad, dtype=dtype)
+                a_cat = torch.cat([self.weights[(layer, m)][0] for m, _ in mods]).to(dtype).contiguous()
+                b_bd = torch.zeros(sum(o for o, _ in parts), sum(ranks), dtype=dtype)
                 row_off = [sum(o for o, _ in parts[:k]) for k in range(len(parts))]
                 col = 0
                 blocks = []
@@ -93,7 +91,7 @@ class LoraAdapter:
                     b_bd[row_off[idx] : row_off[idx] + parts[idx][0], col : col + r] = (b * scale).to(dtype)
                     blocks.append((col, r, row_off[idx], parts[idx][0]))
                     col += r
-                fused[proj] = LoraFactors.of(a_cat.t(), b_bd.t(), torch.tensor(blocks, dtype=torch.int32))
+                fused[proj] = LoraFactors.of(a_cat, b_bd, torch.tensor(blocks, dtype=torch.int32))
             out.append(fused)
         return out
 
