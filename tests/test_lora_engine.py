@@ -302,18 +302,19 @@ def test_lora_kernel_equals_the_torch_product_and_reads_only_the_parts() -> None
         pytest.skip("kernel library unavailable here (needs gcc and AVX2/FMA/F16C)")
     assert (lib.lora_max_rows(), lib.lora_max_rank()) == (_KERNEL_MAX_ROWS, _KERNEL_MAX_RANK)
     g = torch.Generator().manual_seed(0)
-    # A qkv-like projection (outputs 24 + 8 + 8, 44 inputs: a vector tail): q (rank 12) and v (rank 9)
-    # adapted, k not; ranks that are not multiples of 8 exercise the scalar tails.
+    # A qkv-like projection (outputs 24 + 8 + 8, 44 inputs): q (rank 12) and v (rank 9) adapted, k not;
+    # a part of 8 outputs exercises the kernel's scalar tail, rows 1-16 its row blocks.
     k, n = 44, 40
-    a = torch.randn(21, k, generator=g) * 0.1
-    b = torch.zeros(n, 21)
+    a = torch.zeros(24, k)  # stacked rank 21, padded to 24 as activation does
+    a[:21] = torch.randn(21, k, generator=g) * 0.1
+    b = torch.zeros(n, 24)
     b[0:24, 0:12] = torch.randn(24, 12, generator=g) * 0.1
     b[32:40, 12:21] = torch.randn(8, 9, generator=g) * 0.1
     parts = torch.tensor([[0, 12, 0, 24], [12, 9, 32, 8]], dtype=torch.int32)
     poison = b.clone()
     poison[b == 0] = float("nan")  # the zero blocks: the kernel must not read them
     poison[0:24, 0:12], poison[32:40, 12:21] = b[0:24, 0:12], b[32:40, 12:21]
-    for rows, n_rows in ((slice(0, 1), 1), (slice(2, 4), 6), (slice(0, 20), 20)):
+    for rows, n_rows in ((slice(0, 1), 1), (slice(2, 4), 6), (slice(1, 8), 9), (slice(0, 20), 20)):
         x = torch.randn(n_rows, k, generator=g)
         y0 = torch.randn(n_rows, n, generator=g)
         expected = y0.clone()
@@ -324,5 +325,5 @@ def test_lora_kernel_equals_the_torch_product_and_reads_only_the_parts() -> None
         torch.testing.assert_close(y, expected, atol=1e-5, rtol=1e-5)
     x, y = torch.randn(16, k, generator=g), torch.zeros(16, n)  # the kernel's full capacity, rows on threads
     f = LoraFactors.of(a, poison, parts)
-    lib.lora_add(x.data_ptr(), f.a_ptr, f.b_ptr, f.parts_ptr, 2, y.data_ptr(), 16, k, 21, n)
+    lib.lora_add(x.data_ptr(), f.at_ptr, f.bt_ptr, f.parts_ptr, 2, y.data_ptr(), 16, k, 24, n)
     torch.testing.assert_close(y, x @ a.t() @ b.t(), atol=1e-5, rtol=1e-5)

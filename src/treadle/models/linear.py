@@ -9,9 +9,8 @@ The model layer only calls ``apply``.
 
 LoRA sits on top of any method (:class:`LoraFactors`, :class:`LoraGroup`): :func:`add_lora` adds ``(x[rows] @ A.T) @ B.T`` for each group of
 rows that share an adapter (one low-rank product per adapter group), leaving other rows untouched.
-The LoRA scale is folded into ``B`` when an adapter is activated (``treadle.models.lora``); A stays
-``[r, in]`` and B ``[out, r]`` (as PEFT stores them: torch multiplies by their transposed views, which
-measured faster than pre-transposed copies for the 16-row groups of a batched step). A group of at most
+The LoRA scale is folded into ``B`` when an adapter is activated (``treadle.models.lora``); the layouts
+each path reads are in :class:`LoraFactors`. A group of at most
 ``KERNEL_ROWS`` rows (decode) with the C kernel library at hand goes through ``lora_add``
 (``treadle/kernels/lora.c``): one call per projection, weights read once, and of a fused projection's
 block-diagonal B only the adapted modules' blocks (``parts``), a third fewer bytes for qkv/gate-up.
@@ -59,24 +58,28 @@ class GGUFBlockLinear(LinearMethod):
 
 
 _KERNEL_MAX_ROWS, _KERNEL_MAX_RANK = 16, 1024  # lora_max_rows(), lora_max_rank() of kernels/lora.c (test-pinned)
-# Groups of at most this many rows use the C kernel (one-row decode groups are where torch's fixed
-# per-call cost dominates; docs/BENCHMARKS.md, "Multi-LoRA").
-KERNEL_ROWS = 2
+# Groups of at most this many rows use the C kernel (docs/BENCHMARKS.md, "Multi-LoRA").
+KERNEL_ROWS = 16
 
 
 @dataclass(frozen=True, slots=True)
 class LoraFactors:
-    """One adapter's activated factors for one (fused) projection, contiguous, fp32 or the model dtype:
-    ``a`` ``[R, in]`` (the parts' A stacked) and ``b`` ``[out, R]`` (block-diagonal over a fused
-    projection's parts, scale folded in), ``parts`` an int32 ``[P, 4]`` tensor of B's nonzero blocks (rank
-    offset, rank, output offset, outputs). The raw pointers are taken once here, off the per-token path; the
-    tensors are held so the pointers stay valid. ``kernel_ok``: the C kernel can take these (fp32)."""
+    """One adapter's activated factors for one (fused) projection, contiguous, fp32 or the model dtype.
 
-    a: torch.Tensor
+    ``at`` = A.T ``[in, R]`` (the parts' A stacked), ``b`` ``[out, R]`` (block-diagonal over a fused
+    projection's parts, scale folded in) and ``bt`` = b.T ``[R, out]``: torch multiplies ``x @ at`` then
+    by ``b.t()`` (the fastest pair measured for the 16-row groups of a batched step), the C kernel reads
+    ``at`` and ``bt`` (both streamed row by row). ``parts``: an int32 ``[P, 4]`` tensor of B's nonzero
+    blocks (rank offset, rank, output offset, outputs). The raw pointers are taken once here, off the
+    per-token path; the tensors are held so the pointers stay valid. ``kernel_ok``: the C kernel can take
+    these (fp32, R a multiple of 8)."""
+
+    at: torch.Tensor
     b: torch.Tensor
+    bt: torch.Tensor
     parts: torch.Tensor
-    a_ptr: int
-    b_ptr: int
+    at_ptr: int
+    bt_ptr: int
     parts_ptr: int
     nparts: int
     rank: int
@@ -86,15 +89,17 @@ class LoraFactors:
 
     @classmethod
     def of(cls, a: torch.Tensor, b: torch.Tensor, parts: torch.Tensor | None = None) -> LoraFactors:
-        """Factors from A ``[R, in]`` and B ``[out, R]``; ``parts`` None: all of B is one block."""
-        a, b = a.contiguous(), b.contiguous()
+        """Factors from A ``[R, in]`` and B ``[out, R]`` (as PEFT stores them); ``parts`` None: all of B
+        is one block."""
         if a.shape[0] != b.shape[1]:
             raise ValueError(f"LoRA factors: A is {tuple(a.shape)} but B is {tuple(b.shape)} (ranks differ)")
         if parts is None:
             parts = torch.tensor([[0, a.shape[0], 0, b.shape[0]]], dtype=torch.int32)
         parts = parts.to(torch.int32).contiguous()
-        ok = a.dtype == b.dtype == torch.float32 and a.shape[0] <= _KERNEL_MAX_RANK
-        return cls(a, b, parts, a.data_ptr(), b.data_ptr(), parts.data_ptr(), parts.shape[0], a.shape[0], a.shape[1],
+        at, b, bt = a.t().contiguous(), b.contiguous(), b.t().contiguous()
+        r = a.shape[0]
+        ok = a.dtype == b.dtype == torch.float32 and r % 8 == 0 and r <= _KERNEL_MAX_RANK
+        return cls(at, b, bt, parts, at.data_ptr(), bt.data_ptr(), parts.data_ptr(), parts.shape[0], r, a.shape[1],
                    b.shape[0], ok)
 
 
@@ -128,11 +133,11 @@ def add_lora(y: torch.Tensor, x: torch.Tensor, groups: Sequence[LoraGroup], laye
             if g.kernel is not None and f.kernel_ok and 0 < stop - start <= KERNEL_ROWS and x.is_contiguous() \
                     and y.is_contiguous():
                 k, n = f.in_features, f.out_features
-                g.kernel.lora_add(x.data_ptr() + 4 * start * k, f.a_ptr, f.b_ptr, f.parts_ptr, f.nparts,
+                g.kernel.lora_add(x.data_ptr() + 4 * start * k, f.at_ptr, f.bt_ptr, f.parts_ptr, f.nparts,
                                   y.data_ptr() + 4 * start * n, stop - start, k, f.rank, n)
             elif start == 0 and stop == rows_y:
-                y.addmm_(x @ f.a.t(), f.b.t())  # every row under this adapter: no views of y
+                y.addmm_(x.mm(f.at), f.b.t())  # every row under this adapter: no views of y
             else:
-                y[start:stop].addmm_(x[start:stop] @ f.a.t(), f.b.t())
+                y[start:stop].addmm_(x[start:stop].mm(f.at), f.b.t())
         else:
-            y.index_add_(0, rows, (x.index_select(0, rows) @ f.a.t()) @ f.b.t())
+            y.index_add_(0, rows, x.index_select(0, rows).mm(f.at).mm(f.b.t()))

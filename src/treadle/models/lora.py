@@ -69,7 +69,7 @@ class LoraAdapter:
     def activate(self, cfg: ModelConfig, dtype: torch.dtype = torch.float32
                  ) -> list[dict[str, LoraFactors]]:
         """Per layer, per fused projection: :class:`LoraFactors` with A_cat ``[sum r, in]``, the block-diagonal
-        B_bd ``[out, sum r]`` (scale folded in) and ``parts``, the (rank offset, rank, output offset, outputs)
+        B_bd ``[out, sum r]`` (scale folded in; the stacked rank padded with zeros to a multiple of 8) and ``parts``, the (rank offset, rank, output offset, outputs)
         of each adapted module's block (the layout :func:`treadle.models.linear.add_lora` multiplies by)."""
         shapes = _part_shapes(cfg)
         out: list[dict[str, LoraFactors]] = []
@@ -81,8 +81,10 @@ class LoraAdapter:
                     continue
                 mods.sort(key=lambda t: t[1])
                 ranks = [self.weights[(layer, m)][0].shape[0] for m, _ in mods]
-                a_cat = torch.cat([self.weights[(layer, m)][0] for m, _ in mods]).to(dtype).contiguous()
-                b_bd = torch.zeros(sum(o for o, _ in parts), sum(ranks), dtype=dtype)
+                pad = -sum(ranks) % 8  # zero ranks up to a multiple of 8 (the C kernel's vector width)
+                a_cat = torch.cat([self.weights[(layer, m)][0] for m, _ in mods]
+                                  + [torch.zeros(pad, parts[0][1])]).to(dtype)
+                b_bd = torch.zeros(sum(o for o, _ in parts), sum(ranks) + pad, dtype=dtype)
                 row_off = [sum(o for o, _ in parts[:k]) for k in range(len(parts))]
                 col = 0
                 blocks = []
