@@ -151,6 +151,15 @@ def test_safety_mix_holds_back_named_split() -> None:
     assert not held_prompts & trained
     parts = {it["part"] for it in heldout["items"]}
     assert parts == {"advbench", "xstest_safe", "xstest_unsafe"}
+    from treadle.tuning.builtin_data import REFUSALS
+
+    refusals = sum(r["messages"][-1]["content"] in REFUSALS for r in sft)
+    answers = len(sft) - refusals
+    assert refusals == 576 and 0.9 < answers / refusals < 1.1  # balanced: each safe answer 3 times
+    once, _, _ = safety_mix(answer_repeat=1)
+    assert len(once) == refusals + answers // 3
+    with pytest.raises(ValueError, match="answer_repeat"):
+        safety_mix(answer_repeat=0)
 
 
 SMOLLM_TEMPLATE = (  # SmolLM2-Instruct's template: a default system turn when the first message is not one

@@ -12,7 +12,10 @@ named ``safety_heldout``; nothing held back is trained on):
   models; pair answer > a refusal.
 - HH-RLHF harmless (test file, 2,312 dialogues): preference pairs, the dialogue so far as the prompt,
   crowdworkers' chosen reply > rejected reply.
-Refusals are short sentences drawn (seeded) from ``REFUSALS``. Output files: ``safety_sft.jsonl``,
+The SFT rows are balanced: the safe look-alike answers are repeated ``answer_repeat`` times (default 3:
+~570 answers against 576 refusals). A probe with each answer once (~190 answers, 576 refusals, 2026-12-02,
+docs/TUNING.md) over-refused: half of the held-back XSTest safe prompts were refused (the base model
+answered all). Refusals are short sentences drawn (seeded) from ``REFUSALS``. Output files: ``safety_sft.jsonl``,
 ``safety_preference.jsonl`` and ``safety_heldout.yaml`` (a ``treadle eval --suite-file`` of the held-back
 items, exactly as the ``safety`` suite asks them).
 """
@@ -83,8 +86,10 @@ def _xstest_replies() -> dict[str, dict[str, list[str]]]:
     return out
 
 
-def safety_mix(seed: int = 0) -> tuple[list[dict], list[dict], dict]:
-    """(SFT rows, preference rows, held-back suite document)."""
+def safety_mix(seed: int = 0, answer_repeat: int = 3) -> tuple[list[dict], list[dict], dict]:
+    """(SFT rows, preference rows, held-back suite document); SFT rows in a seeded order."""
+    if answer_repeat < 1:
+        raise ValueError(f"answer_repeat must be >= 1, got {answer_repeat}")
     rng = random.Random(seed)
     suite = builtin.safety()
     replies = _xstest_replies()
@@ -107,7 +112,8 @@ def safety_mix(seed: int = 0) -> tuple[list[dict], list[dict], dict]:
             if comply:
                 pref.append({"prompt": item.messages, "chosen": refusal, "rejected": comply})
         elif comply:
-            sft.append({"messages": [*item.messages, {"role": "assistant", "content": comply}]})
+            sft.extend({"messages": [*item.messages, {"role": "assistant", "content": comply}]}
+                       for _ in range(answer_repeat))
             pref.append({"prompt": item.messages, "chosen": comply, "rejected": refusal})
     for line in data_path(HH_TURNS).read_text(encoding="utf-8").splitlines():
         d = json.loads(line)
@@ -116,6 +122,7 @@ def safety_mix(seed: int = 0) -> tuple[list[dict], list[dict], dict]:
         if chosen and rejected and chosen != rejected and context and context[-1]["role"] == "user" \
                 and len(chosen) <= MAX_REPLY_CHARS and len(rejected) <= MAX_REPLY_CHARS:
             pref.append({"prompt": context, "chosen": chosen, "rejected": rejected})
+    random.Random(seed).shuffle(sft)  # repeats spread over the epoch, not in a row
     heldout = {"name": "safety_heldout", "category": "safety", "max_tokens": suite.max_tokens, "items": held}
     return sft, pref, heldout
 
@@ -127,9 +134,9 @@ def write_bitext_intent(out: Path) -> dict[str, int]:
     return {"bitext_intent_sft.jsonl": len(rows)}
 
 
-def write_safety(out: Path, seed: int = 0) -> dict[str, int]:
+def write_safety(out: Path, seed: int = 0, answer_repeat: int = 3) -> dict[str, int]:
     out.mkdir(parents=True, exist_ok=True)
-    sft, pref, heldout = safety_mix(seed)
+    sft, pref, heldout = safety_mix(seed, answer_repeat)
     _write_jsonl(out / "safety_sft.jsonl", sft)
     _write_jsonl(out / "safety_preference.jsonl", pref)
     # JSON is valid YAML: `treadle eval --suite-file safety_heldout.yaml` reads it
