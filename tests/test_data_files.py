@@ -1,5 +1,5 @@
 """The data ships with the repository: data/ holds what every suite and workload reads, with its
-SOURCE.md; ``$TREADLE_DATA`` (alias ``$TREADLE_SHARED_DATA``) points elsewhere; nothing reads ../shared."""
+SOURCE.md; ``$TREADLE_DATA`` points elsewhere; nothing reads the workplace's data folder beside the repository."""
 
 from __future__ import annotations
 
@@ -15,18 +15,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_bundled_data_is_the_repository_folder(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(data_files.ENV_VAR, raising=False)
-    monkeypatch.delenv(data_files.ENV_ALIAS, raising=False)
     assert data_dir() == ROOT / "data" and (data_dir() / "README.md").is_file()
 
 
-def test_env_var_and_alias_point_elsewhere(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_env_var_points_elsewhere(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    monkeypatch.delenv(data_files.ENV_VAR, raising=False)
-    monkeypatch.setenv(data_files.ENV_ALIAS, str(tmp_path / "b"))
-    assert data_dir() == tmp_path / "b"
     monkeypatch.setenv(data_files.ENV_VAR, str(tmp_path / "a"))
-    assert data_dir() == tmp_path / "a"  # the new name wins
+    assert data_dir() == tmp_path / "a"
     with pytest.raises(ValueError, match="TREADLE_DATA"):
         data_path("traces/mooncake/conversation_trace.jsonl")
 
@@ -56,14 +51,17 @@ def test_every_workload_loads_from_data(workload: str) -> None:
     assert len(make_workload(workload, 4, 0, 8)) >= 4
 
 
+OLD_FOLDER = "/".join(("..", "shared"))  # the workplace folder beside the repository that users do not have
+
+
 def test_nothing_reads_the_old_shared_folder() -> None:
     hits = []
     for folder in ("src", "scripts", "tests", "docs"):
         for f in (ROOT / folder).rglob("*"):
             if f.suffix in (".py", ".sh", ".md", ".toml") and f.is_file() and f.name != Path(__file__).name:
-                if "../shared" in f.read_text(errors="replace"):
+                if OLD_FOLDER in f.read_text(errors="replace"):
                     hits.append(str(f.relative_to(ROOT)))
     for f in ("Makefile", "README.md", "pyproject.toml"):
-        if "../shared" in (ROOT / f).read_text():
+        if OLD_FOLDER in (ROOT / f).read_text():
             hits.append(f)
     assert not hits, hits

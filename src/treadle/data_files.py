@@ -2,7 +2,6 @@
 
 Every command and test that reads a dataset, a trace or a prompt set asks this module, and nothing
 else knows the location. ``data/README.md`` lists each source with its SOURCE.md and license.
-``$TREADLE_SHARED_DATA`` is accepted as an alias of ``$TREADLE_DATA`` (an older name).
 """
 
 from __future__ import annotations
@@ -11,18 +10,14 @@ import os
 from pathlib import Path
 
 ENV_VAR = "TREADLE_DATA"
-ENV_ALIAS = "TREADLE_SHARED_DATA"
 # src/treadle/data_files.py -> the repository root holds data/
 BUNDLED = Path(__file__).resolve().parents[2] / "data"
 
 
 def data_dir() -> Path:
-    """The data folder: ``$TREADLE_DATA`` (or its alias) when set, else the repository's ``data/``."""
-    for name in (ENV_VAR, ENV_ALIAS):
-        value = os.environ.get(name)
-        if value:
-            return Path(value).expanduser()
-    return BUNDLED
+    """The data folder: ``$TREADLE_DATA`` when set, else the repository's ``data/``."""
+    value = os.environ.get(ENV_VAR)
+    return Path(value).expanduser() if value else BUNDLED
 
 
 def data_path(rel: str | Path) -> Path:
