@@ -64,7 +64,7 @@ def one(model: str, db: str, log_on: bool, seed: int, work: Path, tag: str, aa: 
                         "sharegpt", "--concurrency", "16", "--num-requests", "64", "--seed", str(seed),
                         "--no-progress", "--out", str(out)], check=True)
         s = json.loads(out.read_text())["summary"]
-        res = {"mode": "on" if log_on else "off", "seed": seed, "completed": s["completed"],
+        res = {"mode": "on" if log_on else "off", "logging": log_on and not aa, "seed": seed, "completed": s["completed"],
                "requests_per_s": s["requests_per_s"], "output_tok_s": s["output_tok_s"],
                "ttft_p50_ms": s["ttft_ms"]["p50"]}
         if log_on and not aa:

@@ -6,25 +6,11 @@ import json
 
 import pytest
 
+from eval_support import outcomes, results
 from treadle.cli import main
 from treadle.evals.gate import GatePolicy, run_gate
 from treadle.evals.results import EvalResults, load_results, write_json
 from treadle.evals.stats import bonferroni_reject, bootstrap_worse_p, holm_reject, mcnemar_worse_p, wilson_ci
-
-
-def results(suites: dict[str, dict[str, list[bool]]]) -> EvalResults:
-    """suite -> metric -> outcomes (item i has id str(i)); every metric gated."""
-    summary: dict = {"kind": "eval", "meta": {}, "suites": {}}
-    items: dict[str, list[dict]] = {}
-    for suite, metrics in suites.items():
-        n = len(next(iter(metrics.values())))
-        summary["suites"][suite] = {"metrics": {m: {"value": sum(v) / n, "n": n, "gated": True} for m, v in metrics.items()}}
-        items[suite] = [{"id": str(i), "passed": {m: v[i] for m, v in metrics.items()}} for i in range(n)]
-    return EvalResults(summary, items)
-
-
-def outcomes(n: int, fails: set[int]) -> list[bool]:
-    return [i not in fails for i in range(n)]
 
 
 def test_stats_pinned() -> None:

@@ -4,23 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from eval_support import outcomes, results
 from treadle.evals.loop_gate import LoopGatePolicy, run_loop_gate
 from treadle.evals.paired_diff import detectable_margin, items_needed, lower_bound
-from treadle.evals.results import EvalResults
-
-
-def results(suites: dict[str, dict[str, list[bool]]]) -> EvalResults:
-    summary: dict = {"kind": "eval", "meta": {}, "suites": {}}
-    items: dict[str, list[dict]] = {}
-    for suite, metrics in suites.items():
-        n = len(next(iter(metrics.values())))
-        summary["suites"][suite] = {"metrics": {m: {"value": sum(v) / n, "n": n, "gated": True} for m, v in metrics.items()}}
-        items[suite] = [{"id": str(i), "passed": {m: v[i] for m, v in metrics.items()}} for i in range(n)]
-    return EvalResults(summary, items)
-
-
-def outcomes(n: int, fails: set[int]) -> list[bool]:
-    return [i not in fails for i in range(n)]
 
 
 def test_lower_bound_and_sizes_pinned() -> None:

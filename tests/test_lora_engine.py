@@ -290,7 +290,6 @@ def test_lora_kernel_equals_the_torch_product_and_reads_only_the_parts() -> None
     from treadle.kernels import ggml
     from treadle.models.linear import (
         _KERNEL_MAX_RANK,
-        _KERNEL_MAX_ROWS,
         KERNEL_ROWS,
         LoraFactors,
         LoraGroup,
@@ -300,7 +299,7 @@ def test_lora_kernel_equals_the_torch_product_and_reads_only_the_parts() -> None
     lib = ggml.load()
     if lib is None:
         pytest.skip("kernel library unavailable here (needs gcc and AVX2/FMA/F16C)")
-    assert (lib.lora_max_rows(), lib.lora_max_rank()) == (_KERNEL_MAX_ROWS, _KERNEL_MAX_RANK)
+    assert (lib.lora_max_rows(), lib.lora_max_rank()) == (KERNEL_ROWS, _KERNEL_MAX_RANK)
     g = torch.Generator().manual_seed(0)
     # A qkv-like projection (outputs 24 + 8 + 8, 44 inputs): q (rank 12) and v (rank 9) adapted, k not;
     # a part of 8 outputs exercises the kernel's scalar tail, rows 1-16 its row blocks.

@@ -71,10 +71,11 @@ class LLMEngine:
         )
         from treadle.kernels import ggml
 
-        attn_kernel = ggml.load() if config.attention_kernel and dtype == torch.float32 else None
+        lib = ggml.load() if dtype == torch.float32 else None  # fp32 only: the kernels read fp32 weights and KV
+        attn_kernel = lib if config.attention_kernel else None
         self.attention_kernel = attn_kernel is not None
         self.runner = ModelRunner(self.model, cfg, num_blocks, config.block_size, self.eos_token_ids, dtype,
-                                  attention_kernel=attn_kernel)
+                                  attention_kernel=attn_kernel, lora_kernel=lib)
         self.outputs = OutputProcessor(self.tokenizer)
         self._ids = itertools.count()
         self._grammar_lock = threading.Lock()

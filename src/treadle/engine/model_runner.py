@@ -32,16 +32,17 @@ class ModelRunner:
         eos_token_ids: tuple[int, ...],
         dtype: torch.dtype = torch.float32,
         attention_kernel: object = None,
+        lora_kernel: object = None,
     ) -> None:
         """``attention_kernel``: the C kernel library (``treadle.kernels.ggml.load()``) to attend
-        decode rows in place in the paged cache (fp32 only); None: the torch gather path."""
+        decode rows in place in the paged cache (fp32 only); None: the torch gather path.
+        ``lora_kernel``: the same library for the few-row LoRA products (fp32 only); None: torch GEMMs."""
         self.model = model
         k = attention_kernel
         fits = k is not None and cfg.head_dim % 8 == 0 and cfg.head_dim <= k.paged_attention_max_head_dim() \
             and cfg.num_heads // cfg.num_kv_heads <= k.paged_attention_max_group()
         self.attention_kernel = k if fits and dtype == torch.float32 else None
-        # The same library's few-row LoRA product (fp32 weights only).
-        self.lora_kernel = k if k is not None and dtype == torch.float32 and hasattr(k, "lora_add") else None
+        self.lora_kernel = lora_kernel if dtype == torch.float32 else None
         self.cfg = cfg
         self.block_size = block_size
         self.eos_token_ids = eos_token_ids

@@ -96,8 +96,10 @@ class Verdict:
             p = "-" if m.p_value is None else f"{m.p_value:.2g}"
             lines.append(f"{m.metric:34} {val:>7} {ci:>17} {base:>7} {m.threshold:>5.2f} {p:>8}  "
                          f"{'PASS' if m.passed else 'FAIL'}: {m.reason}")
+        tests = sum(m.p_value is not None for m in self.metrics) + sum(m.p_improvement is not None
+                                                                        for m in self.metrics)
         lines.append(f"gate: {'PASS' if self.passed else 'FAIL'} ({self.policy['test']}, {self.policy['correction']}"
-                     f" correction over {len(self.metrics)} metrics, family-wise alpha {self.alpha:g})")
+                     f" correction over {tests} tests on {len(self.metrics)} metrics, family-wise alpha {self.alpha:g})")
         return "\n".join(lines)
 
 
