@@ -144,3 +144,44 @@ def test_files_are_what_trl_reads(tmp_path: Path) -> None:
         assert set(ds.column_names) == cols and len(ds) > 0
         assert all(is_conversational(row) for row in ds)
     store.close()
+
+
+def test_user_filter_balance_and_fixed_mix(db_url: str, tmp_path: Path) -> None:
+    """A red-team set (only its users, labels balanced) joins a later build as a fixed mix, with lineage."""
+    store = open_store(db_url)
+    for i in range(6):  # 6 refusals, 2 answers: balance repeats each answer 3 times
+        _reviewed(store, f"r{i}", f"How do I build weapon {i}?", "Sure, step one.", "correct", user=f"redteam-{i % 2}",
+                  label="refuse", reply="I can't help with that.")
+    for i in range(2):
+        _reviewed(store, f"s{i}", f"How do I kill python process {i}?", f"Run kill {i}.", "approve",
+                  user="redteam-0", label="answer")
+    _reviewed(store, "u1", "Where is my parcel?", "Under Orders.", "approve", user="carol", label="track")
+    safety = build(store, tmp_path / "safety", BuildOptions(name="safety", users="redteam-*", balance=True,
+                                                          dev_share=0.0, embed=False))
+    assert safety["balance"] == {"refuse": 1, "answer": 3} and safety["counts"]["sft"]["train"] == 6 + 2 * 3
+    assert {i["response_id"] for i in safety["items"]} == {*(f"r{i}" for i in range(6)), "s0", "s1"}
+    sft = (tmp_path / "safety" / "sft.jsonl").read_text().splitlines()
+    assert sum("Run kill 0." in x for x in sft) == 3 and sum("I can't help" in x for x in sft) == 6
+    # the product build: never the red team's responses itself, but the whole mix as replay rows
+    _reviewed(store, "r9", "How do I build weapon 9?", "Sure.", "correct", user="redteam-1", label="refuse",
+              reply="No.")  # a red-team response not yet in the mix
+    m = build(store, tmp_path / "loop", BuildOptions(name="loop", fixed_mix="safety", exclude_users="redteam-*",
+                                                    dev_share=0.0, embed=False))
+    new = [i for i in m["items"] if i["replay_of"] is None]
+    mixed = [i for i in m["items"] if i["replay_of"] is not None]
+    assert {i["response_id"] for i in new} == {"u1"}
+    assert len(mixed) == len(safety["items"]) and m["fixed_mix"]["version"] == 1 and m["fixed_mix"]["count"] == len(mixed)
+    assert m["counts"]["sft"]["train"] == 1 + 12
+    with store.session() as s:
+        srcs = lineage.dataset_sources(s, lineage.find_dataset(s, "loop:1"))
+        # every training record of the build traces to a logged response and its expert review
+        assert all(x["response_id"] and x["review_actions"] for x in srcs)
+        reached = lineage.datasets_of_response(s, "s0")
+        assert {(d["dataset"], d["replay_of"] is not None) for d in reached} == {("safety", False), ("loop", True)}
+    import pytest
+
+    with pytest.raises(ValueError, match="no dataset named 'nope'"):
+        build(store, tmp_path / "x", BuildOptions(name="loop", fixed_mix="nope", embed=False))
+    with pytest.raises(ValueError, match="fixed_mix must name another dataset"):
+        BuildOptions(name="loop", fixed_mix="loop")
+    store.close()

@@ -105,6 +105,19 @@ def test_log_feedback_roles_and_metrics(served) -> None:  # noqa: ANN001
     again = httpx.post(f"{srv.base}/review/api/items/{item['id']}", headers=_h("k-rev"), json={"action": "approve"},
                        timeout=30)
     assert again.status_code == 409
+    # queueing by hand: admin only, all-or-nothing, named errors
+    enq = f"{srv.base}/review/api/enqueue"
+    assert httpx.post(enq, headers=_h("k-rev"), json={"response_ids": [streamed]}, timeout=30).status_code == 403
+    for body, param in [({"response_ids": []}, "response_ids"), ({"response_ids": [streamed], "reason": "x"}, "reason"),
+                        ({"response_ids": [streamed], "required_reviews": 0}, "required_reviews"),
+                        ({"response_ids": [streamed], "extra": 1}, "extra")]:
+        bad = httpx.post(enq, headers=_h("k-admin"), json=body, timeout=30)
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == param, bad.text
+    unknown = httpx.post(enq, headers=_h("k-admin"), json={"response_ids": [streamed, "nope"]}, timeout=30)
+    assert unknown.status_code == 404 and "'nope'" in unknown.json()["error"]["message"], unknown.text
+    ok = httpx.post(enq, headers=_h("k-admin"), json={"response_ids": [streamed], "reason": "red_team"}, timeout=30)
+    assert ok.status_code == 200 and ok.json()["items"][0]["status"] == "corrected", ok.text  # decided stays decided
+    assert "red_team" in ok.json()["items"][0]["reasons"]
     # a key with the admin role passes the adapter admin API's check (no --admin-api-key needed); others do not
     gone = httpx.post(f"{srv.base}/v1/unload_lora_adapter", json={"lora_name": "nope"}, headers=_h("k-admin"),
                       timeout=30)

@@ -87,32 +87,30 @@ def test_config_errors_name_the_key() -> None:
     assert cfg.canary.poll_seconds == 1 and cfg.floor_once_reached == ("safety",)
 
 
-def test_tune_step_appends_the_fixed_mix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dataset_step_takes_the_fixed_mix_from_the_store(tmp_path: Path) -> None:
     import json
 
+    from feedback_support import record, write
+    from treadle.feedback.dataset import BuildOptions, build
+    from treadle.feedback.review import act, enqueue
+    from treadle.feedback.roles import Principal
+
+    with pytest.raises(ValueError, match="tune.mix: training files outside the store"):
+        config_from_dict({"alias": "bot", "production": "base", "tune": {"mix": ["safety_sft.jsonl"]}})
     db = f"sqlite:///{tmp_path / 'm.db'}"
-    mix = tmp_path / "safety_sft.jsonl"
-    mix.write_text(json.dumps({"messages": [{"role": "user", "content": "harm?"},
-                                            {"role": "assistant", "content": "I can't help with that."}]}) + "\n")
-    cfg = config_from_dict({"alias": "bot", "production": "base", "db": db, "workdir": str(tmp_path / "w"),
-                            "tune": {"method": "sft", "mix": [str(mix)], "args": {"max_steps": 1}}})
     store = open_store(db)
-    ds = tmp_path / "ds"
-    ds.mkdir()
-    (ds / "sft.jsonl").write_text('{"messages": [{"role": "user", "content": "hi"}, '
-                                  '{"role": "assistant", "content": "cancel"}]}')  # no final newline
-    seen = {}
-
-    def fake_tune(conf):  # noqa: ANN001, ANN202
-        seen["data"], seen["max_steps"] = Path(conf.data).read_text().splitlines(), conf.max_steps
-        return {"metrics": {"first_loss": 2.0, "final_loss": 1.0}, "wall_s": 1.0}
-
-    monkeypatch.setattr("treadle.tuning.tune", fake_tune)
+    for rid, user, prompt, reply in [("rt1", "rt-0", "harm?", "I can't help with that."), ("u1", "ann", "hi", "cancel")]:
+        write(store, record(rid, user=user, request=prompt, output="?"))
+        with store.session() as s:
+            act(s, enqueue(s, rid, "manual").id, Principal("rev", "reviewer"), "correct", reply=reply)
+    build(store, tmp_path / "safety", BuildOptions(name="safety", users="rt-*", dev_share=0.0, embed=False))
+    cfg = config_from_dict({"alias": "bot", "production": "base", "db": db, "workdir": str(tmp_path / "w"),
+                            "dataset": {"fixed_mix": "safety", "exclude_users": "rt-*", "embed": False,
+                                        "dev_share": 0.0}})
     run = st.start_run(store, "bot", {"reason": "forced"})
-    run = st.step_done(store, run.id, st.step_started(store, run.id, "dataset"), "tune", {"dataset_dir": str(ds)})
-    run = Loop(cfg, store, FakeFleet())._step_tune(run, st.step_started(store, run.id, "tune"))
-    assert run.step == "register" and seen["max_steps"] == 1
-    assert [json.loads(x)["messages"][-1]["content"] for x in seen["data"]] == ["cancel", "I can't help with that."]
-    detail = st.runs(store, "bot")[0]["steps"][-1]["detail"]
-    assert list(detail["mix"]) == [str(mix)] and len(detail["mix"][str(mix)]) == 64
+    run = Loop(cfg, store, FakeFleet())._step_dataset(run, st.step_started(store, run.id, "dataset"))
+    lines = (Path(run.state["dataset_dir"]) / "sft.jsonl").read_text().splitlines()
+    assert sorted(json.loads(x)["messages"][-1]["content"] for x in lines) == ["I can't help with that.", "cancel"]
+    detail = st.runs(store, "bot")[0]["steps"][0]["detail"]
+    assert detail["manifest"]["fixed_mix"]["name"] == "safety" and detail["manifest"]["fixed_mix"]["count"] == 4  # sft, preference, 2 kto
     store.close()

@@ -65,3 +65,45 @@ def test_simulated_users_and_experts_then_a_checked_build(tmp_path: Path) -> Non
             assert ("sim", 1) in {(d["dataset"], d["version"]) for d in reached}
             assert src["feedback"] and (src["review_item_id"] is None or src["review_actions"])
     store.close()
+
+
+def test_simulated_red_team_builds_a_balanced_safety_set_with_lineage(tmp_path: Path) -> None:
+    """`--task safety`: the safety suite's training part through a live server, every response queued and
+    decided by the experts (labelled refuse / answer), never a held-back item; the safety set built from it."""
+    from treadle.tuning.builtin_data import held_back
+
+    model = make_tiny_model(tmp_path / "tiny", "llama")
+    db = f"sqlite:///{tmp_path / 'rt.db'}"
+    srv = ServerProcess(model, tmp_path / "server.log", "--db", db, "--review-sample", "0")
+    try:
+        rep = simulate(SimConfig(url=srv.base, requests=24, users=3, task="safety", concurrency=4, max_tokens=8,
+                                 seed=1))
+    finally:
+        srv.stop()
+    assert rep.errors == 0 and rep.sent == 24 and rep.thumbs_up + rep.thumbs_down == 24
+    assert rep.expert_approved + rep.expert_corrected + rep.expert_rejected == 24
+    store = open_store(db)
+    with store.session() as s:
+        items = s.execute(select(ReviewItem)).scalars().all()
+        assert len(items) == 24 and all("red_team" in i.reasons for i in items)
+        assert all(i.status in ("approved", "corrected", "rejected") for i in items)
+        assert {i.final_label for i in items} == {"refuse", "answer"}
+        for i in items:  # a refusal where one was asked for; the reference answer where one exists
+            if i.final_label == "refuse" and i.status == "corrected":
+                assert "can" in i.final_reply.lower() or "won't" in i.final_reply.lower()
+        from treadle.store.models import Interaction
+
+        inters = s.execute(select(Interaction)).scalars().all()
+        assert {x.user for x in inters} <= {f"sim-redteam-{k}" for k in range(3)}
+        prompts = {x.request["messages"][-1]["content"] for x in inters}
+    from treadle.feedback.simulate_safety import training_items
+
+    by_prompt = {it.messages[-1]["content"]: it for it in training_items()}
+    assert prompts <= set(by_prompt) and not any(held_back(by_prompt[p].id) for p in prompts)
+    m = build(store, tmp_path / "safety", BuildOptions(name="safety", users="sim-redteam-*", balance=True,
+                                                      dev_share=0.0, embed=False))
+    assert set(m["balance"]) == {"refuse", "answer"} and m["counts"]["sft"]["train"] >= 20
+    with store.session() as s:
+        srcs = lineage.dataset_sources(s, lineage.find_dataset(s, "safety"))
+        assert all(x["review_actions"] and x["feedback"] for x in srcs)
+    store.close()

@@ -1,5 +1,7 @@
 """HTTP routes: ``POST /v1/feedback`` and the review API under ``/review/api`` (JSON, for the page's script
 and for clients with a reviewer key); the page itself is :mod:`treadle.feedback.page`.
+``POST /review/api/enqueue`` (admin role) puts logged responses on the queue by hand (reason ``manual`` or
+``red_team``: a red-team campaign's responses all go to review, whatever their thumbs).
 
 Every write answers only after its transaction committed. Errors are OpenAI error JSON: 400 names the
 field, 401 no or wrong key, 403 wrong role, 404 unknown id, 409 already decided.
@@ -106,6 +108,19 @@ def add_routes(app: Any, svc: Any) -> None:
             return error(e)
         return JSONResponse(out)
 
+    @app.post("/review/api/enqueue")
+    async def review_enqueue(request: Request) -> Response:
+        try:
+            p = reviewer(request, svc, signer)
+            if not p.can("admin"):
+                raise FeedbackError(403, f"{p.user} has the role {p.role}: queueing responses needs admin.", None,
+                                    "forbidden")
+            body = await json_body(request)
+            out = await in_thread(_enqueue, svc, body)
+        except FeedbackError as e:
+            return error(e)
+        return JSONResponse(out)
+
     from treadle.feedback.page import add_page_routes
 
     add_page_routes(app, svc, signer)
@@ -132,4 +147,27 @@ def _act(svc: Any, item_id: int, p: Principal, body: dict) -> dict:
         item = review.act(s, item_id, p, str(body.get("action")), body.get("reply"), body.get("reason"),
                           body.get("label"))
         out = review.item_json(s, item)
+    return out  # after the commit
+
+
+def _enqueue(svc: Any, body: Any) -> dict:
+    """Queue every listed response (all or none: an unknown id is a 404 and nothing is queued)."""
+    if not isinstance(body, dict):
+        raise FeedbackError(400, "The request body must be a JSON object")
+    for k in body:
+        if k not in ("response_ids", "reason", "required_reviews"):
+            raise FeedbackError(400, f"Unknown field {k!r}; enqueue takes response_ids, reason, required_reviews", k)
+    ids = body.get("response_ids")
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids) or len(ids) > 1000:
+        raise FeedbackError(400, "response_ids must be a list of 1 to 1000 response ids (strings)", "response_ids")
+    reason = body.get("reason", "manual")
+    if reason not in review.HAND_REASONS:
+        raise FeedbackError(400, f"reason must be one of {list(review.HAND_REASONS)}, got {reason!r}", "reason")
+    n = body.get("required_reviews", svc.config.reviews_per_item)
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 10:
+        raise FeedbackError(400, "required_reviews must be an integer from 1 to 10", "required_reviews")
+    with svc.store.session() as s:
+        items = review.enqueue_many(s, ids, reason, n)
+        out = {"items": [{"id": i.id, "response_id": i.response_id, "status": i.status, "reasons": i.reasons}
+                         for i in items]}
     return out  # after the commit

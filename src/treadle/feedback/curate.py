@@ -13,6 +13,7 @@ PII scrubbing (:mod:`treadle.feedback.pii`) here, with counts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -57,8 +58,9 @@ def prompt_messages(request: dict) -> list[dict]:
     return [{"role": "user", "content": p if isinstance(p, str) else str(p)}]
 
 
-def gather(s: Session, exclude: set[str]) -> Curated:
-    """Candidates from every decided review item and every thumbs rating, minus responses in ``exclude``."""
+def gather(s: Session, exclude: set[str], keep_user: Callable[[str], bool] | None = None) -> Curated:
+    """Candidates from every decided review item and every thumbs rating, minus responses in ``exclude``
+    and responses whose user ``keep_user`` refuses."""
     out = Curated()
     items = {i.response_id: i for i in s.execute(select(ReviewItem).where(
         ReviewItem.status.in_(("approved", "corrected", "rejected")))).scalars()}
@@ -69,6 +71,8 @@ def gather(s: Session, exclude: set[str]) -> Curated:
     for chunk in range(0, len(ids), 500):
         batch = ids[chunk:chunk + 500]
         for inter in s.execute(select(Interaction).where(Interaction.id.in_(batch)).order_by(Interaction.id)).scalars():
+            if keep_user is not None and not keep_user(inter.user):
+                continue
             out.sources += 1
             _records(inter, items.get(inter.id), thumbs.get(inter.id, []), out)
     return out

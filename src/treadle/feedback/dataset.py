@@ -11,13 +11,22 @@ records of earlier versions (originals, not replays, of responses not in this bu
 (``prompt``, ``completion``, ``label``), their ``*_dev.jsonl`` and ``manifest.json``; the content hash is
 SHA-256 over the data files. The dataset and one ``dataset_items`` row per written record (lineage) are
 stored in one transaction.
+
+Selection and mixing options: ``users`` / ``exclude_users`` (shell-style patterns on the response's user,
+e.g. ``sim-redteam-*``) choose whose responses a build takes; ``balance`` repeats the SFT train records of
+each label (review label) round(largest label's count / its count) times, at most ``MAX_BALANCE_REPEAT``
+(each repeat is a dataset item of its own, same source ids); ``fixed_mix`` names another dataset whose
+newest version's train records join every build as replay rows (``replay_of`` = the mix's item, so each
+keeps its source response and review), and whose responses this build never takes itself.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import random
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +38,7 @@ from treadle.store import Store
 from treadle.store.models import Dataset, DatasetItem, utcnow
 
 KINDS = ("sft", "preference", "kto")
+MAX_BALANCE_REPEAT = 5
 
 
 @dataclass(frozen=True)
@@ -40,8 +50,14 @@ class BuildOptions:
     embed: bool = True
     include_all: bool = False
     seed: int = 0
+    users: str | None = None  # only responses whose user matches this pattern
+    exclude_users: str | None = None  # never responses whose user matches this pattern
+    balance: bool = False  # repeat minority labels' SFT train records
+    fixed_mix: str | None = None  # a dataset name: its newest version's train records join every build
 
     def __post_init__(self) -> None:
+        if self.fixed_mix is not None and self.fixed_mix == self.name:
+            raise ValueError(f"fixed_mix must name another dataset than the one built ({self.name!r})")
         for field_name in ("dev_share", "replay_share"):
             v = getattr(self, field_name)
             if not 0.0 <= v <= 1.0:
@@ -68,9 +84,18 @@ def split_responses(strata: dict[str, str], dev_share: float, seed: int) -> dict
     return out
 
 
+def wanted_user(opts: BuildOptions):  # noqa: ANN201 - a predicate
+    """The build's user filter (``users`` / ``exclude_users``), or None for everyone."""
+    if opts.users is None and opts.exclude_users is None:
+        return None
+    return lambda u: ((opts.users is None or fnmatch.fnmatchcase(u or "", opts.users))
+                      and (opts.exclude_users is None or not fnmatch.fnmatchcase(u or "", opts.exclude_users)))
+
+
 def build(store: Store, out_dir: str | Path, opts: BuildOptions = BuildOptions()) -> dict:
     """Build the next version of ``opts.name`` into ``out_dir``; return its manifest."""
     out = Path(out_dir)
+    mix_rows, mix_info, mix_responses = _fixed_mix(store, opts.fixed_mix)
     with store.session() as s:
         earlier = list(s.execute(select(Dataset).where(Dataset.name == opts.name)).scalars())
         earlier_ids = [d.id for d in earlier]
@@ -79,7 +104,7 @@ def build(store: Store, out_dir: str | Path, opts: BuildOptions = BuildOptions()
             done = set(s.execute(select(DatasetItem.response_id).where(
                 DatasetItem.dataset_id.in_(earlier_ids), DatasetItem.replay_of.is_(None),
                 DatasetItem.response_id.is_not(None))).scalars())
-        cur = gather(s, done)
+        cur = gather(s, done | mix_responses, wanted_user(opts))
         prior: dict[str, list[str]] = {k: [] for k in KINDS}
         if earlier_ids and not opts.include_all:
             for kind, rec in s.execute(select(DatasetItem.kind, DatasetItem.record).where(
@@ -102,9 +127,54 @@ def build(store: Store, out_dir: str | Path, opts: BuildOptions = BuildOptions()
     split = split_responses({c.response_id: c.stratum for c in kept}, opts.dev_share, opts.seed)
     rows: list[dict] = [{"kind": c.kind, "split": split[c.response_id], "record": c.record, "response_id": c.response_id,
                          "user": c.user, "review_item_id": c.review_item_id, "feedback_ids": list(c.feedback_ids),
-                         "replay_of": None} for c in kept]
+                         "replay_of": None, "stratum": c.stratum} for c in kept]
+    rows, balance = _balance(rows) if opts.balance else (rows, {})
     rows += _replay(store, earlier_ids, {c.response_id for c in kept}, rows, opts)
-    return _write(store, out, opts, rows, cur.pii, removed, cur.sources, earlier)
+    rows += mix_rows
+    extra = {"balance": balance, "fixed_mix": mix_info}
+    return _write(store, out, opts, rows, cur.pii, removed, cur.sources, earlier, extra)
+
+
+def _balance(rows: list[dict]) -> tuple[list[dict], dict[str, int]]:
+    """Repeat each label's SFT train rows round(largest count / its count) times (<= MAX_BALANCE_REPEAT)."""
+    def label(r: dict) -> str:
+        return r["stratum"]
+
+    counts = Counter(label(r) for r in rows if r["kind"] == "sft" and r["split"] == "train")
+    if len(counts) < 2:
+        return rows, {k: 1 for k in counts}
+    top = max(counts.values())
+    repeat = {k: min(MAX_BALANCE_REPEAT, max(1, round(top / n))) for k, n in counts.items()}
+    out = []
+    for r in rows:
+        n = repeat[label(r)] if r["kind"] == "sft" and r["split"] == "train" else 1
+        out += [r] * n
+    return out, repeat
+
+
+def _fixed_mix(store: Store, name: str | None) -> tuple[list[dict], dict | None, set[str]]:
+    """(rows of the mix's newest version's train records, its manifest entry, every response it ever took)."""
+    if name is None:
+        return [], None, set()
+    with store.session() as s:
+        versions = list(s.execute(select(Dataset).where(Dataset.name == name).order_by(Dataset.version)).scalars())
+        if not versions:
+            raise ValueError(f"fixed_mix: no dataset named {name!r} in the store (build it first)")
+        ds = versions[-1]
+        if ds.tainted_reason:
+            raise ValueError(f"fixed_mix: dataset {name!r} v{ds.version} is tainted ({ds.tainted_reason}); "
+                             "build a new version")
+        responses = set(s.execute(select(DatasetItem.response_id).where(
+            DatasetItem.dataset_id.in_([d.id for d in versions]), DatasetItem.response_id.is_not(None))).scalars())
+        items = list(s.execute(select(DatasetItem).where(DatasetItem.dataset_id == ds.id, DatasetItem.split == "train")
+                               .order_by(DatasetItem.id)).scalars())
+        rows = [{"kind": it.kind, "split": "train", "record": it.record, "response_id": it.response_id,
+                 "user": it.user, "review_item_id": it.review_item_id,
+                 "feedback_ids": [it.feedback_id] if it.feedback_id is not None else [], "replay_of": it.id,
+                 "stratum": "fixed_mix"} for it in items if not it.record.get("redacted")]
+        info = {"name": name, "version": ds.version, "dataset_id": ds.id, "content_hash": ds.content_hash,
+                "count": len(rows)}
+    return rows, info, responses
 
 
 def _replay(store: Store, earlier_ids: list[int], current: set[str], rows: list[dict], opts: BuildOptions) -> list[dict]:
@@ -132,7 +202,7 @@ def _file(kind: str, split: str) -> str:
 
 
 def _write(store: Store, out: Path, opts: BuildOptions, rows: list[dict], pii: dict, removed: dict, sources: int,
-           earlier: list[Dataset]) -> dict:
+           earlier: list[Dataset], extra: dict) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, list[str]] = {_file(k, sp): [] for k in KINDS for sp in ("train", "dev")}
     items = []
@@ -158,7 +228,7 @@ def _write(store: Store, out: Path, opts: BuildOptions, rows: list[dict], pii: d
                     "created_at": utcnow().isoformat() + "Z", "options": opts.__dict__, "sources": sources,
                     "counts": counts, "removed": removed, "pii_scrubbed": pii,
                     "replay": {"count": sum(r["replay_of"] is not None for r in rows),
-                               "from_versions": sorted(d.version for d in earlier)},
+                               "from_versions": sorted(d.version for d in earlier)}, **extra,
                     "files": digests, "items": items}
         ds = Dataset(name=opts.name, version=version, content_hash=content_hash, out_dir=str(out.resolve()),
                      manifest={k: v for k, v in manifest.items() if k != "items"})

@@ -22,6 +22,12 @@ def register(p: argparse.ArgumentParser) -> None:
     b.add_argument("--no-embed", action="store_true", help="exact duplicates only (no embedding model)")
     b.add_argument("--all", action="store_true", help="every reviewed response, not only those new to this name")
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--users", default=None, help="only responses whose user matches this pattern (e.g. 'sim-redteam-*')")
+    b.add_argument("--exclude-users", default=None, help="never responses whose user matches this pattern")
+    b.add_argument("--balance", action="store_true",
+                   help="repeat each label's SFT train records up to the largest label's count (at most 5x)")
+    b.add_argument("--fixed-mix", default=None,
+                   help="a dataset name whose newest version's train records join this build (e.g. the safety mix)")
     sub.add_parser("list", help="every dataset version")
     sh = sub.add_parser("show", help="one version's manifest and sources (NAME, NAME:VERSION or #ID)")
     sh.add_argument("dataset")
@@ -47,10 +53,11 @@ def run(args: argparse.Namespace) -> int:
         if args.dataset_cmd == "build":
             opts = BuildOptions(name=args.name, dev_share=args.dev_share, replay_share=args.replay_share,
                                 near_threshold=args.near_duplicate, embed=not args.no_embed, include_all=args.all,
-                                seed=args.seed)
+                                seed=args.seed, users=args.users, exclude_users=args.exclude_users,
+                                balance=args.balance, fixed_mix=args.fixed_mix)
             m = build(store, args.out, opts)
             print(json.dumps({k: m[k] for k in ("name", "version", "content_hash", "sources", "counts", "removed",
-                                                 "pii_scrubbed", "replay")}, indent=1))
+                                                 "pii_scrubbed", "replay", "balance", "fixed_mix")}, indent=1))
             return 0
         with store.session() as s:
             if args.dataset_cmd == "list":
@@ -69,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     except FeedbackError as e:
         print(f"treadle dataset: error: {e.message}", file=sys.stderr)
+        return 2
+    except ValueError as e:
+        print(f"treadle dataset: error: {e}", file=sys.stderr)
         return 2
     finally:
         store.close()

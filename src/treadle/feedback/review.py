@@ -2,7 +2,8 @@
 
 Rules (who puts an item on the queue, ``reasons``): ``thumbs_down`` and ``correction`` (feedback API),
 ``random`` (a share of logged traffic, :mod:`treadle.feedback.log`), ``safety`` and ``coherence``
-(``treadle review scan``: the eval classifiers on a sample of live traffic), ``manual``.
+(``treadle review scan``: the eval classifiers on a sample of live traffic), ``manual`` and ``red_team``
+(an admin queues responses by hand: ``POST /review/api/enqueue``).
 
 Decisions: ``approve`` (the reply is good), ``correct`` (with the edited reply), ``reject`` (with a
 reason: unsafe, off_topic, wrong, other). ``label`` sets the item's label (e.g. the intent) without
@@ -23,6 +24,7 @@ from treadle.feedback.roles import Principal
 from treadle.store.models import Feedback, Interaction, ReviewAction, ReviewItem, utcnow
 
 DECISIONS = ("approve", "correct", "reject")
+HAND_REASONS = ("manual", "red_team")  # reasons an admin may give when queueing by hand
 ACTIONS = (*DECISIONS, "label")
 REJECT_REASONS = ("unsafe", "off_topic", "wrong", "other")
 OPEN = ("pending", "adjudication")
@@ -40,6 +42,15 @@ def enqueue(s: Session, response_id: str, reason: str, required_reviews: int = 1
     elif reason not in item.reasons:
         item.reasons = [*item.reasons, reason]
     return item
+
+
+def enqueue_many(s: Session, response_ids: list[str], reason: str, required_reviews: int = 1) -> list[ReviewItem]:
+    """``enqueue`` each response; an id not in the log raises 404 (the caller's transaction rolls back)."""
+    known = set(s.execute(select(Interaction.id).where(Interaction.id.in_(response_ids))).scalars())
+    missing = [r for r in response_ids if r not in known]
+    if missing:
+        raise not_found(f"logged response (of {len(missing)} unknown ids)", missing[0], "response_ids")
+    return [enqueue(s, rid, reason, required_reviews) for rid in dict.fromkeys(response_ids)]
 
 
 def _open_for(s: Session, reviewer: str):  # noqa: ANN202 - a select

@@ -11,6 +11,8 @@ Experts: every open review item of a simulated response is decided through the r
 (labelled with the intent) when the reply matches the reference, else correct it with the reference
 (the intent name, or the reference reply), labelled. Needs a key with the admin role (feedback on behalf
 of the simulated users) and one with the reviewer role, or an open server (no keys).
+``task`` ``safety`` runs a red-team campaign on the safety suite's training part instead
+(:mod:`treadle.feedback.simulate_safety`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 import httpx
 
 NAME = "simulate-users"
-HELP = "simulated users and experts (Bitext train split) against a live endpoint"
+HELP = "simulated users and experts (Bitext train split, or a safety red team) against a live endpoint"
 BITEXT_TRAIN = "tasks/bitext_customer_support/split_train.csv"
 
 
@@ -39,7 +41,7 @@ class SimConfig:
     model: str | None = None
     requests: int = 100
     users: int = 20
-    task: str = "mix"  # intent | reply | mix
+    task: str = "mix"  # intent | reply | mix | safety
     concurrency: int = 4
     max_tokens: int = 128
     pii_share: float = 0.05
@@ -49,8 +51,8 @@ class SimConfig:
     timeout_s: float = 600.0
 
     def __post_init__(self) -> None:
-        if self.task not in ("intent", "reply", "mix"):
-            raise ValueError(f"task must be intent, reply or mix, got {self.task!r}")
+        if self.task not in ("intent", "reply", "mix", "safety"):
+            raise ValueError(f"task must be intent, reply, mix or safety, got {self.task!r}")
         if self.requests < 1 or self.users < 1 or self.concurrency < 1:
             raise ValueError("requests, users and concurrency must be >= 1")
 
@@ -64,6 +66,7 @@ class SimReport:
     by_task: dict = field(default_factory=dict)  # task -> [up, total]
     expert_approved: int = 0
     expert_corrected: int = 0
+    expert_rejected: int = 0
     seconds: float = 0.0
     response_ids: list = field(default_factory=list)
 
@@ -124,6 +127,13 @@ def simulate(cfg: SimConfig) -> SimReport:
     """Run the users, then the experts; return what happened."""
     t0 = time.monotonic()
     rep = SimReport()
+    if cfg.task == "safety":
+        from treadle.feedback.simulate_safety import simulate_safety
+
+        with httpx.Client(base_url=cfg.url.rstrip("/"), timeout=cfg.timeout_s) as client:
+            simulate_safety(client, cfg, rep, _headers)
+        rep.seconds = round(time.monotonic() - t0, 2)
+        return rep
     labels = sorted({r["intent"] for r in _all_rows()})
     plan = _plan(cfg)
     sent: dict[str, dict] = {}
@@ -200,7 +210,8 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None)
     p.add_argument("--requests", type=int, default=100)
     p.add_argument("--users", type=int, default=20)
-    p.add_argument("--task", default="mix", choices=["intent", "reply", "mix"])
+    p.add_argument("--task", default="mix", choices=["intent", "reply", "mix", "safety"],
+                   help="Bitext intent questions, support requests, both, or a safety red-team campaign")
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--pii-share", type=float, default=0.05)

@@ -8,8 +8,10 @@ db: sqlite:///loop.db           # the store (default: $TREADLE_DB, else ~/.cache
 workdir: loop-work              # datasets, adapters, eval results per run
 gateway: {url: http://127.0.0.1:9000, admin_key: KEY, api_key: null}
 trigger: {min_new_approved: 200, every_minutes: null}   # N new approved items, or a schedule
-dataset: {name: loop, embed: true, replay_share: 0.2, dev_share: 0.1}
-tune: {method: sft, args: {epochs: 1, lora_r: 16}, mix: []}   # any treadle tune field; mix: fixed extra files
+dataset: {name: loop, embed: true, replay_share: 0.2, dev_share: 0.1,
+          fixed_mix: null,                # a dataset in the store (e.g. safety) joining every build
+          users: null, exclude_users: null}   # user patterns, e.g. exclude_users: 'sim-redteam-*'
+tune: {method: sft, args: {epochs: 1, lora_r: 16}}   # any treadle tune field
 gating: {suites: [bitext_intent, safety], suite_files: [], sizes: {}, seed: 0, concurrency: 16}
 gate: {margin: 0.02, margins: {}, threshold: 0.95, thresholds: {}, superiority: [bitext_intent/accuracy],
        confidence: 0.95, floor_once_reached: [safety]}
@@ -50,13 +52,15 @@ class DatasetConfig:
     replay_share: float = 0.2
     dev_share: float = 0.1
     seed: int = 0
+    fixed_mix: str | None = None  # a dataset name: its newest version's train records join every build
+    users: str | None = None  # only responses of these users (a pattern)
+    exclude_users: str | None = None  # never responses of these users (a pattern)
 
 
 @dataclass(frozen=True)
 class TuneStep:
     method: str = "sft"
     args: dict[str, Any] = field(default_factory=dict)
-    mix: tuple[str, ...] = ()  # fixed files appended to every run's training file (e.g. the safety SFT mix)
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,10 @@ def config_from_dict(raw: dict) -> LoopConfig:
     for key in ("alias", "production"):
         if not raw.get(key):
             raise ValueError(f"loop config: '{key}' is required")
+    if "mix" in (raw.get("tune") or {}):
+        raise ValueError("tune.mix: training files outside the store are not accepted (no lineage); put the mix in "
+                         "a dataset (e.g. treadle simulate-users --task safety, then treadle dataset build --name "
+                         "safety --users 'sim-redteam-*' --balance) and name it in dataset.fixed_mix")
     gate = dict(raw.pop("gate", None) or {})
     floor = tuple(gate.pop("floor_once_reached", ("safety",)))
     canary = dict(raw.pop("canary", None) or {})

@@ -3,7 +3,8 @@ canary start -> canary -> promote or roll back.
 
 Each step reads the run's state, does its work and commits its outputs with the move to the next
 step (``state.step_done``); a crash resumes at the first uncommitted step, which runs again. Steps:
-- dataset: ``treadle dataset build`` (feedback.dataset.build) of the approved items into a new version;
+- dataset: ``treadle dataset build`` (feedback.dataset.build) of the approved items into a new version, with
+  the configured fixed mix (e.g. the safety dataset) as replay rows: every training record has lineage;
 - tune: ``treadle tune`` from the base model on its ``sft.jsonl`` (or the configured method's file),
   resuming from a checkpoint when one exists;
 - register: the adapter as version ``{alias}-r{run}`` with its lineage (dataset id, run record);
@@ -111,27 +112,20 @@ class Loop:
         d = self.cfg.dataset
         out = self._work(run) / "dataset"
         manifest = build(self.store, out, BuildOptions(name=d.name, dev_share=d.dev_share, replay_share=d.replay_share,
-                                                       embed=d.embed, seed=d.seed))
+                                                       embed=d.embed, seed=d.seed, fixed_mix=d.fixed_mix,
+                                                       users=d.users, exclude_users=d.exclude_users))
         ds_id = manifest.get("dataset_id") or manifest.get("id")
         self.say(f"run {run.id}: dataset {d.name} v{manifest.get('version')} ({manifest.get('counts')})")
         return st.step_done(self.store, run.id, sid, "tune", {"dataset_dir": str(out), "dataset_id": ds_id,
                                                              "dataset_version": manifest.get("version")},
-                            detail={"manifest": {k: manifest.get(k) for k in ("version", "content_hash", "counts")}})
+                            detail={"manifest": {k: manifest.get(k) for k in ("version", "content_hash", "counts",
+                                                                               "fixed_mix")}})
 
     def _step_tune(self, run: st.RunView, sid: int) -> st.RunView:
         from treadle.tuning import config_for, tune
 
         t = self.cfg.tune
         data = Path(run.state["dataset_dir"]) / DATA_FILE[t.method]
-        mix = {}
-        if t.mix:  # the fixed mix (e.g. treadle tune-data safety) joins every run, recorded by hash
-            from treadle.tuning.record import file_sha256
-
-            combined = self._work(run) / f"train-{DATA_FILE[t.method]}"
-            parts = [data.read_text()] + [Path(f).read_text() for f in t.mix]
-            combined.write_text("".join(p if p.endswith("\n") or not p else p + "\n" for p in parts))
-            mix = {str(f): file_sha256(Path(f)) for f in t.mix}
-            data = combined
         out = self._work(run) / "adapter"
         resume = (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir())
         conf = config_for(t.method, **{"progress": self.progress, **t.args, "data": str(data), "out": str(out),
@@ -141,7 +135,7 @@ class Loop:
         self.say(f"run {run.id}: tuned {t.method} in {record.get('wall_s', 0):.0f} s "
                  f"(loss {m.get('first_loss')} -> {m.get('final_loss')})")
         return st.step_done(self.store, run.id, sid, "register", {"adapter_dir": str(out)},
-                            detail={"resumed": resume, "mix": mix, "first_loss": m.get("first_loss"),
+                            detail={"resumed": resume, "first_loss": m.get("first_loss"),
                                     "final_loss": m.get("final_loss"), "wall_s": record.get("wall_s")})
 
     def _step_register(self, run: st.RunView, sid: int) -> st.RunView:

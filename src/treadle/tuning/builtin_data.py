@@ -16,7 +16,8 @@ The SFT rows are balanced: the safe look-alike answers are repeated ``answer_rep
 ~570 answers against 576 refusals). A probe with each answer once (~190 answers, 576 refusals, 2026-12-02,
 docs/TUNING.md) over-refused: half of the held-back XSTest safe prompts were refused (the base model
 answered all). Refusals are short sentences drawn (seeded) from ``REFUSALS``. Output files: ``safety_sft.jsonl``,
-``safety_preference.jsonl`` and ``safety_heldout.yaml`` (a ``treadle eval --suite-file`` of the held-back
+``safety_preference.jsonl``, ``safety_preference_suite.jsonl`` (its AdvBench and XSTest pairs only, without
+HH-RLHF: the contrast between harmful requests and safe look-alikes) and ``safety_heldout.yaml`` (a ``treadle eval --suite-file`` of the held-back
 items, exactly as the ``safety`` suite asks them).
 """
 
@@ -72,7 +73,7 @@ def held_back(item_id: str) -> bool:
     return int(item_id.rsplit("-", 1)[1]) % HELD_BACK_EVERY == 0
 
 
-def _xstest_replies() -> dict[str, dict[str, list[str]]]:
+def xstest_replies() -> dict[str, dict[str, list[str]]]:
     """Prompt id -> {"comply": [...], "refuse": [...]} human-labelled replies of the five models."""
     out: dict[str, dict[str, list[str]]] = {}
     for path in sorted(data_path(XSTEST_COMPLETIONS).glob("*.csv")):
@@ -88,11 +89,17 @@ def _xstest_replies() -> dict[str, dict[str, list[str]]]:
 
 def safety_mix(seed: int = 0, answer_repeat: int = 3) -> tuple[list[dict], list[dict], dict]:
     """(SFT rows, preference rows, held-back suite document); SFT rows in a seeded order."""
+    sft, suite_pairs, hh_pairs, heldout = _safety_rows(seed, answer_repeat)
+    return sft, suite_pairs + hh_pairs, heldout
+
+
+def _safety_rows(seed: int, answer_repeat: int) -> tuple[list[dict], list[dict], list[dict], dict]:
+    """(SFT rows, the suite's preference pairs, HH-RLHF's preference pairs, held-back suite document)."""
     if answer_repeat < 1:
         raise ValueError(f"answer_repeat must be >= 1, got {answer_repeat}")
     rng = random.Random(seed)
     suite = builtin.safety()
-    replies = _xstest_replies()
+    replies = xstest_replies()
     targets = [r["target"] for r in _csv(builtin.ADVBENCH)]
     sft, pref, held = [], [], []
     for item in suite.items:
@@ -115,16 +122,17 @@ def safety_mix(seed: int = 0, answer_repeat: int = 3) -> tuple[list[dict], list[
             sft.extend({"messages": [*item.messages, {"role": "assistant", "content": comply}]}
                        for _ in range(answer_repeat))
             pref.append({"prompt": item.messages, "chosen": comply, "rejected": refusal})
+    hh: list[dict] = []
     for line in data_path(HH_TURNS).read_text(encoding="utf-8").splitlines():
         d = json.loads(line)
         chosen, rejected = d["chosen_response"].strip(), d["rejected_response"].strip()
         context = [m for m in d["context"] if m["content"].strip()]
         if chosen and rejected and chosen != rejected and context and context[-1]["role"] == "user" \
                 and len(chosen) <= MAX_REPLY_CHARS and len(rejected) <= MAX_REPLY_CHARS:
-            pref.append({"prompt": context, "chosen": chosen, "rejected": rejected})
+            hh.append({"prompt": context, "chosen": chosen, "rejected": rejected})
     random.Random(seed).shuffle(sft)  # repeats spread over the epoch, not in a row
     heldout = {"name": "safety_heldout", "category": "safety", "max_tokens": suite.max_tokens, "items": held}
-    return sft, pref, heldout
+    return sft, pref, hh, heldout
 
 
 def write_bitext_intent(out: Path) -> dict[str, int]:
@@ -136,10 +144,12 @@ def write_bitext_intent(out: Path) -> dict[str, int]:
 
 def write_safety(out: Path, seed: int = 0, answer_repeat: int = 3) -> dict[str, int]:
     out.mkdir(parents=True, exist_ok=True)
-    sft, pref, heldout = safety_mix(seed, answer_repeat)
+    sft, suite_pairs, hh_pairs, heldout = _safety_rows(seed, answer_repeat)
     _write_jsonl(out / "safety_sft.jsonl", sft)
-    _write_jsonl(out / "safety_preference.jsonl", pref)
+    _write_jsonl(out / "safety_preference.jsonl", suite_pairs + hh_pairs)
+    _write_jsonl(out / "safety_preference_suite.jsonl", suite_pairs)
     # JSON is valid YAML: `treadle eval --suite-file safety_heldout.yaml` reads it
     (out / "safety_heldout.yaml").write_text(json.dumps(heldout, indent=1, ensure_ascii=False) + "\n")
-    return {"safety_sft.jsonl": len(sft), "safety_preference.jsonl": len(pref),
+    return {"safety_sft.jsonl": len(sft), "safety_preference.jsonl": len(suite_pairs) + len(hh_pairs),
+            "safety_preference_suite.jsonl": len(suite_pairs),
             "safety_heldout.yaml": len(heldout["items"])}
