@@ -11,13 +11,20 @@ T=${TREADLE:-treadle}
 CFG=examples/loop-demo.yaml
 PORT=9100
 mkdir -p loop-demo
-$T tune-data safety --out loop-demo/data     # safety SFT mix + the held-back safety suite file
+$T tune-data safety --out loop-demo/data     # the held-back safety suite file (safety_heldout.yaml)
 export TREADLE_DB=sqlite:///loop-demo/treadle.db
 $T gateway --port $PORT --replicas 1 --admin-api-key demo-admin --db "$TREADLE_DB" > loop-demo/gateway.log 2>&1 &
 GW=$!
 trap 'kill $GW 2>/dev/null || true' EXIT
 until curl -sf http://127.0.0.1:$PORT/ready > /dev/null; do sleep 5; done
 $T loop --config $CFG --once   # registers the base as production and creates the alias route
+if ! $T dataset list | grep -q '"name": "safety"'; then
+  # the safety mix enters through the store: a red-team campaign on the safety suite's training part
+  # (every response reviewed: refusals, or XSTest's answers for safe look-alikes), then a balanced dataset
+  $T simulate-users --url http://127.0.0.1:$PORT --api-key demo-admin --model support-bot --task safety \
+     --requests 1000 --users 10 --concurrency 8 --out loop-demo/redteam.json
+  $T dataset build --name safety --users 'sim-redteam-*' --balance --dev-share 0 --out loop-demo/safety-set
+fi
 for r in $(seq 1 "$ROUNDS"); do
   # users ask intents of the alias; experts approve or correct every reviewed reply (~400 approved items)
   $T simulate-users --url http://127.0.0.1:$PORT --model support-bot --requests 500 --users 50 --task intent \

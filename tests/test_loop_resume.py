@@ -107,8 +107,12 @@ def test_dataset_step_takes_the_fixed_mix_from_the_store(tmp_path: Path) -> None
     cfg = config_from_dict({"alias": "bot", "production": "base", "db": db, "workdir": str(tmp_path / "w"),
                             "dataset": {"fixed_mix": "safety", "exclude_users": "rt-*", "embed": False,
                                         "dev_share": 0.0}})
+    from treadle.loop.runner import new_items
+
+    assert new_items(store, cfg) == 1  # the red team's item counts toward no trigger (in the mix, and excluded)
     run = st.start_run(store, "bot", {"reason": "forced"})
     run = Loop(cfg, store, FakeFleet())._step_dataset(run, st.step_started(store, run.id, "dataset"))
+    assert new_items(store, cfg) == 0
     lines = (Path(run.state["dataset_dir"]) / "sft.jsonl").read_text().splitlines()
     assert sorted(json.loads(x)["messages"][-1]["content"] for x in lines) == ["I can't help with that.", "cancel"]
     detail = st.runs(store, "bot")[0]["steps"][0]["detail"]

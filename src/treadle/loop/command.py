@@ -63,13 +63,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _status(cfg, store, as_json: bool) -> int:  # noqa: ANN001
-    from treadle.loop.state import new_approved, runs
+    from treadle.loop.runner import new_items
+    from treadle.loop.state import runs
     from treadle.registry.registry import alias_state
 
     alias = alias_state(store, cfg.alias)
     out = {"alias": cfg.alias, "weights": alias.weights if alias else None,
            "production": alias.production if alias else None,
-           "new_approved": new_approved(store, cfg.dataset.name), "trigger": cfg.trigger.min_new_approved,
+           "new_approved": new_items(store, cfg), "trigger": cfg.trigger.min_new_approved,
            "runs": runs(store, cfg.alias)}
     if as_json:
         print(json.dumps(out, indent=1))

@@ -38,6 +38,15 @@ log = logging.getLogger("treadle.loop")
 DATA_FILE = {"sft": "sft.jsonl", "dpo": "preference.jsonl", "kto": "kto.jsonl"}
 
 
+def new_items(store: Store, cfg: LoopConfig) -> int:
+    """Approved or corrected items that the next dataset build would take (its name, mix and user filters)."""
+    from treadle.feedback.dataset import BuildOptions, wanted_user
+
+    d = cfg.dataset
+    return st.new_approved(store, d.name, d.fixed_mix, wanted_user(BuildOptions(users=d.users,
+                                                                                exclude_users=d.exclude_users)))
+
+
 @dataclass
 class Loop:
     cfg: LoopConfig
@@ -69,7 +78,7 @@ class Loop:
         return self.cfg.production
 
     def triggered(self) -> dict | None:
-        n = st.new_approved(self.store, self.cfg.dataset.name)
+        n = new_items(self.store, self.cfg)
         if n >= self.cfg.trigger.min_new_approved:
             return {"reason": "new_approved", "count": n}
         every = self.cfg.trigger.every_minutes

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from treadle.registry.models import LoopRun, LoopStep
 from treadle.store.db import Store
-from treadle.store.models import Dataset, DatasetItem, ReviewItem, utcnow
+from treadle.store.models import Dataset, DatasetItem, Interaction, ReviewItem, utcnow
 
 STEPS = ("dataset", "tune", "register", "evaluate", "gate", "canary_start", "canary", "finish")
 
@@ -105,13 +105,19 @@ def runs(store: Store, alias: str | None = None, limit: int = 20) -> list[dict]:
         return out
 
 
-def new_approved(store: Store, dataset_name: str) -> int:
-    """Approved or corrected review items not yet in any version of ``dataset_name``."""
+def new_approved(store: Store, dataset_name: str, fixed_mix: str | None = None, keep_user=None) -> int:  # noqa: ANN001
+    """Approved or corrected review items not yet in any version of ``dataset_name`` nor of ``fixed_mix``,
+    of responses whose user ``keep_user`` accepts (None: everyone): what the next build would take."""
+    names = [dataset_name] + ([fixed_mix] if fixed_mix else [])
     with store.session() as s:
         used = select(DatasetItem.response_id).join(Dataset, Dataset.id == DatasetItem.dataset_id).where(
-            Dataset.name == dataset_name, DatasetItem.response_id.is_not(None))
-        return int(s.scalar(select(func.count(ReviewItem.id)).where(
-            ReviewItem.status.in_(("approved", "corrected")), ReviewItem.response_id.not_in(used))) or 0)
+            Dataset.name.in_(names), DatasetItem.response_id.is_not(None))
+        where = (ReviewItem.status.in_(("approved", "corrected")), ReviewItem.response_id.not_in(used))
+        if keep_user is None:
+            return int(s.scalar(select(func.count(ReviewItem.id)).where(*where)) or 0)
+        users = s.execute(select(Interaction.user).join(ReviewItem, ReviewItem.response_id == Interaction.id)
+                          .where(*where)).scalars()
+        return sum(1 for u in users if keep_user(u))
 
 
 def last_run_time(store: Store, alias: str):  # noqa: ANN201 - datetime | None
