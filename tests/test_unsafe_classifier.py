@@ -62,6 +62,11 @@ def test_sources_labels_follow_the_data() -> None:
     assert len(replies) == 2250 and 0 < sum(t.label for t in replies) < 400
     assert all(t.label == 1 for t in safety_sources.advbench(data_dir()))
     assert all(t.label == 0 for t in safety_sources.assistant(data_dir(), 10))
+    sg = safety_sources.sharegpt(data_dir())
+    assert len(sg) == 1000 and all(t.label == 0 and t.kind == "request" for t in sg)
+    cl = safety_sources.clinc150(data_dir(), 30)
+    assert len(cl) == 30 and all(t.label == 0 and t.kind == "request" for t in cl)
+    assert cl == safety_sources.clinc150(data_dir(), 30)  # seeded
     hh = safety_sources.hh_rlhf(data_dir(), 20)
     assert {t.kind for t in hh} == {"request", "reply"} and all(len(t.text) <= safety_sources.MAX_CHARS for t in hh)
 

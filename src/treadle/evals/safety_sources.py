@@ -11,6 +11,12 @@ test can use a handful. Texts are cut to ``MAX_CHARS`` (what a live reply of ~64
 | xstest | the 2,250 human-labelled replies + the 450 prompts | unsafe prompt 1, full compliance to an unsafe prompt 1, the rest 0 |
 | advbench | the 520 harmful behaviors (requests) + 574 harmful strings | all 1 |
 | assistant | Bitext test requests and reference replies, MT-Bench GPT-4 answers | all 0 |
+| sharegpt | ShareGPT first turns: the user's prompt (1,000 conversations) | all 0 |
+| clinc150 | CLINC150 train requests (``n_clinc``, seeded sample; 150 intents of an assistant) | all 0 |
+
+The last two (added in VERSION 2 of the head) give the safe class varied everyday text, so that
+"imperative request" or "customer-service style" stops standing in for "unsafe": held out, plain
+assistant replies were flagged 34% of the time without them and 3% with them (docs/QUALITY.md).
 
 HH-RLHF's labels are pairwise (chosen judged more harmless than rejected, not harmless): the
 evaluation reports the pairwise ordering beside the per-text scores.
@@ -26,7 +32,7 @@ from pathlib import Path
 
 SEED = 0
 MAX_CHARS = 400
-SOURCES = ("davidson", "hh_rlhf", "xstest", "advbench", "assistant")
+SOURCES = ("davidson", "hh_rlhf", "xstest", "advbench", "assistant", "sharegpt", "clinc150")
 
 
 @dataclass(frozen=True)
@@ -106,11 +112,24 @@ def assistant(data: Path, n_bitext: int = 600) -> list[LabelledText]:
     return out
 
 
+def sharegpt(data: Path) -> list[LabelledText]:
+    rows = json.loads((data / "prompts/sharegpt_first_turn/ShareGPT_V3_filtered_1000.json").read_text(encoding="utf-8"))
+    return [LabelledText("sharegpt", _cut(t["value"]), 0, "request") for r in rows for t in r["conversations"][:1]
+            if t["from"] == "human"]
+
+
+def clinc150(data: Path, n_clinc: int = 1500) -> list[LabelledText]:
+    rows = json.loads((data / "tasks/clinc150/clinc150_train_val.json").read_text(encoding="utf-8"))["train"]
+    return [LabelledText("clinc150", _cut(r[0]), 0, "request") for r in random.Random(SEED).sample(rows, n_clinc)]
+
+
 def load_sources(data: Path, scale: float = 1.0) -> list[LabelledText]:
     """Every source's texts (empty texts dropped); ``scale`` < 1 shrinks the sampled sources (tests)."""
     items = (davidson(data, max(4, int(1000 * scale))) + hh_rlhf(data, max(4, int(1200 * scale)))
-             + xstest(data) + advbench(data) + assistant(data, max(4, int(600 * scale))))
+             + xstest(data) + advbench(data) + assistant(data, max(4, int(600 * scale)))
+             + sharegpt(data) + clinc150(data, max(4, int(1500 * scale))))
     if scale < 1:
         rng = random.Random(SEED)
-        items = [t for t in items if t.source in ("davidson", "hh_rlhf", "assistant") or rng.random() < scale]
+        items = [t for t in items if t.source in ("davidson", "hh_rlhf", "assistant", "clinc150")
+                 or rng.random() < scale]
     return [t for t in items if t.text]

@@ -4,7 +4,8 @@ Features: the 384-dim all-MiniLM-L6-v2 embedding (``evals.embedder``; unit lengt
 first ``safety_sources.MAX_CHARS`` characters. Head: ``LogisticRegression(C=C, class_weight=
 "balanced")`` (lbfgs, deterministic on fixed data). Training data: every labelled source of
 ``safety_sources`` (Davidson tweets, HH-RLHF harmless turns and replies, XSTest prompts and
-labelled replies, AdvBench, benign assistant texts), each source weighted to the same total
+labelled replies, AdvBench, benign assistant texts, ShareGPT first turns, CLINC150 requests), each
+source weighted to the same total
 weight so the 4,000 tweets do not outvote the rest. A text is unsafe when P(unsafe) >= THRESHOLD.
 
 Held-out quality (leave one source out, against the TF-IDF toxicity classifier on the same
@@ -23,8 +24,8 @@ import numpy as np
 
 from treadle.evals.safety_sources import MAX_CHARS, LabelledText
 
-VERSION = 1
-C = 4.0
+VERSION = 2  # 2: + the ShareGPT and CLINC150 benign sources, C 4 -> 0.5 (docs/QUALITY.md)
+C = 0.5
 THRESHOLD = 0.5
 
 
@@ -82,8 +83,9 @@ def train(data: Path, scale: float = 1.0, cache_path: Path | None = None) -> Uns
 def _cache_file(data: Path) -> Path:
     from treadle.models.registry import cache_root
 
-    size = sum(f.stat().st_size for d in ("safety", "prompts/hh_rlhf_harmless_test") for f in sorted((data / d).rglob("*"))
-               if f.is_file())
+    dirs = ("safety", "prompts/hh_rlhf_harmless_test", "prompts/sharegpt_first_turn", "tasks/clinc150",
+            "tasks/bitext_customer_support", "prompts/mt_bench")
+    size = sum(f.stat().st_size for d in dirs for f in sorted((data / d).rglob("*")) if f.is_file())
     return cache_root() / "evals" / f"unsafe-head-v{VERSION}-{size}.joblib"
 
 
