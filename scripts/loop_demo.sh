@@ -2,13 +2,15 @@
 # The improvement loop on the bundled model, end to end (docs/LOOP.md "The real demo"). SLOW: 6-10 hours
 # on 2 cores; run it on a machine to itself, under the CPU lock:
 #   flock /tmp/treadle-cpu.lock scripts/loop_demo.sh [ROUNDS]
+# One round in about an hour: CFG=examples/loop-demo-lite.yaml USERS_REQUESTS=450 scripts/loop_demo.sh 1
 # Per round: simulated users + experts (Bitext train split through the gateway), then one loop pass
 # (dataset -> tune ~30 min -> gating ~15 min -> canary with live simulated traffic -> promote or roll back).
 # Ends with docs/results/loop-demo.json (every version's gating scores, verdicts and fates).
 set -euo pipefail
 ROUNDS=${1:-5}
 T=${TREADLE:-treadle}
-CFG=examples/loop-demo.yaml
+CFG=${CFG:-examples/loop-demo.yaml}
+USERS_REQUESTS=${USERS_REQUESTS:-500}
 PORT=9100
 mkdir -p loop-demo
 $T tune-data safety --out loop-demo/data     # the held-back safety suite file (safety_heldout.yaml)
@@ -27,13 +29,21 @@ if ! $T dataset list | grep -q '"name": "safety"'; then
 fi
 for r in $(seq 1 "$ROUNDS"); do
   # users ask intents of the alias; experts approve or correct every reviewed reply (~400 approved items)
-  $T simulate-users --url http://127.0.0.1:$PORT --model support-bot --requests 500 --users 50 --task intent \
+  $T simulate-users --url http://127.0.0.1:$PORT --model support-bot --requests "$USERS_REQUESTS" --users 50 --task intent \
      --seed "$r" --out loop-demo/sim-$r.json
-  # canary traffic comes from a second simulation running while the pass is in its canary step
-  ( sleep 2700; $T simulate-users --url http://127.0.0.1:$PORT --model support-bot --requests 800 --users 200 \
-       --task intent --no-experts --seed $((100 + r)) --out loop-demo/canary-$r.json ) &
-  $T loop --config $CFG --once
-  wait
+  # canary traffic: a second simulation, started once the pass reaches its canary step (none if the gate stops it)
+  $T loop --config $CFG --once &
+  LOOP=$!
+  while kill -0 $LOOP 2>/dev/null; do
+    if $T loop status --config $CFG --json | python3 -c \
+        'import json,sys; r=json.load(sys.stdin)["runs"]; sys.exit(0 if r and r[0]["step"] == "canary" and r[0]["status"] == "running" else 1)'; then
+      $T simulate-users --url http://127.0.0.1:$PORT --model support-bot --requests "${CANARY_REQUESTS:-1500}" \
+         --users 200 --task intent --no-experts --seed $((100 + r)) --out loop-demo/canary-$r.json || true
+      break
+    fi
+    sleep 30
+  done
+  wait $LOOP
   $T loop status --config $CFG
 done
-$T loop export --config $CFG --out docs/results/loop-demo.json
+$T loop export --config $CFG --out "${EXPORT:-docs/results/loop-demo.json}"
