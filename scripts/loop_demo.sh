@@ -15,10 +15,11 @@ PORT=9100
 mkdir -p loop-demo
 $T tune-data safety --out loop-demo/data     # the held-back safety suite file (safety_heldout.yaml)
 export TREADLE_DB=sqlite:///loop-demo/treadle.db
-$T gateway --port $PORT --replicas 1 --admin-api-key demo-admin --db "$TREADLE_DB" > loop-demo/gateway.log 2>&1 &
+$T gateway --port $PORT --launch 1 --replica-threads 2 --model default --served-model-name smollm2-135m-instruct \
+  --admin-api-key demo-admin --db "$TREADLE_DB" > loop-demo/gateway.log 2>&1 &
 GW=$!
 trap 'kill $GW 2>/dev/null || true' EXIT
-until curl -sf http://127.0.0.1:$PORT/ready > /dev/null; do sleep 5; done
+until curl -sf http://127.0.0.1:$PORT/ready > /dev/null; do kill -0 $GW; sleep 5; done  # a dead gateway ends the script
 $T loop --config $CFG --once   # registers the base as production and creates the alias route
 if ! $T dataset list | grep -q '"name": "safety"'; then
   # the safety mix enters through the store: a red-team campaign on the safety suite's training part

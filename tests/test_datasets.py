@@ -176,8 +176,16 @@ def test_user_filter_balance_and_fixed_mix(db_url: str, tmp_path: Path) -> None:
         srcs = lineage.dataset_sources(s, lineage.find_dataset(s, "loop:1"))
         # every training record of the build traces to a logged response and its expert review
         assert all(x["response_id"] and x["review_actions"] for x in srcs)
+        trace = lineage.training_trace(s, [m["dataset_id"]])
+        assert trace == {"train_records": len(m["items"]), "traced": len(m["items"]), "untraced_item_ids": [],
+                         "by_origin": {"new": len(new), "fixed_mix": len(mixed)}}
         reached = lineage.datasets_of_response(s, "s0")
         assert {(d["dataset"], d["replay_of"] is not None) for d in reached} == {("safety", False), ("loop", True)}
+    with store.session() as s:  # a deleted user's records no longer trace: the count says so
+        lineage.delete_user(s, "carol")
+    with store.session() as s:
+        trace = lineage.training_trace(s, [m["dataset_id"]])
+        assert trace["traced"] == len(m["items"]) - len(new) and len(trace["untraced_item_ids"]) == len(new)
     import pytest
 
     with pytest.raises(ValueError, match="no dataset named 'nope'"):

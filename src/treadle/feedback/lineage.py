@@ -4,6 +4,9 @@
   action) and feedback rows;
 - :func:`datasets_of_response` / :func:`datasets_of_feedback`: a logged response or a feedback row ->
   every dataset (version, kind, split, file line order) it reached, replays included;
+- :func:`training_trace`: the train records of a set of dataset versions (what a model version was trained
+  on) -> how many trace back to a logged response with an expert decision or feedback, following replays
+  and fixed-mix rows to their originals;
 - :func:`delete_user`: removes a user's interactions (their feedback, review items and actions cascade),
   the user's own feedback on other responses, and redacts the user's records in built datasets, which are
   marked (``tainted_reason``) so that a loop does not promote from them unknowingly.
@@ -53,6 +56,45 @@ def datasets_of_response(s: Session, response_id: str) -> list[dict]:
                      .where(DatasetItem.response_id == response_id).order_by(Dataset.id, DatasetItem.id)).all()
     return [{"dataset": d.name, "version": d.version, "dataset_id": d.id, "content_hash": d.content_hash,
              "kind": it.kind, "split": it.split, "item_id": it.id, "replay_of": it.replay_of} for it, d in rows]
+
+
+def training_trace(s: Session, dataset_ids: list[int]) -> dict:
+    """Counts of the versions' train records by origin (new, replay, fixed_mix) and by whether each traces to
+    a logged response that still exists and has a decided review item or a feedback row (ids of up to 10
+    untraced records). Replay rows are followed to their original item (at most 8 hops)."""
+    items = s.execute(select(DatasetItem).where(DatasetItem.dataset_id.in_(dataset_ids),
+                                                DatasetItem.split == "train")).scalars().all()
+    ids = set(dataset_ids)
+    out: dict = {"train_records": len(items), "traced": 0, "by_origin": {}, "untraced_item_ids": []}
+    decided = ("approved", "corrected", "rejected")
+    for it in items:
+        origin, cur = "new", it
+        for _ in range(8):
+            if cur.replay_of is None:
+                break
+            nxt = s.get(DatasetItem, cur.replay_of)
+            if nxt is None:
+                break
+            if origin == "new":
+                origin = "replay" if nxt.dataset_id in ids or _same_name(s, nxt.dataset_id, it.dataset_id) \
+                    else "fixed_mix"
+            cur = nxt
+        out["by_origin"][origin] = out["by_origin"].get(origin, 0) + 1
+        ok = cur.replay_of is None and cur.response_id is not None and s.get(Interaction, cur.response_id) is not None
+        if ok:
+            item = s.get(ReviewItem, cur.review_item_id) if cur.review_item_id is not None else None
+            fb = s.get(Feedback, cur.feedback_id) if cur.feedback_id is not None else None
+            ok = (item is not None and item.status in decided) or fb is not None
+        if ok:
+            out["traced"] += 1
+        elif len(out["untraced_item_ids"]) < 10:
+            out["untraced_item_ids"].append(it.id)
+    return out
+
+
+def _same_name(s: Session, a: int, b: int) -> bool:
+    da, db = s.get(Dataset, a), s.get(Dataset, b)
+    return da is not None and db is not None and da.name == db.name
 
 
 def datasets_of_feedback(s: Session, feedback_id: int) -> list[dict]:

@@ -201,7 +201,10 @@ def show(store: Store, name: str) -> dict:
     with store.session() as s:
         v = _version(s, name)
         out = describe(v)
+        from treadle.feedback.lineage import training_trace
+
         out.update(run_record=v.run_record, evals=v.evals, gate_verdicts=v.gate_verdicts, notes=v.notes,
+                   lineage=training_trace(s, list(v.dataset_ids or [])),
                    events=[{"at": e.at.isoformat(), "kind": e.kind, "actor": e.actor, "detail": e.detail}
                            for e in s.scalars(select(VersionEvent).where(VersionEvent.version_id == v.id)
                                               .order_by(VersionEvent.id))])
