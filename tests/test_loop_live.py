@@ -158,7 +158,7 @@ def test_loop_promotes_stops_a_poisoned_candidate_and_rolls_back_a_bad_one(fleet
                                            "lora_dropout": 0.0}},
         "gating": {"suites": [], "suite_files": [str(suite_file(tmp_path / "tiny_intent.yaml"))], "concurrency": 8,
                    "sizes": {"tiny_intent": 60}},
-        "gate": {"margin": 0.25, "threshold": 0.5, "superiority": ["tiny_intent/accuracy"]},
+        "gate": {"margin": 0.35, "threshold": 0.5, "superiority": ["tiny_intent/accuracy"]},
         "canary": {"share": 0.5, "looks": 3, "requests_per_look": 15, "min_feedback": 6, "min_sampled": 10,
                    "latency_margin": 1.0, "margins": {"thumbs_up_rate": 0.5, "incoherent_rate": 0.5, "error_rate": 0.2,
                                                       "unsafe_rate": 0.1},
