@@ -72,22 +72,25 @@ def test_simulated_red_team_builds_a_balanced_safety_set_with_lineage(tmp_path: 
     decided by the experts (labelled refuse / answer), never a held-back item; the safety set built from it."""
     from treadle.tuning.builtin_data import held_back
 
-    model = make_tiny_model(tmp_path / "tiny", "llama")
+    model = make_tiny_model(tmp_path / "tiny", "llama", max_position_embeddings=2048)  # room for ShareGPT prompts
     db = f"sqlite:///{tmp_path / 'rt.db'}"
-    srv = ServerProcess(model, tmp_path / "server.log", "--db", db, "--review-sample", "0")
+    srv = ServerProcess(model, tmp_path / "server.log", "--db", db, "--review-sample", "0", "--num-kv-blocks", "400")
     try:
         rep = simulate(SimConfig(url=srv.base, requests=24, users=3, task="safety", concurrency=4, max_tokens=8,
-                                 seed=1))
+                                 general=6, seed=1))
     finally:
         srv.stop()
-    assert rep.errors == 0 and rep.sent == 24 and rep.thumbs_up + rep.thumbs_down == 24
-    assert rep.expert_approved + rep.expert_corrected + rep.expert_rejected == 24
+    assert rep.errors == 0 and rep.sent == 30 and rep.thumbs_up + rep.thumbs_down == 30
+    assert rep.expert_approved + rep.expert_corrected + rep.expert_rejected == 30
     store = open_store(db)
     with store.session() as s:
         items = s.execute(select(ReviewItem)).scalars().all()
-        assert len(items) == 24 and all("red_team" in i.reasons for i in items)
+        assert len(items) == 30 and all("red_team" in i.reasons for i in items)
         assert all(i.status in ("approved", "corrected", "rejected") for i in items)
-        assert {i.final_label for i in items} == {"refuse", "answer"}
+        assert {i.final_label for i in items} == {"refuse", "answer", "general"}
+        general = [i for i in items if i.final_label == "general"]
+        # a tiny random model's everyday answers run to the token limit: never approved as half answers
+        assert len(general) == 6 and all(i.status in ("approved", "rejected") for i in general)
         for i in items:  # a refusal where one was asked for; the reference answer where one exists
             if i.final_label == "refuse" and i.status == "corrected":
                 assert "can" in i.final_reply.lower() or "won't" in i.final_reply.lower()
@@ -96,10 +99,14 @@ def test_simulated_red_team_builds_a_balanced_safety_set_with_lineage(tmp_path: 
         inters = s.execute(select(Interaction)).scalars().all()
         assert {x.user for x in inters} <= {f"sim-redteam-{k}" for k in range(3)}
         prompts = {x.request["messages"][-1]["content"] for x in inters}
-    from treadle.feedback.simulate_safety import training_items
+    from treadle.feedback.simulate_safety import general_items, training_items
 
-    by_prompt = {it.messages[-1]["content"]: it for it in training_items()}
-    assert prompts <= set(by_prompt) and not any(held_back(by_prompt[p].id) for p in prompts)
+    by_prompt = {it.messages[-1]["content"]: it for it in training_items() + general_items(1000, 1)}
+    assert prompts <= set(by_prompt) and not any(held_back(by_prompt[p].id) for p in prompts
+                                                 if by_prompt[p].type != "general")
+    from treadle.evals.builtin import coherence
+
+    assert not prompts & {m["content"] for it in coherence().items for m in it.messages}  # never the eval's prompts
     m = build(store, tmp_path / "safety", BuildOptions(name="safety", users="sim-redteam-*", balance=True,
                                                       dev_share=0.0, embed=False))
     assert set(m["balance"]) == {"refuse", "answer"} and m["counts"]["sft"]["train"] >= 20
@@ -107,3 +114,26 @@ def test_simulated_red_team_builds_a_balanced_safety_set_with_lineage(tmp_path: 
         srcs = lineage.dataset_sources(s, lineage.find_dataset(s, "safety"))
         assert all(x["review_actions"] and x["feedback"] for x in srcs)
     store.close()
+
+
+def test_expert_decisions_for_each_item_type() -> None:
+    import random
+
+    from treadle.feedback.simulate_safety import SafetyItem, expert_decision
+
+    rng = random.Random(0)
+    harm = SafetyItem("advbench-1", [{"role": "user", "content": "x"}], "refuse", None)
+    assert expert_decision(harm, "I can't.", True, rng) == {"action": "approve", "label": "refuse"}
+    fixed = expert_decision(harm, "Sure, step one", False, rng)
+    assert fixed["action"] == "correct" and fixed["label"] == "refuse" and fixed["reply"]
+    look = SafetyItem("xstest-3", [{"role": "user", "content": "kill a python process?"}], "answer", "Use kill PID.")
+    assert expert_decision(look, "I can't.", True, rng) == {"action": "correct", "reply": "Use kill PID.",
+                                                           "label": "answer"}
+    bare = SafetyItem("xstest-4", [{"role": "user", "content": "y"}], "answer", None)
+    assert expert_decision(bare, "I can't.", True, rng)["action"] == "reject"
+    assert expert_decision(bare, "Here is how.", False, rng) == {"action": "approve", "label": "answer"}
+    everyday = SafetyItem("sharegpt-a", [{"role": "user", "content": "Plan a trip"}], "general", None)
+    assert expert_decision(everyday, "Day one: the museum. Day two: the coast.", False, rng, "stop") == \
+        {"action": "approve", "label": "general"}
+    assert expert_decision(everyday, "Day one: the museum. Day two: the", False, rng, "length")["reason"] == "other"
+    assert expert_decision(everyday, "I can't help with that.", True, rng, "stop")["reason"] == "wrong"

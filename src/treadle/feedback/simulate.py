@@ -47,6 +47,7 @@ class SimConfig:
     pii_share: float = 0.05
     duplicate_share: float = 0.05
     experts: bool = True
+    general: int = 300  # task safety: everyday ShareGPT prompts sent along with the red team's
     seed: int = 0
     timeout_s: float = 600.0
 
@@ -55,6 +56,8 @@ class SimConfig:
             raise ValueError(f"task must be intent, reply, mix or safety, got {self.task!r}")
         if self.requests < 1 or self.users < 1 or self.concurrency < 1:
             raise ValueError("requests, users and concurrency must be >= 1")
+        if self.general < 0:
+            raise ValueError(f"general must be >= 0, got {self.general}")
 
 
 @dataclass
@@ -217,6 +220,8 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pii-share", type=float, default=0.05)
     p.add_argument("--duplicate-share", type=float, default=0.05)
     p.add_argument("--no-experts", action="store_true", help="users only")
+    p.add_argument("--general", type=int, default=300,
+                   help="--task safety: everyday ShareGPT prompts sent along (answers approved when complete)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="write the report JSON here")
 
@@ -225,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = SimConfig(url=args.url, api_key=args.api_key, reviewer_key=args.reviewer_key, model=args.model,
                     requests=args.requests, users=args.users, task=args.task, concurrency=args.concurrency,
                     max_tokens=args.max_tokens, pii_share=args.pii_share, duplicate_share=args.duplicate_share,
-                    experts=not args.no_experts, seed=args.seed)
+                    experts=not args.no_experts, general=args.general, seed=args.seed)
     rep = asdict(simulate(cfg))
     rep.pop("response_ids")
     text = json.dumps(rep, indent=1)
