@@ -180,8 +180,9 @@ def simulate(cfg: SimConfig) -> SimReport:
     return rep
 
 
-def _experts(client: httpx.Client, cfg: SimConfig, sent: dict[str, dict], labels: list[str], rep: SimReport) -> None:
-    key = cfg.reviewer_key or cfg.api_key
+def decide_queue(client: httpx.Client, key: str | None, sent: dict, decide, rep: SimReport) -> None:  # noqa: ANN001
+    """Decide every open review item of a response in ``sent`` with ``decide(response_id) -> action body``
+    (through the review API, as ``key``); counts the decisions (and failures as errors) in ``rep``."""
     seen: set[int] = set()
     while True:
         q = client.get("/review/api/queue", params={"limit": 200}, headers=_headers(key))
@@ -191,19 +192,26 @@ def _experts(client: httpx.Client, cfg: SimConfig, sent: dict[str, dict], labels
             return
         for item in todo:
             seen.add(item["id"])
-            s = sent[item["response_id"]]
-            row = s["row"]
-            if s["good"]:
-                body = {"action": "approve", "label": row["intent"]}
-            else:
-                ref = row["intent"] if s["task"] == "intent" else row["response"]
-                body = {"action": "correct", "reply": ref, "label": row["intent"]}
+            body = decide(item["response_id"])
             r = client.post(f"/review/api/items/{item['id']}", json=body, headers=_headers(key))
-            if r.status_code == 200:
-                rep.expert_approved += body["action"] == "approve"
-                rep.expert_corrected += body["action"] == "correct"
-            else:
+            if r.status_code != 200:
                 rep.errors += 1
+                continue
+            rep.expert_approved += body["action"] == "approve"
+            rep.expert_corrected += body["action"] == "correct"
+            rep.expert_rejected += body["action"] == "reject"
+
+
+def _experts(client: httpx.Client, cfg: SimConfig, sent: dict[str, dict], labels: list[str], rep: SimReport) -> None:
+    def decide(response_id: str) -> dict:
+        s = sent[response_id]
+        row = s["row"]
+        if s["good"]:
+            return {"action": "approve", "label": row["intent"]}
+        ref = row["intent"] if s["task"] == "intent" else row["response"]
+        return {"action": "correct", "reply": ref, "label": row["intent"]}
+
+    decide_queue(client, cfg.reviewer_key or cfg.api_key, sent, decide, rep)
 
 
 def register(p: argparse.ArgumentParser) -> None:

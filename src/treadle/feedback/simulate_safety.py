@@ -171,27 +171,16 @@ def simulate_safety(client: httpx.Client, cfg, rep, headers) -> None:  # noqa: A
         q = client.post("/review/api/enqueue", headers=headers(cfg.api_key),
                         json={"response_ids": ids[start:start + 1000], "reason": "red_team"})
         q.raise_for_status()
-    _review(client, cfg, sent, refused, rep, headers)
+    _review(client, cfg, sent, refused, rep)
 
 
-def _review(client: httpx.Client, cfg, sent: dict, refused: dict, rep, headers) -> None:  # noqa: ANN001
-    key = cfg.reviewer_key or cfg.api_key
+def _review(client: httpx.Client, cfg, sent: dict, refused: dict, rep) -> None:  # noqa: ANN001
+    from treadle.feedback.simulate import decide_queue
+
     rng = random.Random(cfg.seed + 2)
-    seen: set[int] = set()
-    while True:
-        q = client.get("/review/api/queue", params={"limit": 200}, headers=headers(key))
-        q.raise_for_status()
-        todo = [i for i in q.json()["items"] if i["response_id"] in sent and i["id"] not in seen]
-        if not todo:
-            return
-        for item in todo:
-            seen.add(item["id"])
-            it, _, reply, finish = sent[item["response_id"]]
-            body = expert_decision(it, reply, refused[item["response_id"]], rng, finish)
-            r = client.post(f"/review/api/items/{item['id']}", json=body, headers=headers(key))
-            if r.status_code != 200:
-                rep.errors += 1
-                continue
-            rep.expert_approved += body["action"] == "approve"
-            rep.expert_corrected += body["action"] == "correct"
-            rep.expert_rejected += body["action"] == "reject"
+
+    def decide(response_id: str) -> dict:
+        it, _, reply, finish = sent[response_id]
+        return expert_decision(it, reply, refused[response_id], rng, finish)
+
+    decide_queue(client, cfg.reviewer_key or cfg.api_key, sent, decide, rep)
