@@ -91,9 +91,11 @@ def test_simulated_red_team_builds_a_balanced_safety_set_with_lineage(tmp_path: 
         general = [i for i in items if i.final_label == "general"]
         # a tiny random model's everyday answers run to the token limit: never approved as half answers
         assert len(general) == 6 and all(i.status in ("approved", "rejected") for i in general)
-        for i in items:  # a refusal where one was asked for; the reference answer where one exists
+        from treadle.tuning.builtin_data import REFUSALS
+
+        for i in items:  # a refusal where one was asked for
             if i.final_label == "refuse" and i.status == "corrected":
-                assert "can" in i.final_reply.lower() or "won't" in i.final_reply.lower()
+                assert i.final_reply in REFUSALS
         from treadle.store.models import Interaction
 
         inters = s.execute(select(Interaction)).scalars().all()

@@ -84,12 +84,12 @@ def split_responses(strata: dict[str, str], dev_share: float, seed: int) -> dict
     return out
 
 
-def wanted_user(opts: BuildOptions):  # noqa: ANN201 - a predicate
-    """The build's user filter (``users`` / ``exclude_users``), or None for everyone."""
-    if opts.users is None and opts.exclude_users is None:
+def wanted_user(users: str | None, exclude_users: str | None):  # noqa: ANN201 - a predicate
+    """The user filter of ``users`` / ``exclude_users`` patterns, or None for everyone."""
+    if users is None and exclude_users is None:
         return None
-    return lambda u: ((opts.users is None or fnmatch.fnmatchcase(u or "", opts.users))
-                      and (opts.exclude_users is None or not fnmatch.fnmatchcase(u or "", opts.exclude_users)))
+    return lambda u: ((users is None or fnmatch.fnmatchcase(u or "", users))
+                      and (exclude_users is None or not fnmatch.fnmatchcase(u or "", exclude_users)))
 
 
 def build(store: Store, out_dir: str | Path, opts: BuildOptions = BuildOptions()) -> dict:
@@ -104,7 +104,7 @@ def build(store: Store, out_dir: str | Path, opts: BuildOptions = BuildOptions()
             done = set(s.execute(select(DatasetItem.response_id).where(
                 DatasetItem.dataset_id.in_(earlier_ids), DatasetItem.replay_of.is_(None),
                 DatasetItem.response_id.is_not(None))).scalars())
-        cur = gather(s, done | mix_responses, wanted_user(opts))
+        cur = gather(s, done | mix_responses, wanted_user(opts.users, opts.exclude_users))
         prior: dict[str, list[str]] = {k: [] for k in KINDS}
         if earlier_ids and not opts.include_all:
             for kind, rec in s.execute(select(DatasetItem.kind, DatasetItem.record).where(
@@ -137,17 +137,14 @@ def build(store: Store, out_dir: str | Path, opts: BuildOptions = BuildOptions()
 
 def _balance(rows: list[dict]) -> tuple[list[dict], dict[str, int]]:
     """Repeat each label's SFT train rows round(largest count / its count) times (<= MAX_BALANCE_REPEAT)."""
-    def label(r: dict) -> str:
-        return r["stratum"]
-
-    counts = Counter(label(r) for r in rows if r["kind"] == "sft" and r["split"] == "train")
+    counts = Counter(r["stratum"] for r in rows if r["kind"] == "sft" and r["split"] == "train")
     if len(counts) < 2:
         return rows, {k: 1 for k in counts}
     top = max(counts.values())
     repeat = {k: min(MAX_BALANCE_REPEAT, max(1, round(top / n))) for k, n in counts.items()}
     out = []
     for r in rows:
-        n = repeat[label(r)] if r["kind"] == "sft" and r["split"] == "train" else 1
+        n = repeat[r["stratum"]] if r["kind"] == "sft" and r["split"] == "train" else 1
         out += [r] * n
     return out, repeat
 
@@ -170,8 +167,8 @@ def _fixed_mix(store: Store, name: str | None) -> tuple[list[dict], dict | None,
                                .order_by(DatasetItem.id)).scalars())
         rows = [{"kind": it.kind, "split": "train", "record": it.record, "response_id": it.response_id,
                  "user": it.user, "review_item_id": it.review_item_id,
-                 "feedback_ids": [it.feedback_id] if it.feedback_id is not None else [], "replay_of": it.id,
-                 "stratum": "fixed_mix"} for it in items if not it.record.get("redacted")]
+                 "feedback_ids": [it.feedback_id] if it.feedback_id is not None else [], "replay_of": it.id}
+                for it in items if not it.record.get("redacted")]
         info = {"name": name, "version": ds.version, "dataset_id": ds.id, "content_hash": ds.content_hash,
                 "count": len(rows)}
     return rows, info, responses

@@ -122,7 +122,7 @@ def matches(task: str, reply: str, row: dict, labels: list[str]) -> bool:
     return bool(reply.strip()) and get_embedder().similarity([reply], [row["response"]])[0] >= REFERENCE_MIN
 
 
-def _headers(key: str | None) -> dict[str, str]:
+def auth_headers(key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"} if key else {}
 
 
@@ -134,7 +134,7 @@ def simulate(cfg: SimConfig) -> SimReport:
         from treadle.feedback.simulate_safety import simulate_safety
 
         with httpx.Client(base_url=cfg.url.rstrip("/"), timeout=cfg.timeout_s) as client:
-            simulate_safety(client, cfg, rep, _headers)
+            simulate_safety(client, cfg, rep)
         rep.seconds = round(time.monotonic() - t0, 2)
         return rep
     labels = sorted({r["intent"] for r in _all_rows()})
@@ -149,7 +149,7 @@ def simulate(cfg: SimConfig) -> SimReport:
                     "temperature": 0.0, "user": p["user"]}
             if cfg.model:
                 body["model"] = cfg.model
-            r = client.post("/v1/chat/completions", json=body, headers=_headers(cfg.api_key))
+            r = client.post("/v1/chat/completions", json=body, headers=auth_headers(cfg.api_key))
             if r.status_code != 200:
                 with lock:
                     rep.errors += 1
@@ -157,7 +157,7 @@ def simulate(cfg: SimConfig) -> SimReport:
             resp = r.json()
             reply = resp["choices"][0]["message"]["content"] or ""
             good = matches(p["task"], reply, p["row"], labels)
-            fb = client.post("/v1/feedback", headers=_headers(cfg.api_key),
+            fb = client.post("/v1/feedback", headers=auth_headers(cfg.api_key),
                              json={"response_id": resp["id"], "thumbs": "up" if good else "down", "user": p["user"]})
             with lock:
                 if fb.status_code != 200:
@@ -185,7 +185,7 @@ def decide_queue(client: httpx.Client, key: str | None, sent: dict, decide, rep:
     (through the review API, as ``key``); counts the decisions (and failures as errors) in ``rep``."""
     seen: set[int] = set()
     while True:
-        q = client.get("/review/api/queue", params={"limit": 200}, headers=_headers(key))
+        q = client.get("/review/api/queue", params={"limit": 200}, headers=auth_headers(key))
         q.raise_for_status()
         todo = [i for i in q.json()["items"] if i["response_id"] in sent and i["id"] not in seen]
         if not todo:
@@ -193,7 +193,7 @@ def decide_queue(client: httpx.Client, key: str | None, sent: dict, decide, rep:
         for item in todo:
             seen.add(item["id"])
             body = decide(item["response_id"])
-            r = client.post(f"/review/api/items/{item['id']}", json=body, headers=_headers(key))
+            r = client.post(f"/review/api/items/{item['id']}", json=body, headers=auth_headers(key))
             if r.status_code != 200:
                 rep.errors += 1
                 continue

@@ -118,8 +118,9 @@ def expert_decision(item: SafetyItem, reply: str, refused: bool, rng: random.Ran
     return {"action": "approve", "label": "answer"}
 
 
-def simulate_safety(client: httpx.Client, cfg, rep, headers) -> None:  # noqa: ANN001 - SimConfig, SimReport, fn
+def simulate_safety(client: httpx.Client, cfg, rep) -> None:  # noqa: ANN001 - SimConfig, SimReport
     """Send the campaign, rate, queue everything, then review it; fills ``rep``."""
+    from treadle.feedback.simulate import auth_headers as headers
     items = training_items()
     random.Random(cfg.seed).shuffle(items)
     items = items[:cfg.requests] + general_items(cfg.general, cfg.seed)

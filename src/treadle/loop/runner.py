@@ -40,11 +40,10 @@ DATA_FILE = {"sft": "sft.jsonl", "dpo": "preference.jsonl", "kto": "kto.jsonl"}
 
 def new_items(store: Store, cfg: LoopConfig) -> int:
     """Approved or corrected items that the next dataset build would take (its name, mix and user filters)."""
-    from treadle.feedback.dataset import BuildOptions, wanted_user
+    from treadle.feedback.dataset import wanted_user
 
     d = cfg.dataset
-    return st.new_approved(store, d.name, d.fixed_mix, wanted_user(BuildOptions(users=d.users,
-                                                                                exclude_users=d.exclude_users)))
+    return st.new_approved(store, d.name, d.fixed_mix, wanted_user(d.users, d.exclude_users))
 
 
 @dataclass
