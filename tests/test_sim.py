@@ -241,3 +241,42 @@ def test_calibrate_runs_the_engine_on_a_tiny_model(tiny_llama) -> None:
     assert err["in_sample"]["steps"] >= 8 and err["held_out"]["mape"] >= 0
     back = CostModel.from_json(json.loads(json.dumps(model.to_json())))
     assert back.fits == model.fits
+
+
+def _fleet_file(path, rps: float, ttft_ms: float, hit: float) -> None:
+    from treadle.bench.workloads import make_workload
+
+    cfg = {"replicas": 2, "num_kv_blocks": 64, "max_num_seqs": 4, "num_requests": 6, "num_prefixes": 2,
+           "prefix_tokens": 40, "max_tokens": 4, "concurrency": 2, "seed": 0}
+    work = make_workload("shared-prefix", 6, 0, 4, num_prefixes=2, prefix_tokens=40)
+    outcomes = [{"id": w.id, "status": 200, "output_tokens": 3} for w in work]
+    summary = {"requests_per_s": rps, "output_tok_s": rps * 10, "ttft_ms": {"p50": ttft_ms},
+               "prefix_cache_hit_rate": hit}
+    path.write_text(json.dumps({"kind": "bench-fleet", "config": cfg, "scaling": [], "runs": [
+        {"workload": "shared-prefix", "policy": "round_robin", "summary": summary, "requests": outcomes}]}))
+
+
+def test_validate_replays_per_request_outputs_and_groups_repeats(tmp_path, tiny_llama) -> None:
+    """Each fleet file's run is replayed with its per-request output lengths (3 tokens each, not the summary's
+    mean of 10); the same run in two files is grouped: real mean, spread and the sim's error against the mean."""
+    from treadle.cli import main
+
+    cost = tmp_path / "c.json"
+    cost.write_text(json.dumps({"cores": 2, "fits": {"1": {"a": 0.05, "b": 0.001}}}))
+    _fleet_file(tmp_path / "f1.json", 1.0, 100.0, 0.20)
+    _fleet_file(tmp_path / "f2.json", 3.0, 300.0, 0.40)
+    out = tmp_path / "v.json"
+    assert main(["sim", "validate", "--model", str(tiny_llama), "--cost", str(cost),
+                 "--fleet", f"{tmp_path / 'f1.json'},{tmp_path / 'f2.json'}", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    first, second = data["rows"]
+    assert first["sim"] == second["sim"]  # the same requests, outputs and fleet: a deterministic replay
+    sim = first["sim"]
+    assert sim["output_tok_s"] == pytest.approx(3 * sim["requests_per_s"])
+    [group] = data["repeated"]
+    assert group["run"] == "fleet shared-prefix round_robin x2" and group["repeats"] == 2
+    rps = group["metrics"]["requests_per_s"]
+    assert (rps["real_mean"], rps["real_min"], rps["real_max"], rps["spread"]) == (2.0, 1.0, 3.0, 1.0)
+    assert rps["error"] == pytest.approx(sim["requests_per_s"] / 2.0 - 1.0)
+    hit = group["metrics"]["hit_rate"]
+    assert hit["real_mean"] == pytest.approx(0.30) and hit["error"] == pytest.approx((sim["hit_rate"] - 0.30) * 100)

@@ -102,8 +102,11 @@ def _scrape_sum(urls: list[str]) -> dict[str, float]:
 
 
 def run_fleet(args: argparse.Namespace, n: int, policy: str, requests: list, served: str, api: str
-              ) -> tuple[dict, list[float], dict]:
-    """Start ``n`` fresh replicas behind a gateway with ``policy``, run ``requests``; (summary, cold starts, decisions)."""
+              ) -> tuple[dict, list[float], dict, list[dict]]:
+    """Start ``n`` fresh replicas behind a gateway with ``policy``, run ``requests``.
+
+    Returns (summary, cold starts, routing decisions, per-request outcomes: id, HTTP status, output tokens;
+    what ``treadle sim validate`` replays)."""
     threads = split_threads(n)
     spec = ReplicaSpec(args.model, threads[-1], ("--num-kv-blocks", str(args.num_kv_blocks), "--max-num-seqs",
                                                  str(args.max_num_seqs), "--max-queue", "-1"))
@@ -140,7 +143,8 @@ def run_fleet(args: argparse.Namespace, n: int, policy: str, requests: list, ser
         for sample in gw.metrics.decisions.collect()[0].samples:
             if sample.name.endswith("_total"):
                 reasons[sample.labels["reason"]] = int(sample.value)
-        return summary, list(ready.values()), reasons
+        outcomes = [{"id": r.id, "status": r.status, "output_tokens": r.output_tokens} for r in records]
+        return summary, list(ready.values()), reasons, outcomes
     finally:
         srv.stop()
         asyncio.run(launcher.close())
@@ -165,10 +169,11 @@ def run(args: argparse.Namespace) -> int:
         api = "chat"
         for policy in policies:
             _log(f"{workload} x {policy}: {len(reqs)} requests on {args.replicas} replicas")
-            summary, cold, reasons = run_fleet(args, args.replicas, policy, reqs, served, api)
+            summary, cold, reasons, outcomes = run_fleet(args, args.replicas, policy, reqs, served, api)
             colds += cold
             result["runs"] = [r for r in result["runs"] if (r["workload"], r["policy"]) != (workload, policy)]
-            result["runs"].append({"workload": workload, "policy": policy, "summary": summary, "routing": reasons})
+            result["runs"].append({"workload": workload, "policy": policy, "summary": summary, "routing": reasons,
+                                   "requests": outcomes})
             _log(f"  hit rate {summary['prefix_cache_hit_rate']}, TTFT p50 {summary['ttft_ms']['p50']:.0f} ms, "
                  f"e2e p99 {summary['e2e_ms']['p99']:.0f} ms, {summary['requests_per_s']:.2f} req/s, "
                  f"errors {summary['error_rate']:.2%}, routing {reasons}")
@@ -176,12 +181,12 @@ def run(args: argparse.Namespace) -> int:
     if args.scaling:
         reqs = make_workload("sharegpt", args.scaling_requests, args.seed, args.max_tokens * 4)
         for n in [int(x) for x in args.scaling.split(",")]:
-            summary, cold, _ = run_fleet(args, n, "least_loaded", reqs, served, "chat")
+            summary, cold, _, outcomes = run_fleet(args, n, "least_loaded", reqs, served, "chat")
             colds += cold
             result["scaling"] = [s for s in result["scaling"] if s["replicas"] != n]
-            result["scaling"].append({"replicas": n, "threads_each": split_threads(n)[-1],
+            result["scaling"].append({"replicas": n, "threads_each": split_threads(n)[-1], "num_requests": len(reqs),
                                       "requests_per_s": summary["requests_per_s"],
-                                      "output_tok_s": summary["output_tok_s"]})
+                                      "output_tok_s": summary["output_tok_s"], "requests": outcomes})
             _log(f"scaling {n} replicas: {summary['output_tok_s']:.1f} output tok/s")
             _finish(result, colds, args, out)
     _finish(result, colds, args, out)

@@ -5,9 +5,13 @@ For every run in the files: the same requests (``bench.workloads.make_workload``
 chat prompts tokenized with the model's chat template exactly as the gateway and the replica do), the same
 arrival process (closed loop with the run's concurrency and sessions, or trace arrivals), the same fleet
 (replicas, threads split over this machine's cores as ``bench fleet`` does, all on one machine, KV blocks,
-``max_num_seqs``, the same policy object) and the output lengths the run really produced (per request for
-``bench serve``, whose records have them; the run's mean for ``bench fleet``, whose files keep only summaries).
+``max_num_seqs``, the same policy object) and the output lengths the run really produced (per request where
+the file has them: ``bench serve`` records and ``bench fleet`` files written since 2026-12-02; the run's mean
+for older fleet files, which keep only summaries).
 Compared: requests/s (output tokens/s for the scaling runs), median TTFT, prefix-cache hit rate.
+Repeated runs (the same run in several files) are also grouped: the real runs' mean, range and spread
+(max - min over the mean) beside the simulation's error against their mean, so the error reads against the
+measurement's own noise.
 Nothing is fitted to these runs: the cost model comes from ``treadle sim calibrate``.
 """
 
@@ -74,6 +78,11 @@ def _sim_requests(work: list, tokens: _Tokens, out_len: dict[str, int] | int) ->
     return out
 
 
+def _outputs(records: list[dict]) -> dict[str, int]:
+    """Output tokens per request id of the successful requests (empty when the file kept none)."""
+    return {r["id"]: r["output_tokens"] for r in records if r.get("status") == 200}
+
+
 def _fleet_rows(path: Path, cost: CostModel, tokens: _Tokens, cores: int, log) -> list[dict]:  # noqa: ANN001
     from treadle.fleet import bench_fleet
 
@@ -93,7 +102,7 @@ def _fleet_rows(path: Path, cost: CostModel, tokens: _Tokens, cores: int, log) -
             work = make_workload(wl, cfg["mooncake_requests"], cfg["seed"], cfg["max_tokens"],
                                  sessions=cfg["mooncake_rows"] == "sessions")
         mean_out = round(s["output_tok_s"] / s["requests_per_s"]) if s["requests_per_s"] else cfg["max_tokens"]
-        sim = _simulate(_sim_requests(work, tokens, mean_out), run["policy"], cost, cfg["replicas"], engine,
+        sim = _simulate(_sim_requests(work, tokens, _outputs(run.get("requests", [])) or mean_out), run["policy"], cost, cfg["replicas"], engine,
                         cfg["concurrency"], cores)
         rows.append({"source": str(path), "run": f"fleet {wl} {run['policy']} x{cfg['replicas']}",
                      "real": {"requests_per_s": s["requests_per_s"], "ttft_p50_ms": s["ttft_ms"]["p50"],
@@ -101,9 +110,10 @@ def _fleet_rows(path: Path, cost: CostModel, tokens: _Tokens, cores: int, log) -
         log(_line(rows[-1]))
     for sc in data.get("scaling", []):
         n = sc["replicas"]
-        work = make_workload("sharegpt", 24, cfg["seed"], cfg["max_tokens"] * 4)
+        # older files did not record the request count; their scaling runs all used 24
+        work = make_workload("sharegpt", sc.get("num_requests", 24), cfg["seed"], cfg["max_tokens"] * 4)
         mean_out = round(sc["output_tok_s"] / sc["requests_per_s"])
-        sim = _simulate(_sim_requests(work, tokens, mean_out), "least_loaded", cost, n, engine, cfg["concurrency"],
+        sim = _simulate(_sim_requests(work, tokens, _outputs(sc.get("requests", [])) or mean_out), "least_loaded", cost, n, engine, cfg["concurrency"],
                         cores)
         rows.append({"source": str(path), "run": f"fleet scaling sharegpt least_loaded x{n}",
                      "real": {"requests_per_s": sc["requests_per_s"], "output_tok_s": sc["output_tok_s"]}, "sim": sim})
@@ -117,7 +127,7 @@ def _serve_rows(path: Path, cost: CostModel, tokens: _Tokens, cores: int, log) -
     opts = {k: c.get(k) for k in ("num_prefixes", "prefix_tokens", "rate_scale", "length_scale", "window",
                                   "tokens_per_hash", "max_prompt_tokens", "vocab_size")}
     work = make_workload(c["workload"], c["num_requests"], c["seed"], c["max_tokens"], **opts)
-    outs = {r["id"]: r["output_tokens"] for r in data.get("requests", []) if r.get("status") == 200}
+    outs = _outputs(data.get("requests", []))
     trace = c.get("arrival_mode") == "trace"
     if trace:
         first = min(w.arrival_s for w in work)
@@ -166,6 +176,50 @@ def validate(args: argparse.Namespace, log) -> int:  # noqa: ANN001
                         "ttft_p50": _err(s.get("ttft_p50_ms"), r.get("ttft_p50_ms")),
                         "hit_rate_points": None if r.get("hit_rate") is None or s["hit_rate"] is None
                         else (s["hit_rate"] - r["hit_rate"]) * 100}
-    Path(args.out).write_text(json.dumps({"kind": "sim-validation", "cost_model": args.cost, "rows": rows}, indent=1))
+    groups = repeated(rows)
+    for g in groups:
+        log(_group_line(g))
+    Path(args.out).write_text(json.dumps({"kind": "sim-validation", "cost_model": args.cost, "rows": rows,
+                                          "repeated": groups}, indent=1))
     log(f"wrote {args.out}")
     return 0
+
+
+METRICS = ("requests_per_s", "output_tok_s", "ttft_p50_ms", "hit_rate")
+
+
+def repeated(rows: list[dict]) -> list[dict]:
+    """Group the rows of the same run (same name) from several files: per metric the real values, their mean,
+    min, max and spread ((max - min) / mean), the simulation's mean and its error against the real mean
+    (hit rate in points). Runs seen once are left out."""
+    by_run: dict[str, list[dict]] = {}
+    for row in rows:
+        by_run.setdefault(row["run"], []).append(row)
+    groups = []
+    for run, rs in by_run.items():
+        if len(rs) < 2:
+            continue
+        g: dict = {"run": run, "repeats": len(rs), "metrics": {}}
+        for m in METRICS:
+            real = [r["real"][m] for r in rs if r["real"].get(m) is not None]
+            sim = [r["sim"][m] for r in rs if r["sim"].get(m) is not None]
+            if len(real) < 2 or not sim:
+                continue
+            mean, sim_mean = sum(real) / len(real), sum(sim) / len(sim)
+            g["metrics"][m] = {"real": real, "real_mean": mean, "real_min": min(real), "real_max": max(real),
+                               "spread": (max(real) - min(real)) / mean if mean else None, "sim_mean": sim_mean,
+                               "error": ((sim_mean - mean) * 100 if m == "hit_rate" else _err(sim_mean, mean))}
+        groups.append(g)
+    return groups
+
+
+def _group_line(g: dict) -> str:
+    parts = []
+    for m, v in g["metrics"].items():
+        if m == "hit_rate":
+            parts.append(f"hit real {v['real_min']:.1%}-{v['real_max']:.1%}, sim {v['sim_mean']:.1%} "
+                         f"({v['error']:+.1f} pt vs mean)")
+        else:
+            parts.append(f"{m} real {v['real_min']:,.3g}-{v['real_max']:,.3g} (spread {v['spread']:.0%}), "
+                         f"sim {v['sim_mean']:,.3g} ({v['error']:+.0%} vs mean)")
+    return f"{g['run']} x{g['repeats']}: " + "; ".join(parts)
