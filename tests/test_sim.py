@@ -280,3 +280,48 @@ def test_validate_replays_per_request_outputs_and_groups_repeats(tmp_path, tiny_
     assert rps["error"] == pytest.approx(sim["requests_per_s"] / 2.0 - 1.0)
     hit = group["metrics"]["hit_rate"]
     assert hit["real_mean"] == pytest.approx(0.30) and hit["error"] == pytest.approx((sim["hit_rate"] - 0.30) * 100)
+
+
+def test_co_run_slowdown_is_exact() -> None:
+    m = Machine(cores=2, co_run_slowdown=0.25)
+    assert m.start("a", 1, 1.0, 0.0) == {"a": 1.0}  # alone: its own speed
+    ends = m.start("b", 1, 1.0, 0.5)  # both busy: no oversubscription, but each at 1 / 1.25 = 0.8
+    assert ends == {"a": pytest.approx(1.125), "b": pytest.approx(1.75)}
+    assert m.finish("a", 1.125) == {"b": pytest.approx(1.625)}  # b did 0.5 by then, the rest alone
+    # in the fleet: two 1-thread replicas on one 2-core machine, one single-step request each at t=0
+    cost = CostModel({1: Fit(a=1.0)}, cores=2, co_run_slowdown=0.25)
+    a, b = req("a", list(range(100, 116)), 1), req("b", list(range(200, 216)), 1)
+    run([a, b], cost, replicas=2, replicas_per_machine=2)
+    assert (a.end_s, b.end_s) == (1.25, 1.25)
+    run([c := req("c", list(range(100, 116)), 1)], cost, replicas=1, replicas_per_machine=2)
+    assert c.end_s == 1.0
+
+
+def test_serving_overhead_is_added_per_decode_row() -> None:
+    cost = CostModel({1: Fit(a=0.01, c=0.002)}, serving={"replica": 0.001, "gateway": 0.0005, "client": 0.0002})
+    assert cost.fit_for(1).c == 0.002  # nothing added unless asked
+    fleet = cost.with_overhead(("replica", "gateway", "client"))
+    assert fleet.fit_for(1).c == pytest.approx(0.0037)
+    assert fleet.seconds(StepShape(decode_rows=4)) == pytest.approx(0.01 + 4 * 0.0037)
+    back = CostModel.from_json(json.loads(json.dumps(cost.with_overhead(("replica",)).to_json())))
+    assert back.serving == cost.serving and back.overhead_parts == ()  # the parts are a run's choice, not the file's
+    assert CostModel({1: Fit(a=0.01)}).with_overhead(("replica",)).overhead_parts == ()  # no figures: unchanged
+    with pytest.raises(ValueError, match="overhead part"):
+        CostModel({1: Fit(a=0.01)}, overhead_parts=("gateway",))
+    from treadle.sim.command import overhead_parts
+
+    with pytest.raises(ValueError, match="--serving-overhead"):
+        overhead_parts("replica,proxy")
+
+
+def test_co_run_and_serving_measurements_on_a_tiny_model(tiny_llama) -> None:
+    from treadle.sim.calibrate import co_run_slowdown
+    from treadle.sim.serving_overhead import measure_serving
+
+    co = co_run_slowdown(str(tiny_llama), Fit(a=0.001, b=1e-5, c=1e-4), 2, num_kv_blocks=64,
+                         prefill=[(16, 0), (32, 64)], decode=[(1, 32)])
+    assert co["copies"] == 2 and co["steps"] >= 8 and co["slowdown"] >= 0
+    got = measure_serving(str(tiny_llama), 1, num_requests=4, concurrency=2, max_tokens=8,
+                          max_prompt_tokens=60, log=lambda _: None)
+    assert got["requests"] == 4 and 4 <= got["tokens"] <= 32
+    assert got["replica"] > 0 and got["client"] > 0 and got["gateway"] > 0  # each thread did some work

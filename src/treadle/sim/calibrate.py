@@ -13,6 +13,11 @@ decode steps count as much as long prefills); the error is reported as the mean 
 percentage error over the measured steps (in-sample) and over a held-out repetition (out-of-sample).
 One fit for every workload: nothing here knows what will be simulated.
 
+``--co-run`` (``co_run_slowdown``): after the fits, ``cores`` copies of a 1-thread engine run the same
+scenarios at once, one process each, released together after their warm-up; the slowdown is the median over
+their steps of (measured seconds / the solo 1-thread fit's seconds) - 1. Time it by the wall clock: CPU time
+does not see the contention. ``--serving``: the serving path's CPU per output token (``serving_overhead``).
+
 Clock (``--clock``): ``cpu`` (default) times a step by the process's CPU time divided by its threads, which
 is what the step would take with its cores to itself and barely moves when other work shares the machine;
 ``wall`` times it by the wall clock (right on an idle machine, inflated by any contention). Torch's
@@ -83,6 +88,38 @@ def measure(engine, seed: int = 0, clock: str = "cpu", prefill: list[tuple[int, 
     return out
 
 
+def _co_run_worker(model: str, num_kv_blocks: int, seed: int, clock: str, barrier, results,  # noqa: ANN001
+                   prefill: list[tuple[int, int]] | None, decode: list[tuple[int, int]] | None) -> None:
+    from treadle.config import EngineConfig
+    from treadle.engine.llm_engine import LLMEngine
+
+    engine = LLMEngine(EngineConfig(model=model, threads=1, num_kv_blocks=num_kv_blocks, max_num_seqs=64))
+    measure(engine, seed + 99, clock, (prefill or PREFILL)[:2], (decode or DECODE)[:1])
+    barrier.wait()
+    results.put([[*s.features[1:], t] for s, t in measure(engine, seed, clock, prefill, decode)])
+
+
+def co_run_slowdown(model: str, solo: Fit, copies: int, num_kv_blocks: int = 2048, seed: int = 0,
+                    clock: str = "wall", prefill: list[tuple[int, int]] | None = None,
+                    decode: list[tuple[int, int]] | None = None) -> dict:
+    """Run ``copies`` 1-thread engines at once (see the module docstring); the slowdown against ``solo``."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(copies), ctx.Queue()
+    procs = [ctx.Process(target=_co_run_worker, args=(model, num_kv_blocks, seed, clock, barrier, results,
+                                                      prefill, decode)) for _ in range(copies)]
+    for proc in procs:
+        proc.start()
+    points = [pt for _ in procs for pt in results.get(timeout=7200)]
+    for proc in procs:
+        proc.join()
+    ratios = np.array([t / solo.seconds(StepShape(int(p), int(d), int(dc), att)) for p, d, dc, att, t in points])
+    return {"slowdown": max(0.0, float(np.median(ratios)) - 1.0), "copies": copies, "steps": len(ratios),
+            "ratio_p10": float(np.percentile(ratios, 10)), "ratio_p90": float(np.percentile(ratios, 90)),
+            "clock": clock}
+
+
 def fit(points: list[tuple[StepShape, float]]) -> Fit:
     """Non-negative least squares of seconds on the shape features, weighted by 1/seconds (active set:
     refit without the most negative coefficient until none is negative)."""
@@ -110,15 +147,17 @@ def errors(f: Fit, points: list[tuple[StepShape, float]]) -> dict[str, float]:
 
 def calibrate(model: str, threads: list[int], num_kv_blocks: int = 2048, seed: int = 0, clock: str = "cpu",
               log=print, prefill: list[tuple[int, int]] | None = None,  # noqa: ANN001 - a print-like function
-              decode: list[tuple[int, int]] | None = None) -> CostModel:
-    """Measure and fit one ``Fit`` per thread count; returns the model (cores = this machine's)."""
+              decode: list[tuple[int, int]] | None = None, co_run: bool = False, serving: bool = False,
+              base: CostModel | None = None) -> CostModel:
+    """Measure and fit one ``Fit`` per thread count (keeping ``base``'s fits for the other counts), then the
+    co-run slowdown and the serving overhead when asked; returns the model (cores = this machine's)."""
     import os
 
     from treadle.config import EngineConfig
     from treadle.engine.llm_engine import LLMEngine
 
-    fits: dict[int, Fit] = {}
-    report: dict = {}
+    fits: dict[int, Fit] = dict(base.fits) if base else {}
+    report: dict = dict(base.fit_error) if base else {}
     for t in threads:
         engine = LLMEngine(EngineConfig(model=model, threads=t, num_kv_blocks=num_kv_blocks, max_num_seqs=64))
         warm = ((prefill or PREFILL)[:2], (decode or DECODE)[:1])
@@ -133,9 +172,27 @@ def calibrate(model: str, threads: list[int], num_kv_blocks: int = 2048, seed: i
             + f"; mean abs error {report[str(t)]['in_sample']['mape']:.1%} in sample, "
             f"{report[str(t)]['held_out']['mape']:.1%} held out (max {report[str(t)]['held_out']['max_ape']:.0%})")
         del engine
-    engine_cfg = {"max_num_seqs": 8, "max_num_batched_tokens": 512, "num_blocks": 300, "max_model_len": 2048,
-                  "block_size": 16}
-    return CostModel(fits, os.cpu_count() or 1, name=f"cpu {model}",
-                     source=f"treadle sim calibrate --model {model} --clock {clock} on this machine "
-                            f"({time.strftime('%Y-%m-%d %H:%M')})",
-                     engine=engine_cfg, fit_error=report)
+    cores = os.cpu_count() or 1
+    slowdown = base.co_run_slowdown if base else 0.0
+    if co_run:
+        if 1 not in fits:
+            raise ValueError("--co-run needs the 1-thread fit: include 1 in --calibrate-threads (or in --base)")
+        report["co_run"] = co_run_slowdown(model, fits[1], cores, num_kv_blocks, seed, clock, prefill, decode)
+        slowdown = report["co_run"]["slowdown"]
+        log(f"co-run: {cores} 1-thread engines at once run {slowdown:.1%} slower than alone (median over "
+            f"{report['co_run']['steps']} steps; p10-p90 ratio {report['co_run']['ratio_p10']:.2f}-"
+            f"{report['co_run']['ratio_p90']:.2f})")
+    per_token = dict(base.serving) if base else {}
+    if serving:
+        from treadle.sim.serving_overhead import PARTS, measure_serving
+
+        report["serving"] = measure_serving(model, max(fits), seed=seed, log=log)
+        per_token = {p: report["serving"][p] for p in PARTS}
+    engine_cfg = dict(base.engine) if base else {"max_num_seqs": 8, "max_num_batched_tokens": 512,
+                                                 "num_blocks": 300, "max_model_len": 2048, "block_size": 16}
+    return CostModel(fits, cores, name=base.name if base else f"cpu {model}",
+                     source=(f"{base.source}; then " if base else "")
+                     + f"treadle sim calibrate --model {model} --clock {clock}"
+                     + (" --co-run" if co_run else "") + (" --serving" if serving else "")
+                     + f" on this machine ({time.strftime('%Y-%m-%d %H:%M')})",
+                     engine=engine_cfg, fit_error=report, co_run_slowdown=slowdown, serving=per_token)

@@ -39,7 +39,7 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index-blocks", type=int, default=None, help="prefix_affinity's index size (default: the policy's)")
     p.add_argument("--balance", choices=("gap", "cost"), default=None, help="prefix_affinity's balance rule")
     p.add_argument("--cost", default="cpu-smollm2", help="cost model file (JSON/YAML) or bundled name "
-                   "(cpu-smollm2, gpu-h100-llama3-8b)")
+                   "(cpu-smollm2, cpu-smollm2-v1, gpu-h100-llama3-8b)")
     p.add_argument("--threads", type=int, default=1, help="threads per replica (picks the cost model's fit)")
     p.add_argument("--replicas-per-machine", type=int, default=0, help="replicas sharing one machine of the cost "
                    "model's cores (0: as many as it has cores for)")
@@ -56,7 +56,17 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibrate-threads", default="1,2", help="calibrate: thread counts to fit")
     p.add_argument("--clock", choices=("cpu", "wall"), default="cpu", help="calibrate: time steps by CPU time / "
                    "threads (robust on a shared machine) or by the wall clock")
-    p.add_argument("--fleet", default="docs/results/bench-fleet.json", help="validate: a bench fleet result file")
+    p.add_argument("--co-run", action="store_true", help="calibrate: also measure the slowdown of 1-thread "
+                   "engines running at once, one per core (use --clock wall)")
+    p.add_argument("--serving", action="store_true", help="calibrate: also measure the serving path's CPU per "
+                   "output token (replica event loop, gateway, client) on a real replica")
+    p.add_argument("--base", default=None, help="calibrate: start from this cost file (its fits for thread counts "
+                   "not in --calibrate-threads are kept)")
+    p.add_argument("--serving-overhead", default="replica", help="the cost file's serving parts added to each "
+                   "decode row: comma list of replica,gateway,client ('' for none; validate adds those that "
+                   "shared the real runs' machine)")
+    p.add_argument("--fleet", default="docs/results/bench-fleet.json", help="validate: bench fleet result files, "
+                   "comma separated")
     p.add_argument("--serve", default="", help="validate: bench serve result files, comma separated")
 
 
@@ -90,9 +100,11 @@ def policy_params(args: argparse.Namespace, name: str) -> dict:
 def run(args: argparse.Namespace) -> int:
     if args.action == "calibrate":
         from treadle.sim.calibrate import calibrate
+        from treadle.sim.cost_model import load_cost_model
 
         threads = [int(t) for t in args.calibrate_threads.split(",") if t]
-        model = calibrate(args.model, threads, seed=args.seed, clock=args.clock, log=_log)
+        model = calibrate(args.model, threads, seed=args.seed, clock=args.clock, log=_log, co_run=args.co_run,
+                          serving=args.serving, base=load_cost_model(args.base) if args.base else None)
         Path(args.out).write_text(json.dumps(model.to_json(), indent=2))
         _log(f"wrote {args.out}")
         return 0
@@ -112,7 +124,7 @@ def simulate(args: argparse.Namespace) -> int:
     from treadle.sim.simulator import FleetConfig, Simulation
     from treadle.sim.workload import rows_of, synthetic_day, trace_requests
 
-    cost = load_cost_model(args.cost)
+    cost = load_cost_model(args.cost).with_overhead(overhead_parts(args.serving_overhead))
     eng = engine_config(args, cost)
     slo = parse_slo(args.slo)
     rows = rows_of(args.trace)
@@ -124,7 +136,9 @@ def simulate(args: argparse.Namespace) -> int:
                      if args.synthetic_hour_s < 3600 else ")"))
     sizes = [int(x) for x in str(args.replicas).split(",") if x]
     startup = args.startup if args.startup is not None else float(cost.engine.get("startup_s", 10.0))
-    out = {"kind": "sim", "trace": label, "cost_model": {"name": cost.name, "source": cost.source, "file": args.cost},
+    out = {"kind": "sim", "trace": label, "cost_model": {"name": cost.name, "source": cost.source, "file": args.cost,
+                                                         "overhead_parts": list(cost.overhead_parts),
+                                                         "co_run_slowdown": cost.co_run_slowdown},
            "engine": eng.__dict__, "slo": slo, "runs": []}
     for n in sizes:
         scale = autoscaler_config(args, args.max_replicas or n) if args.autoscale else None
@@ -156,6 +170,16 @@ def simulate(args: argparse.Namespace) -> int:
     Path(args.out).write_text(json.dumps(out, indent=1))
     _log(f"wrote {args.out}")
     return 0
+
+
+def overhead_parts(spec: str) -> tuple[str, ...]:
+    from treadle.sim.cost_model import SERVING_PARTS
+
+    parts = tuple(x for x in spec.split(",") if x)
+    bad = [x for x in parts if x not in SERVING_PARTS]
+    if bad:
+        raise ValueError(f"--serving-overhead: unknown part(s) {bad}; valid: {', '.join(SERVING_PARTS)}")
+    return parts
 
 
 def _ms(stats: dict | None, key: str) -> str:

@@ -13,12 +13,19 @@ Coefficients are fitted per thread count by ``treadle sim calibrate`` (or writte
 ``threads`` picks the fit with the closest thread count at or below (else the smallest).
 
 Core sharing (``cores``): replicas on one machine share its cores. While replicas using ``T`` threads in all
-are in the middle of a step, each progresses at ``min(1, cores / T)`` of its own speed (processor sharing;
-memory-bandwidth contention is not modelled). ``cores = 0`` means every replica has its own hardware.
+are in the middle of a step, each progresses at ``min(1, cores / T)`` of its own speed (processor sharing),
+divided by ``1 + co_run_slowdown`` while more than one of them is busy (measured by ``treadle sim calibrate
+--co-run``: caches, memory bandwidth and context switches shared). ``cores = 0`` means every replica has its
+own hardware.
+
+Serving overhead (``serving``: CPU seconds per output token of the replica's event loop, the gateway and the
+client, measured by ``treadle sim calibrate --serving``, see ``serving_overhead.py``): the parts named in
+``overhead_parts`` are added to ``c``, the cost of a decode row, because they run on the replica's machine
+for every token it emits. Default: none (a file names its own); the simulator adds ``replica``.
 
 Files are JSON (or YAML when PyYAML is installed) with keys ``name``, ``source``, ``cores``,
 ``fits`` (``{threads: {a, b, c, d, e}}``), ``engine`` (the scheduler settings a replica runs with) and
-``fit_error`` (what calibration measured; informational).
+``fit_error`` (what calibration measured; informational), ``co_run_slowdown`` and ``serving``.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from pathlib import Path
 from treadle.engine.outputs import SchedulerOutput
 
 COEFFS = ("a", "b", "c", "d", "e")
+SERVING_PARTS = ("replica", "gateway", "client")
 BUNDLED = Path(__file__).parent / "costs"
 
 
@@ -84,6 +92,9 @@ class CostModel:
     source: str = ""
     engine: dict = field(default_factory=dict)  # SchedulerConfig fields a replica of this hardware uses
     fit_error: dict = field(default_factory=dict)
+    co_run_slowdown: float = 0.0  # extra slowdown while several replicas on one machine are busy
+    serving: dict = field(default_factory=dict)  # part -> CPU seconds per output token (serving_overhead.py)
+    overhead_parts: tuple[str, ...] = ()  # the parts of ``serving`` added to every decode row
 
     def __post_init__(self) -> None:
         if not self.fits:
@@ -95,10 +106,33 @@ class CostModel:
                 raise ValueError(f"cost model: coefficients must be >= 0 with a > 0, got {f} for {t} threads")
         if self.cores < 0:
             raise ValueError(f"cost model: cores must be >= 0, got {self.cores}")
+        if self.co_run_slowdown < 0:
+            raise ValueError(f"cost model: co_run_slowdown must be >= 0, got {self.co_run_slowdown}")
+        if any(v < 0 for v in self.serving.values()):
+            raise ValueError(f"cost model: serving seconds per token must be >= 0, got {self.serving}")
+        missing = [p for p in self.overhead_parts if p not in self.serving]
+        if missing:
+            raise ValueError(f"cost model: overhead part(s) {missing} not in its serving figures "
+                             f"({sorted(self.serving) or 'none: calibrate with --serving'})")
+
+    def with_overhead(self, parts: tuple[str, ...]) -> CostModel:
+        """This model with the serving overhead of ``parts`` added to each decode row (parts it lacks are
+        skipped: a file without ``serving`` figures stays as it is)."""
+        from dataclasses import replace
+
+        return replace(self, overhead_parts=tuple(p for p in parts if p in self.serving))
+
+    @property
+    def per_token_overhead(self) -> float:
+        return sum(self.serving[p] for p in self.overhead_parts)
 
     def fit_for(self, threads: int) -> Fit:
+        """The fit for ``threads`` (closest count at or below, else the smallest), overhead parts included."""
+        from dataclasses import replace
+
         below = [t for t in self.fits if t <= threads]
-        return self.fits[max(below) if below else min(self.fits)]
+        f = self.fits[max(below) if below else min(self.fits)]
+        return replace(f, c=f.c + self.per_token_overhead) if self.overhead_parts else f
 
     def seconds(self, shape: StepShape, threads: int = 1) -> float:
         """Duration of a step of ``shape`` on one replica of ``threads`` threads with its cores to itself."""
@@ -107,7 +141,7 @@ class CostModel:
     def to_json(self) -> dict:
         return {"name": self.name, "source": self.source, "cores": self.cores, "engine": self.engine,
                 "fits": {str(t): {k: getattr(f, k) for k in COEFFS} for t, f in sorted(self.fits.items())},
-                "fit_error": self.fit_error}
+                "fit_error": self.fit_error, "co_run_slowdown": self.co_run_slowdown, "serving": self.serving}
 
     @classmethod
     def from_json(cls, d: dict) -> CostModel:
@@ -120,11 +154,13 @@ class CostModel:
                 raise ValueError(f"cost model file: fits[{t}] needs 'a' and only {', '.join(COEFFS)}; got {sorted(f)}")
             fits[int(t)] = Fit(**{k: float(v) for k, v in f.items()})
         return cls(fits, int(d.get("cores", 0)), str(d.get("name", "")), str(d.get("source", "")),
-                   dict(d.get("engine") or {}), dict(d.get("fit_error") or {}))
+                   dict(d.get("engine") or {}), dict(d.get("fit_error") or {}),
+                   float(d.get("co_run_slowdown", 0.0)), {str(k): float(v) for k, v in (d.get("serving") or {}).items()
+                                                          if k in SERVING_PARTS})
 
 
 def load_cost_model(spec: str | Path) -> CostModel:
-    """A cost model from a file path, or a bundled one by name (``cpu-smollm2``, ``gpu-a100-llama2-7b``)."""
+    """A cost model from a file path, or a bundled one by name (``cpu-smollm2``, ``cpu-smollm2-v1``, ``gpu-h100-llama3-8b``)."""
     path = Path(spec)
     if not path.exists():
         path = BUNDLED / f"{spec}.json"

@@ -2,7 +2,9 @@
 
 Algorithm: a step is a quantity of *work* (its duration with the replica's threads on free cores, from the
 cost model). While the busy replicas on the machine demand ``T`` threads in all, each busy replica's work
-drains at rate ``min(1, cores / T)``. Whenever a step starts or ends the machine settles the work done
+drains at rate ``min(1, cores / T)``, divided by ``1 + co_run_slowdown`` while more than one replica is busy
+(replicas running at once on one machine slow each other beyond the share of cores: caches, memory
+bandwidth, context switches; ``treadle sim calibrate --co-run`` measures it). Whenever a step starts or ends the machine settles the work done
 since the last change, recomputes the rate and returns the new end time of every busy step, which the
 event loop reschedules (older events for those steps become stale). ``cores = 0``: no sharing, rate 1.
 Invariant: a step's remaining work never increases and reaches 0 exactly at the end time returned.
@@ -12,10 +14,13 @@ from __future__ import annotations
 
 
 class Machine:
-    def __init__(self, cores: int) -> None:
+    def __init__(self, cores: int, co_run_slowdown: float = 0.0) -> None:
         if cores < 0:
             raise ValueError(f"cores must be >= 0, got {cores}")
+        if co_run_slowdown < 0:
+            raise ValueError(f"co_run_slowdown must be >= 0, got {co_run_slowdown}")
         self.cores = cores
+        self.co_run = co_run_slowdown
         self.remaining: dict[str, float] = {}  # busy replica -> work left (seconds at rate 1)
         self.threads: dict[str, int] = {}
         self.rate = 1.0
@@ -31,6 +36,8 @@ class Machine:
     def _ends(self, now: float) -> dict[str, float]:
         demand = sum(self.threads[r] for r in self.remaining)
         self.rate = 1.0 if not self.cores or demand <= self.cores else self.cores / demand
+        if len(self.remaining) > 1:
+            self.rate /= 1.0 + self.co_run
         return {rid: now + w / self.rate for rid, w in self.remaining.items()}
 
     def start(self, replica_id: str, threads: int, work: float, now: float) -> dict[str, float]:

@@ -215,10 +215,11 @@ class Simulation:
     # -- fleet -----------------------------------------------------------------------------------------
     def _machine(self) -> Machine:
         per = self.fleet.replicas_per_machine or max(1, self.cost.cores // self.fleet.threads)
-        if not self.cost.cores or per * self.fleet.threads <= self.cost.cores:
-            return Machine(0)  # its cores are never oversubscribed: nothing to share
+        if not self.cost.cores or (per * self.fleet.threads <= self.cost.cores
+                                   and (per == 1 or not self.cost.co_run_slowdown)):
+            return Machine(0)  # never oversubscribed, and alone or not slowed by its neighbours: nothing to share
         if not self.machines or self.machines[-1][1] >= per:
-            self.machines.append((Machine(self.cost.cores), 0))
+            self.machines.append((Machine(self.cost.cores, self.cost.co_run_slowdown), 0))
         m, n = self.machines[-1]
         self.machines[-1] = (m, n + 1)
         return m

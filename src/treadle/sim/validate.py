@@ -161,14 +161,18 @@ def _line(row: dict) -> str:
 def validate(args: argparse.Namespace, log) -> int:  # noqa: ANN001
     import os
 
-    cost = load_cost_model(args.cost)
-    cores = cost.cores or os.cpu_count() or 1
+    base = load_cost_model(args.cost)
+    cores = base.cores or os.cpu_count() or 1
     tokens = _Tokens(args.model)
     rows: list[dict] = []
+    # the serving work that shared the real runs' cores: bench fleet runs the gateway and the client in one
+    # process beside the replicas; bench serve runs the client beside the replica
+    fleet_cost = base.with_overhead(("replica", "gateway", "client"))
+    serve_cost = base.with_overhead(("replica", "client"))
     for f in [x for x in args.fleet.split(",") if x]:
-        rows += _fleet_rows(Path(f), cost, tokens, cores, log)
+        rows += _fleet_rows(Path(f), fleet_cost, tokens, cores, log)
     for f in [x for x in args.serve.split(",") if x]:
-        rows += _serve_rows(Path(f), cost, tokens, cores, log)
+        rows += _serve_rows(Path(f), serve_cost, tokens, cores, log)
     for row in rows:
         r, s = row["real"], row["sim"]
         row["error"] = {"requests_per_s": _err(s["requests_per_s"], r.get("requests_per_s")),
@@ -179,7 +183,9 @@ def validate(args: argparse.Namespace, log) -> int:  # noqa: ANN001
     groups = repeated(rows)
     for g in groups:
         log(_group_line(g))
-    Path(args.out).write_text(json.dumps({"kind": "sim-validation", "cost_model": args.cost, "rows": rows,
+    Path(args.out).write_text(json.dumps({"kind": "sim-validation", "cost_model": args.cost,
+                                          "co_run_slowdown": base.co_run_slowdown, "serving": base.serving,
+                                          "rows": rows,
                                           "repeated": groups}, indent=1))
     log(f"wrote {args.out}")
     return 0

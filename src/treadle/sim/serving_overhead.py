@@ -1,0 +1,90 @@
+"""Serving-path CPU per output token, measured on a real replica, gateway and client
+(``treadle sim calibrate --serving``).
+
+The step fit (``calibrate.py``) times ``engine.step()``: schedule, model, update, output processing
+(detokenization included). A served request also costs CPU outside the step, on other threads of the same
+machine: the replica's event loop (HTTP, request parsing, one SSE chunk per token), the gateway (routing and
+relaying every chunk) and, in ``treadle bench`` runs, the load generator reading every chunk. On a machine
+whose cores are busy that CPU is taken from the steps.
+
+Procedure: start one replica of ``model`` (``LocalLauncher``, ``threads`` threads, the same process
+``treadle serve`` runs) behind an in-process gateway (least_loaded) and send a fixed ShareGPT workload
+(``num_requests`` chat requests of at most ``max_prompt_tokens`` prompt tokens, ``max_tokens`` output
+tokens, ``concurrency`` in flight) through it. Read
+the CPU time (user + system, ``/proc/<pid>/task/<tid>/stat``) of three threads over the run: the replica's
+main thread, the gateway's server thread and the load generator's (this process's calling thread). Each is
+divided by the output tokens served: seconds of CPU per output token for ``replica``, ``gateway`` and
+``client``. Per-request work (parsing a request, the chat template) is spread over its tokens: the
+estimate holds for outputs of about ``max_tokens`` tokens.
+
+The simulator adds the parts that share a replica's machine to its cost per decode row (``CostModel``
+``overhead_parts``): ``replica`` by default; validation against ``bench`` runs also adds ``gateway`` and
+``client``, which ran on the same 2 cores as the replicas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from pathlib import Path
+
+from treadle.sim.cost_model import SERVING_PARTS as PARTS
+
+
+def thread_cpu_s(pid: int, tid: int) -> float:
+    """User + system CPU seconds of one thread, from ``/proc/<pid>/task/<tid>/stat``."""
+    fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure_serving(model: str, threads: int, num_requests: int = 32, concurrency: int = 4, max_tokens: int = 64,
+                    seed: int = 0, max_prompt_tokens: int = 512, log=print) -> dict:  # noqa: ANN001 - a print-like function
+    """Run the workload above; returns ``{part: s per output token}`` plus ``tokens``, ``requests`` and the
+    settings. Raises RuntimeError when the replica does not become ready or a request fails."""
+    from treadle.bench.arrivals import Arrival
+    from treadle.bench.loadgen import run_load
+    from treadle.bench.workloads import make_workload
+    from treadle.fleet.bench_fleet import _GatewayThread
+    from treadle.fleet.launchers.base import ReplicaSpec
+    from treadle.fleet.launchers.local import LocalLauncher
+    from treadle.gateway.app import Gateway, GatewaySettings
+    from treadle.gateway.policies import make_policy
+    from treadle.server.command import served_name
+
+    served = served_name(model, None)
+    launcher = LocalLauncher(ReplicaSpec(model, threads, ("--max-queue", "-1")))
+    gw = Gateway(make_policy("least_loaded"), GatewaySettings(health_interval_s=0.5), None)
+    srv = _GatewayThread(gw)
+    try:
+        rep = asyncio.run(launcher.start())
+        gw.replicas.add(rep.url, rep.replica_id)
+        t0 = time.monotonic()
+        while not any(r.ready_at is not None for r in gw.replicas.replicas.values()):
+            if time.monotonic() - t0 > 600:
+                raise RuntimeError("serving overhead: the replica was not ready within 600 s")
+            time.sleep(0.1)
+        pid = launcher.procs[rep.replica_id].pid
+        warm = make_workload("sharegpt", 4, seed + 1, max_tokens, max_prompt_tokens=max_prompt_tokens)
+        asyncio.run(run_load(srv.base, served, warm, arrival=Arrival(concurrency=concurrency)))
+        work = make_workload("sharegpt", num_requests, seed, max_tokens, max_prompt_tokens=max_prompt_tokens)
+        me, gw_tid = threading.get_native_id(), srv.thread.native_id
+        before = {"replica": thread_cpu_s(pid, pid), "gateway": thread_cpu_s(os.getpid(), gw_tid),
+                  "client": thread_cpu_s(os.getpid(), me)}
+        records = asyncio.run(run_load(srv.base, served, work, arrival=Arrival(concurrency=concurrency)))
+        after = {"replica": thread_cpu_s(pid, pid), "gateway": thread_cpu_s(os.getpid(), gw_tid),
+                 "client": thread_cpu_s(os.getpid(), me)}
+    finally:
+        srv.stop()
+        asyncio.run(launcher.close())
+    bad = [r for r in records if not r.ok]
+    if bad:
+        raise RuntimeError(f"serving overhead: {len(bad)} of {len(records)} requests failed: {bad[0].error}")
+    tokens = sum(r.output_tokens for r in records)
+    out = {p: (after[p] - before[p]) / tokens for p in PARTS}
+    out.update(tokens=tokens, requests=len(records), threads=threads, concurrency=concurrency, max_tokens=max_tokens,
+               cpu_s={p: after[p] - before[p] for p in PARTS})
+    log("serving overhead per output token: " + ", ".join(f"{p} {out[p] * 1000:.3f} ms" for p in PARTS)
+        + f" ({tokens} tokens, {len(records)} requests)")
+    return out
