@@ -183,11 +183,13 @@ def calibrate(model: str, threads: list[int], num_kv_blocks: int = 2048, seed: i
             f"{report['co_run']['steps']} steps; p10-p90 ratio {report['co_run']['ratio_p10']:.2f}-"
             f"{report['co_run']['ratio_p90']:.2f})")
     per_token = dict(base.serving) if base else {}
+    latency = dict(base.latency) if base else {}
     if serving:
         from treadle.sim.serving_overhead import PARTS, measure_serving
 
         report["serving"] = measure_serving(model, max(fits), seed=seed, log=log)
         per_token = {p: report["serving"][p] for p in PARTS}
+        latency = dict(report["serving"]["latency"])
     engine_cfg = dict(base.engine) if base else {"max_num_seqs": 8, "max_num_batched_tokens": 512,
                                                  "num_blocks": 300, "max_model_len": 2048, "block_size": 16}
     return CostModel(fits, cores, name=base.name if base else f"cpu {model}",
@@ -195,4 +197,5 @@ def calibrate(model: str, threads: list[int], num_kv_blocks: int = 2048, seed: i
                      + f"treadle sim calibrate --model {model} --clock {clock}"
                      + (" --co-run" if co_run else "") + (" --serving" if serving else "")
                      + f" on this machine ({time.strftime('%Y-%m-%d %H:%M')})",
-                     engine=engine_cfg, fit_error=report, co_run_slowdown=slowdown, serving=per_token)
+                     engine=engine_cfg, fit_error=report, co_run_slowdown=slowdown, serving=per_token,
+                     latency=latency)

@@ -65,8 +65,15 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--serving-overhead", default="replica", help="the cost file's serving parts added to each "
                    "decode row: comma list of replica,gateway,client ('' for none; validate adds those that "
                    "shared the real runs' machine)")
+    p.add_argument("--request-latency", choices=("gateway", "direct", ""), default="gateway", help="the cost "
+                   "file's request latency outside the engine to apply: through a gateway (default), direct, or "
+                   "'' for none")
     p.add_argument("--fleet", default="docs/results/bench-fleet.json", help="validate: bench fleet result files, "
                    "comma separated")
+    p.add_argument("--sim-repeats", type=int, default=1, help="validate: simulate each run this many times with "
+                   "--jitter (its spread beside the real runs')")
+    p.add_argument("--jitter", type=float, default=0.0, help="validate: each step's cost x uniform(1-J, 1+J) in "
+                   "the repeats (0: one exact run)")
     p.add_argument("--serve", default="", help="validate: bench serve result files, comma separated")
 
 
@@ -124,7 +131,8 @@ def simulate(args: argparse.Namespace) -> int:
     from treadle.sim.simulator import FleetConfig, Simulation
     from treadle.sim.workload import rows_of, synthetic_day, trace_requests
 
-    cost = load_cost_model(args.cost).with_overhead(overhead_parts(args.serving_overhead))
+    cost = load_cost_model(args.cost).with_overhead(overhead_parts(args.serving_overhead),
+                                                    args.request_latency or None)
     eng = engine_config(args, cost)
     slo = parse_slo(args.slo)
     rows = rows_of(args.trace)
@@ -138,6 +146,7 @@ def simulate(args: argparse.Namespace) -> int:
     startup = args.startup if args.startup is not None else float(cost.engine.get("startup_s", 10.0))
     out = {"kind": "sim", "trace": label, "cost_model": {"name": cost.name, "source": cost.source, "file": args.cost,
                                                          "overhead_parts": list(cost.overhead_parts),
+                                                         "request_latency_s": cost.request_latency_s,
                                                          "co_run_slowdown": cost.co_run_slowdown},
            "engine": eng.__dict__, "slo": slo, "runs": []}
     for n in sizes:

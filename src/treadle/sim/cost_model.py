@@ -22,6 +22,10 @@ Serving overhead (``serving``: CPU seconds per output token of the replica's eve
 client, measured by ``treadle sim calibrate --serving``, see ``serving_overhead.py``): the parts named in
 ``overhead_parts`` are added to ``c``, the cost of a decode row, because they run on the replica's machine
 for every token it emits. Default: none (a file names its own); the simulator adds ``replica``.
+Request latency (``latency``: seconds between a client sending a request and the replica's engine holding
+it, plus the first chunk's way back, directly or through a gateway): a run picks a path and each request
+reaches its replica that much after it was routed; a replica's first request ``first_request_extra``
+later again (the cold path of a fresh server).
 
 Files are JSON (or YAML when PyYAML is installed) with keys ``name``, ``source``, ``cores``,
 ``fits`` (``{threads: {a, b, c, d, e}}``), ``engine`` (the scheduler settings a replica runs with) and
@@ -38,6 +42,8 @@ from treadle.engine.outputs import SchedulerOutput
 
 COEFFS = ("a", "b", "c", "d", "e")
 SERVING_PARTS = ("replica", "gateway", "client")
+LATENCY_PATHS = ("direct", "gateway")
+LATENCY_KEYS = (*LATENCY_PATHS, "first_request_extra")
 BUNDLED = Path(__file__).parent / "costs"
 
 
@@ -95,6 +101,9 @@ class CostModel:
     co_run_slowdown: float = 0.0  # extra slowdown while several replicas on one machine are busy
     serving: dict = field(default_factory=dict)  # part -> CPU seconds per output token (serving_overhead.py)
     overhead_parts: tuple[str, ...] = ()  # the parts of ``serving`` added to every decode row
+    latency: dict = field(default_factory=dict)  # path ("direct" | "gateway") -> seconds outside the engine
+    request_latency_s: float = 0.0  # a run's choice: each request reaches its replica's engine this much later
+    first_request_extra_s: float = 0.0  # and a replica's first request this much later again (a cold path)
 
     def __post_init__(self) -> None:
         if not self.fits:
@@ -108,19 +117,26 @@ class CostModel:
             raise ValueError(f"cost model: cores must be >= 0, got {self.cores}")
         if self.co_run_slowdown < 0:
             raise ValueError(f"cost model: co_run_slowdown must be >= 0, got {self.co_run_slowdown}")
-        if any(v < 0 for v in self.serving.values()):
-            raise ValueError(f"cost model: serving seconds per token must be >= 0, got {self.serving}")
+        if any(v < 0 for v in [*self.serving.values(), *self.latency.values(), self.request_latency_s,
+                                self.first_request_extra_s]):
+            raise ValueError(f"cost model: serving seconds must be >= 0, got {self.serving}, {self.latency}, "
+                             f"{self.request_latency_s}")
         missing = [p for p in self.overhead_parts if p not in self.serving]
         if missing:
             raise ValueError(f"cost model: overhead part(s) {missing} not in its serving figures "
                              f"({sorted(self.serving) or 'none: calibrate with --serving'})")
 
-    def with_overhead(self, parts: tuple[str, ...]) -> CostModel:
-        """This model with the serving overhead of ``parts`` added to each decode row (parts it lacks are
-        skipped: a file without ``serving`` figures stays as it is)."""
+    def with_overhead(self, parts: tuple[str, ...], path: str | None = None) -> CostModel:
+        """This model with the serving overhead of ``parts`` added to each decode row and the request latency of
+        ``path`` ("direct": client to replica, "gateway": through a gateway) before each request reaches the
+        engine; what the file lacks is skipped (a file without serving figures stays as it is)."""
         from dataclasses import replace
 
-        return replace(self, overhead_parts=tuple(p for p in parts if p in self.serving))
+        if path is not None and path not in LATENCY_PATHS:
+            raise ValueError(f"latency path must be one of {', '.join(LATENCY_PATHS)}, got {path!r}")
+        return replace(self, overhead_parts=tuple(p for p in parts if p in self.serving),
+                       request_latency_s=float(self.latency.get(path, 0.0)) if path else 0.0,
+                       first_request_extra_s=float(self.latency.get("first_request_extra", 0.0)) if path else 0.0)
 
     @property
     def per_token_overhead(self) -> float:
@@ -141,7 +157,8 @@ class CostModel:
     def to_json(self) -> dict:
         return {"name": self.name, "source": self.source, "cores": self.cores, "engine": self.engine,
                 "fits": {str(t): {k: getattr(f, k) for k in COEFFS} for t, f in sorted(self.fits.items())},
-                "fit_error": self.fit_error, "co_run_slowdown": self.co_run_slowdown, "serving": self.serving}
+                "fit_error": self.fit_error, "co_run_slowdown": self.co_run_slowdown, "serving": self.serving,
+                "latency": self.latency}
 
     @classmethod
     def from_json(cls, d: dict) -> CostModel:
@@ -156,7 +173,8 @@ class CostModel:
         return cls(fits, int(d.get("cores", 0)), str(d.get("name", "")), str(d.get("source", "")),
                    dict(d.get("engine") or {}), dict(d.get("fit_error") or {}),
                    float(d.get("co_run_slowdown", 0.0)), {str(k): float(v) for k, v in (d.get("serving") or {}).items()
-                                                          if k in SERVING_PARTS})
+                                                          if k in SERVING_PARTS},
+                   latency={str(k): float(v) for k, v in (d.get("latency") or {}).items() if k in LATENCY_KEYS})
 
 
 def load_cost_model(spec: str | Path) -> CostModel:

@@ -11,6 +11,7 @@ decode steps may be fast-forwarded exactly (``fast_forward``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from treadle.engine.outputs import RunnerOutput, SchedulerOutput
@@ -34,9 +35,10 @@ class SimReplica:
     """A replica's engine state plus the gateway's view of it (a real ``gateway.replicas.Replica``)."""
 
     def __init__(self, replica_id: str, config: SchedulerConfig, cost: CostModel, machine: Machine,
-                 threads: int = 1, fast: bool = True) -> None:
+                 threads: int = 1, fast: bool = True, jitter: Callable[[], float] | None = None) -> None:
         self.replica_id, self.cost, self.machine, self.threads = replica_id, cost, machine, threads
-        self.fast = fast and not machine.cores  # fast-forward only on unshared hardware
+        self.fast = fast and not machine.cores and jitter is None  # fast-forward only on unshared, exact steps
+        self.jitter = jitter  # a factor drawn for every step's work (validation's noise), or None
         self.scheduler = Scheduler(config)
         self.view = Replica(replica_id, f"sim://{replica_id}")  # state, inflight and scraped metrics
         self.current: SchedulerOutput | None = None
@@ -85,7 +87,7 @@ class SimReplica:
         if not out.scheduled:  # only finished-id bookkeeping: nothing to compute
             return None
         self.current = out
-        work = self.fit.seconds(shape_of(out))
+        work = self.fit.seconds(shape_of(out)) * (self.jitter() if self.jitter else 1.0)
         if not self.machine.cores:
             return {self.replica_id: now + work}
         return self.machine.start(self.replica_id, self.threads, work, now)

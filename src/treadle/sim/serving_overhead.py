@@ -20,6 +20,15 @@ estimate holds for outputs of about ``max_tokens`` tokens.
 The simulator adds the parts that share a replica's machine to its cost per decode row (``CostModel``
 ``overhead_parts``): ``replica`` by default; validation against ``bench`` runs also adds ``gateway`` and
 ``client``, which ran on the same 2 cores as the replicas.
+
+Then the request latency outside the engine: ``latency_requests`` short requests (4 output tokens) sent one
+at a time, directly to the replica and through the gateway; for each path, the client's mean TTFT minus the
+engine's own mean TTFT (the replica's ``treadle_time_to_first_token_seconds``, request created in the engine
+to first token): HTTP, request parsing, chat template and tokenization, the hand-over to the engine thread and
+the first chunk's way back. The simulator delays each request's arrival at its replica's engine by it.
+A fresh replica's first request (measured before any other, directly) takes longer on that path (first
+template rendering, first tokenizer call, first request through the web framework); the excess over a
+warm request is ``first_request_extra``, added to the first request each simulated replica receives.
 """
 
 from __future__ import annotations
@@ -40,7 +49,8 @@ def thread_cpu_s(pid: int, tid: int) -> float:
 
 
 def measure_serving(model: str, threads: int, num_requests: int = 32, concurrency: int = 4, max_tokens: int = 64,
-                    seed: int = 0, max_prompt_tokens: int = 512, log=print) -> dict:  # noqa: ANN001 - a print-like function
+                    seed: int = 0, max_prompt_tokens: int = 512, latency_requests: int = 8,
+                    log=print) -> dict:  # noqa: ANN001 - a print-like function
     """Run the workload above; returns ``{part: s per output token}`` plus ``tokens``, ``requests`` and the
     settings. Raises RuntimeError when the replica does not become ready or a request fails."""
     from treadle.bench.arrivals import Arrival
@@ -66,6 +76,8 @@ def measure_serving(model: str, threads: int, num_requests: int = 32, concurrenc
                 raise RuntimeError("serving overhead: the replica was not ready within 600 s")
             time.sleep(0.1)
         pid = launcher.procs[rep.replica_id].pid
+        short = make_workload("sharegpt", latency_requests, seed + 2, 4, max_prompt_tokens=max_prompt_tokens)
+        cold = _latency(rep.url, served, short[:1], rep.url)  # a fresh replica's first request
         warm = make_workload("sharegpt", 4, seed + 1, max_tokens, max_prompt_tokens=max_prompt_tokens)
         asyncio.run(run_load(srv.base, served, warm, arrival=Arrival(concurrency=concurrency)))
         work = make_workload("sharegpt", num_requests, seed, max_tokens, max_prompt_tokens=max_prompt_tokens)
@@ -75,6 +87,9 @@ def measure_serving(model: str, threads: int, num_requests: int = 32, concurrenc
         records = asyncio.run(run_load(srv.base, served, work, arrival=Arrival(concurrency=concurrency)))
         after = {"replica": thread_cpu_s(pid, pid), "gateway": thread_cpu_s(os.getpid(), gw_tid),
                  "client": thread_cpu_s(os.getpid(), me)}
+        latency = {path: _latency(base, served, short, rep.url) for path, base in
+                   (("direct", rep.url), ("gateway", srv.base))}
+        latency["first_request_extra"] = max(0.0, cold - latency["direct"])
     finally:
         srv.stop()
         asyncio.run(launcher.close())
@@ -84,7 +99,29 @@ def measure_serving(model: str, threads: int, num_requests: int = 32, concurrenc
     tokens = sum(r.output_tokens for r in records)
     out = {p: (after[p] - before[p]) / tokens for p in PARTS}
     out.update(tokens=tokens, requests=len(records), threads=threads, concurrency=concurrency, max_tokens=max_tokens,
-               cpu_s={p: after[p] - before[p] for p in PARTS})
+               cpu_s={p: after[p] - before[p] for p in PARTS}, latency=latency, latency_requests=latency_requests)
     log("serving overhead per output token: " + ", ".join(f"{p} {out[p] * 1000:.3f} ms" for p in PARTS)
-        + f" ({tokens} tokens, {len(records)} requests)")
+        + f" ({tokens} tokens, {len(records)} requests); request latency outside the engine: "
+        + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in latency.items()))
     return out
+
+
+def _latency(base_url: str, served: str, work: list, replica_url: str) -> float:
+    """Mean client TTFT minus the engine's own (request created -> first token, from the replica's
+    ``treadle_time_to_first_token_seconds``) over ``work`` sent one at a time: the time a request spends
+    outside the engine before its first token reaches the client."""
+    from treadle.bench.arrivals import Arrival
+    from treadle.bench.loadgen import run_load
+    from treadle.bench.summary import scrape_metrics
+
+    name = "treadle_time_to_first_token_seconds"
+    before = scrape_metrics(replica_url)
+    records = asyncio.run(run_load(base_url, served, work, arrival=Arrival(concurrency=1)))
+    after = scrape_metrics(replica_url)
+    n = after.get(f"{name}_count", 0.0) - before.get(f"{name}_count", 0.0)
+    ttfts = [r.ttft_s for r in records if r.ok and r.ttft_s is not None]
+    if not n or len(ttfts) != len(work):
+        raise RuntimeError(f"serving overhead: latency run incomplete ({len(ttfts)} of {len(work)} answered, "
+                           f"{n:.0f} in the replica's metrics)")
+    engine = (after[f"{name}_sum"] - before.get(f"{name}_sum", 0.0)) / n
+    return max(0.0, sum(ttfts) / len(ttfts) - engine)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import random
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from treadle.sim.machine import Machine
 from treadle.sim.replica import SimReplica
 from treadle.sim.workload import SimRequest
 
-STEP_END, ARRIVAL, TICK = 0, 1, 2
+STEP_END, ARRIVAL, DELIVER, TICK = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class FleetConfig:
     ttft_quantile: float = 0.9  # the TTFT percentile the autoscaler compares with its SLO
     concurrency: int | None = None  # closed loop: this many clients, each one chain (session) at a time
     fast_forward: bool = True  # apply runs of pure decode steps at once (exact; see sim.fast_forward)
+    step_jitter: float = 0.0  # each step's work x uniform(1 - j, 1 + j), seeded by ``seed`` (fast-forward off)
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.replicas < 1 or self.threads < 1 or self.replicas_per_machine < 0:
@@ -61,6 +64,8 @@ class FleetConfig:
                              f"{self.replicas}, {self.threads}, {self.replicas_per_machine}")
         if self.interval_s <= 0 or self.startup_s < 0:
             raise ValueError(f"interval_s must be > 0 and startup_s >= 0, got {self.interval_s}, {self.startup_s}")
+        if not 0.0 <= self.step_jitter < 1.0:
+            raise ValueError(f"step_jitter must be in [0, 1), got {self.step_jitter}")
         if self.concurrency is not None and self.concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
 
@@ -100,6 +105,9 @@ class Simulation:
         self._chains: Iterator[list[SimRequest]] | None = None
         self._next_turn: dict[str, list[SimRequest]] = {}
         self._pending = len(requests)
+        self._warm: set[str] = set()  # replicas that have received a request
+        j, rng = fleet.step_jitter, random.Random(fleet.seed)
+        self._jitter = (lambda: rng.uniform(1.0 - j, 1.0 + j)) if j else None
 
     # -- events ------------------------------------------------------------------------------------
     def _push(self, t: float, kind: int, obj: object, version: int = 0, key: int = 0) -> None:
@@ -130,6 +138,8 @@ class Simulation:
                     self._step_end(obj)
             elif kind == ARRIVAL:
                 self._arrive(obj)
+            elif kind == DELIVER:
+                self._deliver(*obj)
             elif self._pending > 0:
                 self._tick()
                 self._push(t + self.fleet.interval_s, TICK, None)
@@ -185,6 +195,16 @@ class Simulation:
         sim.replica, sim.prompt_tokens = rep.replica_id, len(ids)
         origin = sim.arrival_s if sim.arrival_s is not None and not self.fleet.concurrency else self.now
         self.live[sim.id] = _Live(sim, origin, route, d)
+        delay = self.cost.request_latency_s  # the path outside the engine: the request reaches it this much later
+        if rep.replica_id not in self._warm:
+            self._warm.add(rep.replica_id)
+            delay += self.cost.first_request_extra_s  # a fresh server's first request takes a cold path
+        if delay > 0:
+            self._push(self.now + delay, DELIVER, (rep, req))
+        else:
+            self._deliver(rep, req)
+
+    def _deliver(self, rep: SimReplica, req: Request) -> None:
         cut = rep.add(req, self.now)
         if cut is not None:
             self._reschedule({rep.replica_id: cut})
@@ -226,7 +246,8 @@ class Simulation:
 
     def _launch(self, ready: bool = False) -> None:
         rid = f"r{next(self._ids)}"
-        rep = SimReplica(rid, self.fleet.engine, self.cost, self._machine(), self.fleet.threads, self.fleet.fast_forward)
+        rep = SimReplica(rid, self.fleet.engine, self.cost, self._machine(), self.fleet.threads, self.fleet.fast_forward,
+                         self._jitter)
         rep.index = int(rid[1:])
         rep.view.added_at = self.now
         rep.view.state = "healthy" if ready else "starting"

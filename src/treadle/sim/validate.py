@@ -18,6 +18,7 @@ Nothing is fitted to these runs: the cost model comes from ``treadle sim calibra
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 from pathlib import Path
 
@@ -58,14 +59,25 @@ class _Tokens:
 
 
 def _simulate(reqs: list[SimRequest], policy: str, cost: CostModel, n: int, engine: SchedulerConfig,
-              concurrency: int | None, cores: int) -> dict:
+              concurrency: int | None, cores: int, noise: tuple[int, float] = (1, 0.0)) -> dict:
+    """The run simulated ``noise[0]`` times, each step's cost jittered by +-``noise[1]`` (seeds 0, 1, ...;
+    one exact run when the jitter is 0): the mean of each figure, and its range under ``range``."""
+    repeats, jitter = noise if noise[1] > 0 else (1, 0.0)
     threads = split_threads(n, cores)[-1]
-    fleet = FleetConfig(replicas=n, threads=threads, replicas_per_machine=n, engine=engine, concurrency=concurrency,
-                        startup_s=0.0)
-    res = result(Simulation(reqs, make_policy(policy), cost, fleet).run(), None)
-    s = res["summary"]
-    return {"requests_per_s": s["requests_per_s"], "output_tok_s": s["output_tok_s"],
-            "ttft_p50_ms": s["ttft_ms"]["p50"], "hit_rate": res["prefix_cache_hit_rate"], "threads": threads}
+    runs = []
+    for seed in range(repeats):
+        fleet = FleetConfig(replicas=n, threads=threads, replicas_per_machine=n, engine=engine,
+                            concurrency=concurrency, startup_s=0.0, step_jitter=jitter, seed=seed)
+        res = result(Simulation(copy.deepcopy(reqs), make_policy(policy), cost, fleet).run(), None)
+        s = res["summary"]
+        runs.append({"requests_per_s": s["requests_per_s"], "output_tok_s": s["output_tok_s"],
+                     "ttft_p50_ms": s["ttft_ms"]["p50"], "hit_rate": res["prefix_cache_hit_rate"]})
+    out: dict = {"threads": threads, "repeats": repeats, "jitter": jitter, "range": {}}
+    for k in runs[0]:
+        vals = [r[k] for r in runs if r[k] is not None]
+        out[k] = sum(vals) / len(vals) if vals else None
+        out["range"][k] = [min(vals), max(vals)] if vals else None
+    return out
 
 
 def _sim_requests(work: list, tokens: _Tokens, out_len: dict[str, int] | int) -> list[SimRequest]:
@@ -83,7 +95,8 @@ def _outputs(records: list[dict]) -> dict[str, int]:
     return {r["id"]: r["output_tokens"] for r in records if r.get("status") == 200}
 
 
-def _fleet_rows(path: Path, cost: CostModel, tokens: _Tokens, cores: int, log) -> list[dict]:  # noqa: ANN001
+def _fleet_rows(path: Path, cost: CostModel, tokens: _Tokens, cores: int, log,  # noqa: ANN001
+                noise: tuple[int, float] = (1, 0.0)) -> list[dict]:
     from treadle.fleet import bench_fleet
 
     data = json.loads(path.read_text())
@@ -102,8 +115,8 @@ def _fleet_rows(path: Path, cost: CostModel, tokens: _Tokens, cores: int, log) -
             work = make_workload(wl, cfg["mooncake_requests"], cfg["seed"], cfg["max_tokens"],
                                  sessions=cfg["mooncake_rows"] == "sessions")
         mean_out = round(s["output_tok_s"] / s["requests_per_s"]) if s["requests_per_s"] else cfg["max_tokens"]
-        sim = _simulate(_sim_requests(work, tokens, _outputs(run.get("requests", [])) or mean_out), run["policy"], cost, cfg["replicas"], engine,
-                        cfg["concurrency"], cores)
+        reqs = _sim_requests(work, tokens, _outputs(run.get("requests", [])) or mean_out)
+        sim = _simulate(reqs, run["policy"], cost, cfg["replicas"], engine, cfg["concurrency"], cores, noise)
         rows.append({"source": str(path), "run": f"fleet {wl} {run['policy']} x{cfg['replicas']}",
                      "real": {"requests_per_s": s["requests_per_s"], "ttft_p50_ms": s["ttft_ms"]["p50"],
                               "hit_rate": s.get("prefix_cache_hit_rate")}, "sim": sim})
@@ -113,15 +126,16 @@ def _fleet_rows(path: Path, cost: CostModel, tokens: _Tokens, cores: int, log) -
         # older files did not record the request count; their scaling runs all used 24
         work = make_workload("sharegpt", sc.get("num_requests", 24), cfg["seed"], cfg["max_tokens"] * 4)
         mean_out = round(sc["output_tok_s"] / sc["requests_per_s"])
-        sim = _simulate(_sim_requests(work, tokens, _outputs(sc.get("requests", [])) or mean_out), "least_loaded", cost, n, engine, cfg["concurrency"],
-                        cores)
+        reqs = _sim_requests(work, tokens, _outputs(sc.get("requests", [])) or mean_out)
+        sim = _simulate(reqs, "least_loaded", cost, n, engine, cfg["concurrency"], cores, noise)
         rows.append({"source": str(path), "run": f"fleet scaling sharegpt least_loaded x{n}",
                      "real": {"requests_per_s": sc["requests_per_s"], "output_tok_s": sc["output_tok_s"]}, "sim": sim})
         log(_line(rows[-1]))
     return rows
 
 
-def _serve_rows(path: Path, cost: CostModel, tokens: _Tokens, cores: int, log) -> list[dict]:  # noqa: ANN001
+def _serve_rows(path: Path, cost: CostModel, tokens: _Tokens, cores: int, log,  # noqa: ANN001
+                noise: tuple[int, float] = (1, 0.0)) -> list[dict]:
     data = json.loads(path.read_text())
     c, s = data["config"], data["summary"]
     opts = {k: c.get(k) for k in ("num_prefixes", "prefix_tokens", "rate_scale", "length_scale", "window",
@@ -134,7 +148,7 @@ def _serve_rows(path: Path, cost: CostModel, tokens: _Tokens, cores: int, log) -
         for i, w in enumerate(work):
             work[i] = type(w)(**{**w.__dict__, "arrival_s": (w.arrival_s - first) * (c.get("time_scale") or 1.0)})
     sim = _simulate(_sim_requests(work, tokens, outs), "least_loaded", cost, 1, tokens.engine(None, 128),
-                    None if trace else c["concurrency"], cores)
+                    None if trace else c["concurrency"], cores, noise)
     row = {"source": str(path), "run": f"serve {c['workload']} {'trace' if trace else 'c=' + str(c['concurrency'])}",
            "real": {"requests_per_s": s["requests_per_s"], "ttft_p50_ms": s["ttft_ms"]["p50"],
                     "hit_rate": s.get("prefix_cache_hit_rate")}, "sim": sim}
@@ -162,17 +176,18 @@ def validate(args: argparse.Namespace, log) -> int:  # noqa: ANN001
     import os
 
     base = load_cost_model(args.cost)
+    noise = (args.sim_repeats, args.jitter)
     cores = base.cores or os.cpu_count() or 1
     tokens = _Tokens(args.model)
     rows: list[dict] = []
     # the serving work that shared the real runs' cores: bench fleet runs the gateway and the client in one
     # process beside the replicas; bench serve runs the client beside the replica
-    fleet_cost = base.with_overhead(("replica", "gateway", "client"))
-    serve_cost = base.with_overhead(("replica", "client"))
+    fleet_cost = base.with_overhead(("replica", "gateway", "client"), "gateway")
+    serve_cost = base.with_overhead(("replica", "client"), "direct")
     for f in [x for x in args.fleet.split(",") if x]:
-        rows += _fleet_rows(Path(f), fleet_cost, tokens, cores, log)
+        rows += _fleet_rows(Path(f), fleet_cost, tokens, cores, log, noise)
     for f in [x for x in args.serve.split(",") if x]:
-        rows += _serve_rows(Path(f), serve_cost, tokens, cores, log)
+        rows += _serve_rows(Path(f), serve_cost, tokens, cores, log, noise)
     for row in rows:
         r, s = row["real"], row["sim"]
         row["error"] = {"requests_per_s": _err(s["requests_per_s"], r.get("requests_per_s")),
@@ -185,6 +200,8 @@ def validate(args: argparse.Namespace, log) -> int:  # noqa: ANN001
         log(_group_line(g))
     Path(args.out).write_text(json.dumps({"kind": "sim-validation", "cost_model": args.cost,
                                           "co_run_slowdown": base.co_run_slowdown, "serving": base.serving,
+                                          "latency": base.latency, "sim_repeats": args.sim_repeats,
+                                          "jitter": args.jitter,
                                           "rows": rows,
                                           "repeated": groups}, indent=1))
     log(f"wrote {args.out}")
@@ -212,8 +229,10 @@ def repeated(rows: list[dict]) -> list[dict]:
             if len(real) < 2 or not sim:
                 continue
             mean, sim_mean = sum(real) / len(real), sum(sim) / len(sim)
+            ranges = [r["sim"]["range"][m] for r in rs if (r["sim"].get("range") or {}).get(m)]
             g["metrics"][m] = {"real": real, "real_mean": mean, "real_min": min(real), "real_max": max(real),
                                "spread": (max(real) - min(real)) / mean if mean else None, "sim_mean": sim_mean,
+                               "sim_min": min([x[0] for x in ranges] or sim), "sim_max": max([x[1] for x in ranges] or sim),
                                "error": ((sim_mean - mean) * 100 if m == "hit_rate" else _err(sim_mean, mean))}
         groups.append(g)
     return groups
@@ -227,5 +246,6 @@ def _group_line(g: dict) -> str:
                          f"({v['error']:+.1f} pt vs mean)")
         else:
             parts.append(f"{m} real {v['real_min']:,.3g}-{v['real_max']:,.3g} (spread {v['spread']:.0%}), "
-                         f"sim {v['sim_mean']:,.3g} ({v['error']:+.0%} vs mean)")
+                         f"sim {v['sim_mean']:,.3g} [{v['sim_min']:,.3g}-{v['sim_max']:,.3g}] "
+                         f"({v['error']:+.0%} vs mean)")
     return f"{g['run']} x{g['repeats']}: " + "; ".join(parts)
