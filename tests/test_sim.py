@@ -346,3 +346,18 @@ def test_request_latency_delays_delivery_exactly() -> None:
     assert (d.end_s, e.end_s) == (2.3, 1.3)
     with pytest.raises(ValueError, match="latency path"):
         cost.with_overhead((), "proxy")
+
+
+def test_step_jitter_is_seeded_and_bounded() -> None:
+    def ends(jitter: float, seed: int) -> list[float]:
+        reqs = [req(f"r{i}", list(range(100 * i, 100 * i + 16)), 5, at=0.3 * i) for i in range(6)]
+        run(reqs, CostModel({1: Fit(a=1.0)}), replicas=2, step_jitter=jitter, seed=seed)
+        return [r.end_s for r in reqs]
+
+    exact = ends(0.0, 0)
+    assert ends(0.2, 3) == ends(0.2, 3) != exact  # the same seed, the same run; jitter changes it
+    assert ends(0.2, 3) != ends(0.2, 4)
+    # every step lasts 0.8-1.2 s; in this case each request ends within 20% of its exact end
+    assert all(abs(j - e) <= 0.2 * e + 1e-9 for j, e in zip(ends(0.2, 5), exact, strict=True))
+    with pytest.raises(ValueError, match="step_jitter"):
+        FleetConfig(step_jitter=1.0)
