@@ -2,6 +2,7 @@
 # Larger `treadle bench serve` runs for `treadle sim validate` (docs/SIMULATION.md): 32-96 requests per level,
 # two repetitions, a fresh server for each. ~6 min on 2 cores; run under the CPU lock:
 #   flock /tmp/treadle-cpu.lock scripts/sim_validation_serve_runs.sh OUTDIR
+set -euo pipefail
 cd "$(dirname "$0")/.."
 T=.venv/bin/treadle
 URL=http://127.0.0.1:8000
