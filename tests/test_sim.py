@@ -295,6 +295,14 @@ def test_co_run_slowdown_is_exact() -> None:
     assert (a.end_s, b.end_s) == (1.25, 1.25)
     run([c := req("c", list(range(100, 116)), 1)], cost, replicas=1, replicas_per_machine=2)
     assert c.end_s == 1.0
+    # oversubscribed: 3 one-thread steps on 2 cores run at 2/3 / 1.5 = 4/9 of their speed (co-run not applied)
+    m = Machine(cores=2, co_run_slowdown=0.25, oversubscribed_slowdown=0.5)
+    m.start("a", 1, 1.0, 0.0)
+    m.start("b", 1, 1.0, 0.0)
+    assert m.start("c", 1, 1.0, 0.0) == {r: pytest.approx(9 / 4) for r in "abc"}
+    over = CostModel({1: Fit(a=1.0)}, cores=2, co_run_slowdown=0.25, oversubscribed_slowdown=0.5)
+    back = CostModel.from_json(json.loads(json.dumps(over.to_json())))
+    assert (back.co_run_slowdown, back.oversubscribed_slowdown) == (0.25, 0.5)
 
 
 def test_serving_overhead_is_added_per_decode_row() -> None:
@@ -318,7 +326,7 @@ def test_co_run_and_serving_measurements_on_a_tiny_model(tiny_llama) -> None:
     from treadle.sim.calibrate import co_run_slowdown
     from treadle.sim.serving_overhead import measure_serving
 
-    co = co_run_slowdown(str(tiny_llama), Fit(a=0.001, b=1e-5, c=1e-4), 2, num_kv_blocks=64,
+    co = co_run_slowdown(str(tiny_llama), Fit(a=0.001, b=1e-5, c=1e-4), 2, 2, num_kv_blocks=64,
                          prefill=[(16, 0), (32, 64)], decode=[(1, 32)])
     assert co["copies"] == 2 and co["steps"] >= 8 and co["slowdown"] >= 0
     got = measure_serving(str(tiny_llama), 1, num_requests=4, concurrency=2, max_tokens=8,

@@ -14,8 +14,9 @@ Coefficients are fitted per thread count by ``treadle sim calibrate`` (or writte
 
 Core sharing (``cores``): replicas on one machine share its cores. While replicas using ``T`` threads in all
 are in the middle of a step, each progresses at ``min(1, cores / T)`` of its own speed (processor sharing),
-divided by ``1 + co_run_slowdown`` while more than one of them is busy (measured by ``treadle sim calibrate
---co-run``: caches, memory bandwidth and context switches shared). ``cores = 0`` means every replica has its
+divided by ``1 + oversubscribed_slowdown`` while ``T > cores`` and by ``1 + co_run_slowdown`` while ``T <= cores``
+and more than one of them is busy (both measured by ``treadle sim calibrate --co-run``: caches, memory
+bandwidth and the context switches of time-slicing). ``cores = 0`` means every replica has its
 own hardware.
 
 Serving overhead (``serving``: CPU seconds per output token of the replica's event loop, the gateway and the
@@ -99,6 +100,7 @@ class CostModel:
     engine: dict = field(default_factory=dict)  # SchedulerConfig fields a replica of this hardware uses
     fit_error: dict = field(default_factory=dict)
     co_run_slowdown: float = 0.0  # extra slowdown while several replicas on one machine are busy
+    oversubscribed_slowdown: float = 0.0  # the same while they ask for more threads than it has cores
     serving: dict = field(default_factory=dict)  # part -> CPU seconds per output token (serving_overhead.py)
     overhead_parts: tuple[str, ...] = ()  # the parts of ``serving`` added to every decode row
     latency: dict = field(default_factory=dict)  # path ("direct" | "gateway") -> seconds outside the engine
@@ -115,8 +117,9 @@ class CostModel:
                 raise ValueError(f"cost model: coefficients must be >= 0 with a > 0, got {f} for {t} threads")
         if self.cores < 0:
             raise ValueError(f"cost model: cores must be >= 0, got {self.cores}")
-        if self.co_run_slowdown < 0:
-            raise ValueError(f"cost model: co_run_slowdown must be >= 0, got {self.co_run_slowdown}")
+        if self.co_run_slowdown < 0 or self.oversubscribed_slowdown < 0:
+            raise ValueError(f"cost model: co_run_slowdown and oversubscribed_slowdown must be >= 0, got "
+                             f"{self.co_run_slowdown}, {self.oversubscribed_slowdown}")
         if any(v < 0 for v in [*self.serving.values(), *self.latency.values(), self.request_latency_s,
                                 self.first_request_extra_s]):
             raise ValueError(f"cost model: serving seconds must be >= 0, got {self.serving}, {self.latency}, "
@@ -157,7 +160,8 @@ class CostModel:
     def to_json(self) -> dict:
         return {"name": self.name, "source": self.source, "cores": self.cores, "engine": self.engine,
                 "fits": {str(t): {k: getattr(f, k) for k in COEFFS} for t, f in sorted(self.fits.items())},
-                "fit_error": self.fit_error, "co_run_slowdown": self.co_run_slowdown, "serving": self.serving,
+                "fit_error": self.fit_error, "co_run_slowdown": self.co_run_slowdown,
+                "oversubscribed_slowdown": self.oversubscribed_slowdown, "serving": self.serving,
                 "latency": self.latency}
 
     @classmethod
@@ -172,8 +176,9 @@ class CostModel:
             fits[int(t)] = Fit(**{k: float(v) for k, v in f.items()})
         return cls(fits, int(d.get("cores", 0)), str(d.get("name", "")), str(d.get("source", "")),
                    dict(d.get("engine") or {}), dict(d.get("fit_error") or {}),
-                   float(d.get("co_run_slowdown", 0.0)), {str(k): float(v) for k, v in (d.get("serving") or {}).items()
-                                                          if k in SERVING_PARTS},
+                   co_run_slowdown=float(d.get("co_run_slowdown", 0.0)),
+                   oversubscribed_slowdown=float(d.get("oversubscribed_slowdown", 0.0)),
+                   serving={str(k): float(v) for k, v in (d.get("serving") or {}).items() if k in SERVING_PARTS},
                    latency={str(k): float(v) for k, v in (d.get("latency") or {}).items() if k in LATENCY_KEYS})
 
 

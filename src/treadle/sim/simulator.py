@@ -239,7 +239,8 @@ class Simulation:
                                    and (per == 1 or not self.cost.co_run_slowdown)):
             return Machine(0)  # never oversubscribed, and alone or not slowed by its neighbours: nothing to share
         if not self.machines or self.machines[-1][1] >= per:
-            self.machines.append((Machine(self.cost.cores, self.cost.co_run_slowdown), 0))
+            self.machines.append((Machine(self.cost.cores, self.cost.co_run_slowdown,
+                                          self.cost.oversubscribed_slowdown), 0))
         m, n = self.machines[-1]
         self.machines[-1] = (m, n + 1)
         return m
