@@ -64,8 +64,9 @@ def test_shape_of_and_fit() -> None:
     shape = shape_of(out)
     assert shape == StepShape(prefill_tokens=10, decode_rows=1, decode_context=40,
                               prefill_attention=10 * (20 + 5.5) / 1000)
-    f = Fit(a=1, b=2, c=3, d=4, e=5)
-    assert f.seconds(shape) == pytest.approx(1 + 20 + 3 + 160 + 5 * 0.255)
+    f = Fit(a=1, b=2, c=3, d=4, e=5, f=7)
+    assert f.seconds(shape) == pytest.approx(1 + 20 + 3 + 160 + 5 * 0.255)  # 10 prefill tokens: below the knee
+    assert f.seconds(StepShape(prefill_tokens=300)) == pytest.approx(1 + 600 + 7 * (300 - 256))
 
 
 def test_cost_model_files(tmp_path) -> None:
@@ -220,12 +221,12 @@ def test_command_writes_a_sim_file_the_report_reads(tmp_path) -> None:
 def test_fit_recovers_known_coefficients() -> None:
     from treadle.sim.calibrate import errors, fit
 
-    truth = Fit(a=0.02, b=0.001, c=0.004, d=0.00001, e=0.0005)
-    shapes = [StepShape(p, d, d * ctx, p * (s + (p + 1) / 2) / 1000) for p in (0, 16, 64) for d in (0, 1, 4)
-              for ctx in (32, 256) for s in (0, 128) if p or d]
+    truth = Fit(a=0.02, b=0.001, c=0.004, d=0.00001, e=0.0005, f=0.0003)
+    shapes = [StepShape(p, d, d * ctx, p * (s + (p + 1) / 2) / 1000) for p in (0, 16, 64, 384, 512)
+              for d in (0, 1, 4) for ctx in (32, 256) for s in (0, 128) if p or d]
     points = [(sh, truth.seconds(sh)) for sh in shapes]
     got = fit(points)
-    for k in ("a", "b", "c", "d", "e"):
+    for k in ("a", "b", "c", "d", "e", "f"):
         assert getattr(got, k) == pytest.approx(getattr(truth, k), rel=1e-6, abs=1e-12)
     assert errors(got, points)["max_ape"] < 1e-6
 

@@ -97,7 +97,12 @@ def _co_run_worker(model: str, num_kv_blocks: int, seed: int, clock: str, barrie
     engine = LLMEngine(EngineConfig(model=model, threads=1, num_kv_blocks=num_kv_blocks, max_num_seqs=64))
     measure(engine, seed + 99, clock, (prefill or PREFILL)[:2], (decode or DECODE)[:1])
     barrier.wait()
-    results.put([[*s.features[1:], t] for s, t in measure(engine, seed, clock, prefill, decode)])
+    results.put([_point(s, t) for s, t in measure(engine, seed, clock, prefill, decode)])
+
+
+def _point(s: StepShape, seconds: float) -> list[float]:
+    """A measured step as stored in reports: [prefill tokens, decode rows, decode context, attention, seconds]."""
+    return [s.prefill_tokens, s.decode_rows, s.decode_context, s.prefill_attention, seconds]
 
 
 def co_run_slowdown(model: str, solo: Fit, copies: int, cores: int, num_kv_blocks: int = 2048,
@@ -169,7 +174,7 @@ def calibrate(model: str, threads: list[int], num_kv_blocks: int = 2048, seed: i
         f = fit(train)
         fits[t] = f
         report[str(t)] = {"in_sample": errors(f, train), "held_out": errors(f, test), "clock": clock,
-                          "points": [[*s.features[1:], round(x, 6)] for s, x in train]}
+                          "points": [_point(s, round(x, 6)) for s, x in train]}
         log(f"threads {t}: " + ", ".join(f"{k}={getattr(f, k):.3g}" for k in COEFFS)
             + f"; mean abs error {report[str(t)]['in_sample']['mape']:.1%} in sample, "
             f"{report[str(t)]['held_out']['mape']:.1%} held out (max {report[str(t)]['held_out']['max_ape']:.0%})")

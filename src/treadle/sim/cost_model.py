@@ -3,12 +3,16 @@
 Model (one replica, ``threads`` threads, nothing else on its cores)::
 
     seconds = a + b * prefill_tokens + c * decode_rows + d * decode_context + e * prefill_attention
+              + f * max(0, prefill_tokens - PREFILL_KNEE)
 
 - ``prefill_tokens``: tokens of prompt chunks computed this step (cached tokens are not computed);
 - ``decode_rows``: requests generating one token this step;
 - ``decode_context``: sum over decode rows of the context they attend to (tokens before the new one);
 - ``prefill_attention``: sum over prefill chunks of ``n * (start + (n + 1) / 2)`` / 1000: the query-key pairs
-  of causal attention over a chunk of ``n`` tokens starting at position ``start``, in thousands.
+  of causal attention over a chunk of ``n`` tokens starting at position ``start``, in thousands;
+- the last term (``PREFILL_KNEE`` = 256 tokens): a step's prefill tokens cost more per token beyond the knee
+  (measured on this CPU: a single linear term was 7% high at 128-token chunks and 9% low at 512, see
+  docs/SIMULATION.md); files written before it have ``f = 0``.
 Coefficients are fitted per thread count by ``treadle sim calibrate`` (or written by hand for other hardware);
 ``threads`` picks the fit with the closest thread count at or below (else the smallest).
 
@@ -41,7 +45,8 @@ from pathlib import Path
 
 from treadle.engine.outputs import SchedulerOutput
 
-COEFFS = ("a", "b", "c", "d", "e")
+COEFFS = ("a", "b", "c", "d", "e", "f")
+PREFILL_KNEE = 256
 SERVING_PARTS = ("replica", "gateway", "client")
 LATENCY_PATHS = ("direct", "gateway")
 LATENCY_KEYS = (*LATENCY_PATHS, "first_request_extra")
@@ -60,7 +65,7 @@ class StepShape:
     @property
     def features(self) -> tuple[float, ...]:
         return (1.0, float(self.prefill_tokens), float(self.decode_rows), float(self.decode_context),
-                self.prefill_attention)
+                self.prefill_attention, float(max(0, self.prefill_tokens - PREFILL_KNEE)))
 
 
 def shape_of(out: SchedulerOutput) -> StepShape:
@@ -85,10 +90,12 @@ class Fit:
     c: float = 0.0
     d: float = 0.0
     e: float = 0.0
+    f: float = 0.0
 
     def seconds(self, shape: StepShape) -> float:
         return (self.a + self.b * shape.prefill_tokens + self.c * shape.decode_rows
-                + self.d * shape.decode_context + self.e * shape.prefill_attention)
+                + self.d * shape.decode_context + self.e * shape.prefill_attention
+                + self.f * max(0, shape.prefill_tokens - PREFILL_KNEE))
 
 
 @dataclass(frozen=True)
@@ -113,7 +120,7 @@ class CostModel:
         for t, f in self.fits.items():
             if t < 1:
                 raise ValueError(f"cost model: fits keys are thread counts >= 1, got {t}")
-            if min(f.a, f.b, f.c, f.d, f.e) < 0 or f.a <= 0:
+            if min(f.a, f.b, f.c, f.d, f.e, f.f) < 0 or f.a <= 0:
                 raise ValueError(f"cost model: coefficients must be >= 0 with a > 0, got {f} for {t} threads")
         if self.cores < 0:
             raise ValueError(f"cost model: cores must be >= 0, got {self.cores}")
