@@ -3,7 +3,8 @@
 Procedure, per thread count: build an ``LLMEngine`` (the model given, ``--num-kv-blocks`` blocks, prefix
 caching on) and run scenarios of token-id prompts through ``engine.step()``, timing every step (schedule,
 model, update, output processing: what a replica's loop pays) and recording its shape (``shape_of``):
-- prefill: a chunk of P tokens (32, 128, 256, 512) after S cached tokens (0, 512, 1024), the S tokens
+- prefill: a chunk of P tokens (32, 128, 256, 384, 512) after S cached tokens (0, 48, 512, 1024; 48 is a chat
+  template's shared system prompt, the common case of a served chat request), the S tokens
   made cached by a previous request with the same prefix;
 - decode: B requests (1, 2, 4, 8, 16, 32) that share an L-token prefix (64, 256, 1024) and then
   generate 8 tokens each (their prefill steps are recorded too: mixed shapes).
@@ -33,7 +34,7 @@ import numpy as np
 
 from treadle.sim.cost_model import COEFFS, CostModel, Fit, StepShape, shape_of
 
-PREFILL = [(p, s) for s in (0, 512, 1024) for p in (32, 128, 256, 512)]
+PREFILL = [(p, s) for s in (0, 48, 512, 1024) for p in (32, 128, 256, 384, 512)]
 DECODE = [(b, ln) for ln in (64, 256, 1024) for b in (1, 2, 4, 8, 16, 32)]
 
 
