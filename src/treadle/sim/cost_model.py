@@ -33,8 +33,9 @@ reaches its replica that much after it was routed; a replica's first request ``f
 later again (the cold path of a fresh server).
 
 Files are JSON (or YAML when PyYAML is installed) with keys ``name``, ``source``, ``cores``,
-``fits`` (``{threads: {a, b, c, d, e}}``), ``engine`` (the scheduler settings a replica runs with) and
-``fit_error`` (what calibration measured; informational), ``co_run_slowdown`` and ``serving``.
+``fits`` (``{threads: {a, b, c, d, e, f}}``), ``engine`` (the scheduler settings a replica runs with),
+``fit_error`` (what calibration measured; informational), ``co_run_slowdown``, ``oversubscribed_slowdown``,
+``serving`` and ``latency``; all but ``fits`` optional.
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ class CostModel:
         if any(v < 0 for v in [*self.serving.values(), *self.latency.values(), self.request_latency_s,
                                 self.first_request_extra_s]):
             raise ValueError(f"cost model: serving seconds must be >= 0, got {self.serving}, {self.latency}, "
-                             f"{self.request_latency_s}")
+                             f"{self.request_latency_s}, {self.first_request_extra_s}")
         missing = [p for p in self.overhead_parts if p not in self.serving]
         if missing:
             raise ValueError(f"cost model: overhead part(s) {missing} not in its serving figures "
