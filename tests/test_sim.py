@@ -60,13 +60,16 @@ def test_shape_of_and_fit() -> None:
     out = SchedulerOutput([
         ScheduledRequest("p", list(range(10)), 20, [], True, p, [], 30),  # prefill chunk at 20..29
         ScheduledRequest("d", [5], 40, [], True, p, [], 30),  # decode at position 40
+        ScheduledRequest("q", list(range(6)), 0, [], True, p, [], 6),  # a whole prompt from position 0
     ], [], [])
     shape = shape_of(out)
-    assert shape == StepShape(prefill_tokens=10, decode_rows=1, decode_context=40,
-                              prefill_attention=10 * (20 + 5.5) / 1000)
-    f = Fit(a=1, b=2, c=3, d=4, e=5, f=7)
-    assert f.seconds(shape) == pytest.approx(1 + 20 + 3 + 160 + 5 * 0.255)  # 10 prefill tokens: below the knee
-    assert f.seconds(StepShape(prefill_tokens=300)) == pytest.approx(1 + 600 + 7 * (300 - 256))
+    assert shape == StepShape(prefill_tokens=16, decode_rows=1, decode_context=40,
+                              prefill_attention=(10 * (20 + 5.5) + 6 * 3.5) / 1000, prefill_chunks=2,
+                              prefill_gather=30 / 1000)  # only the chunk at 20 copies its context (20 + 10)
+    f = Fit(a=1, b=2, c=3, d=4, e=5, f=7, g=11, h=13)
+    assert f.seconds(shape) == pytest.approx(1 + 32 + 3 + 160 + 5 * 0.276 + 11 + 13 * 0.03)  # below the knee
+    assert f.seconds(StepShape(prefill_tokens=300, prefill_chunks=1)) == pytest.approx(1 + 600 + 7 * (300 - 256))
+    assert Fit(a=1, f=7, knee=384).seconds(StepShape(prefill_tokens=400)) == pytest.approx(1 + 7 * 16)
 
 
 def test_cost_model_files(tmp_path) -> None:
@@ -221,12 +224,14 @@ def test_command_writes_a_sim_file_the_report_reads(tmp_path) -> None:
 def test_fit_recovers_known_coefficients() -> None:
     from treadle.sim.calibrate import errors, fit
 
-    truth = Fit(a=0.02, b=0.001, c=0.004, d=0.00001, e=0.0005, f=0.0003)
-    shapes = [StepShape(p, d, d * ctx, p * (s + (p + 1) / 2) / 1000) for p in (0, 16, 64, 384, 512)
-              for d in (0, 1, 4) for ctx in (32, 256) for s in (0, 128) if p or d]
+    truth = Fit(a=0.02, b=0.001, c=0.004, d=0.00001, e=0.0005, f=0.0003, g=0.002, h=0.006, knee=384)
+    shapes = [StepShape(p * k, d, d * ctx, k * p * (s + (p + 1) / 2) / 1000, k, k * (s + p) / 1000 if s else 0.0)
+              for p in (0, 16, 64, 384, 512) for k in (1, 2) for d in (0, 1, 4) for ctx in (32, 256)
+              for s in (0, 128) if p or (d and k == 1)]
     points = [(sh, truth.seconds(sh)) for sh in shapes]
-    got = fit(points)
-    for k in ("a", "b", "c", "d", "e", "f"):
+    got = fit(points, knee=384)
+    assert got.knee == 384
+    for k in ("a", "b", "c", "d", "e", "f", "g", "h"):
         assert getattr(got, k) == pytest.approx(getattr(truth, k), rel=1e-6, abs=1e-12)
     assert errors(got, points)["max_ape"] < 1e-6
 
@@ -235,7 +240,7 @@ def test_calibrate_runs_the_engine_on_a_tiny_model(tiny_llama) -> None:
     from treadle.sim.calibrate import calibrate
 
     model = calibrate(str(tiny_llama), [1], num_kv_blocks=64, log=lambda _: None,
-                      prefill=[(16, 0), (32, 64)], decode=[(1, 32), (4, 32)])
+                      prefill=[(16, 0), (32, 64)], decode=[(1, 32), (4, 32)], mixed=[(2, 24)])
     f = model.fits[1]
     assert f.a > 0 and model.cores >= 1
     err = model.fit_error["1"]
@@ -328,7 +333,7 @@ def test_co_run_and_serving_measurements_on_a_tiny_model(tiny_llama) -> None:
     from treadle.sim.serving_overhead import measure_serving
 
     co = co_run_slowdown(str(tiny_llama), Fit(a=0.001, b=1e-5, c=1e-4), 2, 2, num_kv_blocks=64,
-                         prefill=[(16, 0), (32, 64)], decode=[(1, 32)])
+                         prefill=[(16, 0), (32, 64)], decode=[(1, 32)], mixed=[])
     assert co["copies"] == 2 and co["steps"] >= 8 and co["slowdown"] >= 0
     got = measure_serving(str(tiny_llama), 1, num_requests=4, concurrency=2, max_tokens=8,
                           max_prompt_tokens=60, log=lambda _: None)

@@ -3,13 +3,16 @@
 Procedure, per thread count: build an ``LLMEngine`` (the model given, ``--num-kv-blocks`` blocks, prefix
 caching on) and run scenarios of token-id prompts through ``engine.step()``, timing every step (schedule,
 model, update, output processing: what a replica's loop pays) and recording its shape (``shape_of``):
-- prefill: a chunk of P tokens (32, 128, 256, 384, 512) after S cached tokens (0, 48, 512, 1024; 48 is a chat
+- prefill: a chunk of P tokens (32, 128, 256, 320, 384, 448, 512) after S cached tokens (0, 48, 512, 1024; 48 is a chat
   template's shared system prompt, the common case of a served chat request), the S tokens
   made cached by a previous request with the same prefix;
 - decode: B requests (1, 2, 4, 8, 16, 32) that share an L-token prefix (64, 256, 1024) and then
-  generate 8 tokens each (their prefill steps are recorded too: mixed shapes).
+  generate 8 tokens each (their prefill steps are recorded too: many short chunks after a cached prefix);
+- mixed: B requests (4, 16, 32) decoding after a 256-token prefix while one new request prefills a chunk of
+  P tokens (128, 256, 448; at most 512 - B), the step continuous batching makes when a request arrives.
 A few small scenarios are run first unrecorded (warm-up). Then the coefficients of the linear model
-(``cost_model``) are fitted by non-negative least squares weighted by 1/time (relative error, so small
+(``cost_model``, with its knee at ``KNEE`` = 384 prefill tokens: on this CPU the best of 256, 320 and 384
+on held-out steps) are fitted by non-negative least squares weighted by 1/time (relative error, so small
 decode steps count as much as long prefills); the error is reported as the mean and max absolute
 percentage error over the measured steps (in-sample) and over a held-out repetition (out-of-sample).
 One fit for every workload: nothing here knows what will be simulated.
@@ -34,8 +37,11 @@ import numpy as np
 
 from treadle.sim.cost_model import COEFFS, CostModel, Fit, StepShape, shape_of
 
-PREFILL = [(p, s) for s in (0, 48, 512, 1024) for p in (32, 128, 256, 384, 512)]
+PREFILL = [(p, s) for s in (0, 48, 512, 1024) for p in (32, 128, 256, 320, 384, 448, 512)]
 DECODE = [(b, ln) for ln in (64, 256, 1024) for b in (1, 2, 4, 8, 16, 32)]
+MIXED = [(b, p) for b in (4, 16, 32) for p in (128, 256, 448)]
+MIXED_PREFIX = 256
+KNEE = 384
 
 
 def _ids(rng: np.random.Generator, n: int, vocab: int = 40000) -> list[int]:
@@ -65,7 +71,8 @@ def _timed_steps(engine, out: list[tuple[StepShape, float]], clock: str = "cpu")
 
 
 def measure(engine, seed: int = 0, clock: str = "cpu", prefill: list[tuple[int, int]] | None = None,  # noqa: ANN001
-            decode: list[tuple[int, int]] | None = None) -> list[tuple[StepShape, float]]:
+            decode: list[tuple[int, int]] | None = None,
+            mixed: list[tuple[int, int]] | None = None) -> list[tuple[StepShape, float]]:
     """Run the scenarios once through ``engine``; (shape, seconds) of every step."""
     from treadle.sampling_params import SamplingParams
 
@@ -87,51 +94,65 @@ def measure(engine, seed: int = 0, clock: str = "cpu", prefill: list[tuple[int, 
         for _ in range(b):
             engine.add_request(None, prefix + _ids(rng, 16, vocab), SamplingParams(max_tokens=8, ignore_eos=True))
         _timed_steps(engine, out, clock)
+    budget = engine.config.max_num_batched_tokens
+    for b, p in MIXED if mixed is None else mixed:
+        prefix = _ids(rng, MIXED_PREFIX, vocab)
+        engine.add_request(None, prefix + _ids(rng, 1, vocab), one)
+        _timed_steps(engine, [])
+        for _ in range(b):
+            engine.add_request(None, prefix + _ids(rng, 16, vocab), SamplingParams(max_tokens=6, ignore_eos=True))
+        engine.step()  # their own prefill, not recorded: recorded above
+        engine.add_request(None, _ids(rng, max(1, min(p, budget - b)), vocab), one)
+        _timed_steps(engine, out, clock)
     return out
 
 
 def _co_run_worker(model: str, num_kv_blocks: int, seed: int, clock: str, barrier, results,  # noqa: ANN001
-                   prefill: list[tuple[int, int]] | None, decode: list[tuple[int, int]] | None) -> None:
+                   prefill: list[tuple[int, int]] | None, decode: list[tuple[int, int]] | None,
+                   mixed: list[tuple[int, int]] | None) -> None:
     from treadle.config import EngineConfig
     from treadle.engine.llm_engine import LLMEngine
 
     engine = LLMEngine(EngineConfig(model=model, threads=1, num_kv_blocks=num_kv_blocks, max_num_seqs=64))
-    measure(engine, seed + 99, clock, (prefill or PREFILL)[:2], (decode or DECODE)[:1])
+    measure(engine, seed + 99, clock, (prefill or PREFILL)[:2], (decode or DECODE)[:1], [])
     barrier.wait()
-    results.put([_point(s, t) for s, t in measure(engine, seed, clock, prefill, decode)])
+    results.put([_point(s, t) for s, t in measure(engine, seed, clock, prefill, decode, mixed)])
 
 
 def _point(s: StepShape, seconds: float) -> list[float]:
-    """A measured step as stored in reports: [prefill tokens, decode rows, decode context, attention, seconds]."""
-    return [s.prefill_tokens, s.decode_rows, s.decode_context, s.prefill_attention, seconds]
+    """A measured step as stored in reports: [prefill tokens, decode rows, decode context, attention,
+    prefill chunks, gathered context, seconds]."""
+    return [s.prefill_tokens, s.decode_rows, s.decode_context, s.prefill_attention, s.prefill_chunks,
+            s.prefill_gather, seconds]
 
 
 def co_run_slowdown(model: str, solo: Fit, copies: int, cores: int, num_kv_blocks: int = 2048,
                     seed: int = 0, clock: str = "wall", prefill: list[tuple[int, int]] | None = None,
-                    decode: list[tuple[int, int]] | None = None) -> dict:
+                    decode: list[tuple[int, int]] | None = None, mixed: list[tuple[int, int]] | None = None) -> dict:
     """Run ``copies`` 1-thread engines at once (see the module docstring); the slowdown against ``solo``."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(copies), ctx.Queue()
     procs = [ctx.Process(target=_co_run_worker, args=(model, num_kv_blocks, seed, clock, barrier, results,
-                                                      prefill, decode)) for _ in range(copies)]
+                                                      prefill, decode, mixed)) for _ in range(copies)]
     for proc in procs:
         proc.start()
     points = [pt for _ in procs for pt in results.get(timeout=7200)]
     for proc in procs:
         proc.join()
-    ratios = np.array([t / solo.seconds(StepShape(int(p), int(d), int(dc), att)) for p, d, dc, att, t in points])
+    ratios = np.array([t / solo.seconds(StepShape(int(p), int(d), int(dc), att, int(k), g))
+                       for p, d, dc, att, k, g, t in points])
     share = max(1.0, copies / cores)  # processor sharing's own slowdown when the copies oversubscribe the cores
     return {"slowdown": max(0.0, float(np.median(ratios)) / share - 1.0), "copies": copies, "steps": len(ratios),
             "ratio_p10": float(np.percentile(ratios, 10)), "ratio_p90": float(np.percentile(ratios, 90)),
             "clock": clock}
 
 
-def fit(points: list[tuple[StepShape, float]]) -> Fit:
+def fit(points: list[tuple[StepShape, float]], knee: int = KNEE) -> Fit:
     """Non-negative least squares of seconds on the shape features, weighted by 1/seconds (active set:
     refit without the most negative coefficient until none is negative)."""
-    x = np.array([s.features for s, _ in points])
+    x = np.array([s.features(knee) for s, _ in points])
     y = np.array([t for _, t in points])
     w = 1.0 / y
     xw, yw = x * w[:, None], y * w
@@ -145,7 +166,7 @@ def fit(points: list[tuple[StepShape, float]]) -> Fit:
             break
         active.pop(int(np.argmin(sol)))
     coef[0] = max(coef[0], 1e-6)
-    return Fit(*map(float, coef))
+    return Fit(*map(float, coef), knee=knee)
 
 
 def errors(f: Fit, points: list[tuple[StepShape, float]]) -> dict[str, float]:
@@ -156,7 +177,7 @@ def errors(f: Fit, points: list[tuple[StepShape, float]]) -> dict[str, float]:
 def calibrate(model: str, threads: list[int], num_kv_blocks: int = 2048, seed: int = 0, clock: str = "cpu",
               log=print, prefill: list[tuple[int, int]] | None = None,  # noqa: ANN001 - a print-like function
               decode: list[tuple[int, int]] | None = None, co_run: bool = False, serving: bool = False,
-              base: CostModel | None = None) -> CostModel:
+              base: CostModel | None = None, mixed: list[tuple[int, int]] | None = None) -> CostModel:
     """Measure and fit one ``Fit`` per thread count (keeping ``base``'s fits for the other counts), then the
     co-run slowdown and the serving overhead when asked; returns the model (cores = this machine's)."""
     import os
@@ -168,15 +189,15 @@ def calibrate(model: str, threads: list[int], num_kv_blocks: int = 2048, seed: i
     report: dict = dict(base.fit_error) if base else {}
     for t in threads:
         engine = LLMEngine(EngineConfig(model=model, threads=t, num_kv_blocks=num_kv_blocks, max_num_seqs=64))
-        warm = ((prefill or PREFILL)[:2], (decode or DECODE)[:1])
+        warm = ((prefill or PREFILL)[:2], (decode or DECODE)[:1], [])
         measure(engine, seed + 99, clock, *warm)  # warm-up, not recorded
-        train = measure(engine, seed, clock, prefill, decode)
-        test = measure(engine, seed + 1, clock, prefill, decode)
+        train = measure(engine, seed, clock, prefill, decode, mixed)
+        test = measure(engine, seed + 1, clock, prefill, decode, mixed)
         f = fit(train)
         fits[t] = f
         report[str(t)] = {"in_sample": errors(f, train), "held_out": errors(f, test), "clock": clock,
                           "points": [_point(s, round(x, 6)) for s, x in train]}
-        log(f"threads {t}: " + ", ".join(f"{k}={getattr(f, k):.3g}" for k in COEFFS)
+        log(f"threads {t}: " + ", ".join(f"{k}={getattr(f, k):.3g}" for k in COEFFS) + f" (knee {f.knee})"
             + f"; mean abs error {report[str(t)]['in_sample']['mape']:.1%} in sample, "
             f"{report[str(t)]['held_out']['mape']:.1%} held out (max {report[str(t)]['held_out']['max_ape']:.0%})")
         del engine
@@ -188,7 +209,7 @@ def calibrate(model: str, threads: list[int], num_kv_blocks: int = 2048, seed: i
             raise ValueError("--co-run needs the 1-thread fit: include 1 in --calibrate-threads (or in --base)")
         for key, copies in (("co_run", cores), ("co_run_oversubscribed", 2 * cores)):
             report[key] = r = co_run_slowdown(model, fits[1], copies, cores, num_kv_blocks, seed, clock, prefill,
-                                              decode)
+                                              decode, mixed)
             log(f"co-run: {copies} 1-thread engines on {cores} cores run {r['slowdown']:.1%} slower than "
                 f"{'alone' if copies <= cores else 'processor sharing gives'} (median over {r['steps']} steps; "
                 f"p10-p90 ratio to the solo fit {r['ratio_p10']:.2f}-{r['ratio_p90']:.2f})")

@@ -3,16 +3,24 @@
 Model (one replica, ``threads`` threads, nothing else on its cores)::
 
     seconds = a + b * prefill_tokens + c * decode_rows + d * decode_context + e * prefill_attention
-              + f * max(0, prefill_tokens - PREFILL_KNEE)
+              + f * max(0, prefill_tokens - knee) + g * max(0, prefill_chunks - 1) + h * prefill_gather
 
 - ``prefill_tokens``: tokens of prompt chunks computed this step (cached tokens are not computed);
 - ``decode_rows``: requests generating one token this step;
 - ``decode_context``: sum over decode rows of the context they attend to (tokens before the new one);
 - ``prefill_attention``: sum over prefill chunks of ``n * (start + (n + 1) / 2)`` / 1000: the query-key pairs
   of causal attention over a chunk of ``n`` tokens starting at position ``start``, in thousands;
-- the last term (``PREFILL_KNEE`` = 256 tokens): a step's prefill tokens cost more per token beyond the knee
-  (measured on this CPU: a single linear term was 7% high at 128-token chunks and 9% low at 512, see
-  docs/SIMULATION.md); files written before it have ``f = 0``.
+- ``f``: a step's prefill tokens cost more per token beyond the ``knee`` (a fit's own, default
+  ``PREFILL_KNEE`` = 256; ``treadle sim calibrate`` fits it at 384: on this CPU a 2-thread prefill costs
+  1.2 ms per token up to ~384 tokens and 2-3 ms per token beyond, see docs/SIMULATION.md); files written
+  before it have ``f = 0``;
+- ``prefill_chunks``: prompt chunks in the step (``g`` is the cost of each beyond the first: one attention
+  call, one mask, one sampled row per chunk);
+- ``prefill_gather``: the context, in thousands of tokens, that chunks starting past position 0 (after cached
+  or earlier-computed tokens) copy out of the paged cache with an explicit mask (``start + n`` each; a chunk
+  from position 0 attends to its own rows and copies nothing). Measured: without ``g`` and ``h``, steps that
+  prefill many short chunks after a long cached prefix were 10-26% slower than the fit. Files written before
+  them have ``g = h = 0``.
 Coefficients are fitted per thread count by ``treadle sim calibrate`` (or written by hand for other hardware);
 ``threads`` picks the fit with the closest thread count at or below (else the smallest).
 
@@ -33,7 +41,7 @@ reaches its replica that much after it was routed; a replica's first request ``f
 later again (the cold path of a fresh server).
 
 Files are JSON (or YAML when PyYAML is installed) with keys ``name``, ``source``, ``cores``,
-``fits`` (``{threads: {a, b, c, d, e, f}}``), ``engine`` (the scheduler settings a replica runs with),
+``fits`` (``{threads: {a, ..., h, knee}}``), ``engine`` (the scheduler settings a replica runs with),
 ``fit_error`` (what calibration measured; informational), ``co_run_slowdown``, ``oversubscribed_slowdown``,
 ``serving`` and ``latency``; all but ``fits`` optional.
 """
@@ -46,7 +54,7 @@ from pathlib import Path
 
 from treadle.engine.outputs import SchedulerOutput
 
-COEFFS = ("a", "b", "c", "d", "e", "f")
+COEFFS = ("a", "b", "c", "d", "e", "f", "g", "h")
 PREFILL_KNEE = 256
 SERVING_PARTS = ("replica", "gateway", "client")
 LATENCY_PATHS = ("direct", "gateway")
@@ -62,17 +70,20 @@ class StepShape:
     decode_rows: int = 0
     decode_context: int = 0
     prefill_attention: float = 0.0  # thousands of query-key pairs
+    prefill_chunks: int = 0
+    prefill_gather: float = 0.0  # thousands of context tokens copied out of the cache by prefill chunks
 
-    @property
-    def features(self) -> tuple[float, ...]:
+    def features(self, knee: int = PREFILL_KNEE) -> tuple[float, ...]:
+        """The regressors of ``COEFFS``, in order."""
         return (1.0, float(self.prefill_tokens), float(self.decode_rows), float(self.decode_context),
-                self.prefill_attention, float(max(0, self.prefill_tokens - PREFILL_KNEE)))
+                self.prefill_attention, float(max(0, self.prefill_tokens - knee)),
+                float(max(0, self.prefill_chunks - 1)), self.prefill_gather)
 
 
 def shape_of(out: SchedulerOutput) -> StepShape:
     """The shape of a scheduled step: a one-token chunk past the prompt is a decode row, the rest prefill."""
-    p = d = dc = 0
-    att = 0.0
+    p = d = dc = chunks = 0
+    att = gather = 0.0
     for s in out.scheduled:
         n, start = len(s.token_ids), s.start_pos
         if n == 1 and start >= s.num_prompt_tokens:
@@ -80,8 +91,11 @@ def shape_of(out: SchedulerOutput) -> StepShape:
             dc += start
         else:
             p += n
+            chunks += 1
             att += n * (start + (n + 1) / 2)
-    return StepShape(p, d, dc, att / 1000.0)
+            if start > 0:
+                gather += start + n
+    return StepShape(p, d, dc, att / 1000.0, chunks, gather / 1000.0)
 
 
 @dataclass(frozen=True)
@@ -92,11 +106,15 @@ class Fit:
     d: float = 0.0
     e: float = 0.0
     f: float = 0.0
+    g: float = 0.0
+    h: float = 0.0
+    knee: int = PREFILL_KNEE  # prefill tokens of a step beyond which ``f`` applies
 
     def seconds(self, shape: StepShape) -> float:
         return (self.a + self.b * shape.prefill_tokens + self.c * shape.decode_rows
                 + self.d * shape.decode_context + self.e * shape.prefill_attention
-                + self.f * max(0, shape.prefill_tokens - PREFILL_KNEE))
+                + self.f * max(0, shape.prefill_tokens - self.knee)
+                + self.g * max(0, shape.prefill_chunks - 1) + self.h * shape.prefill_gather)
 
 
 @dataclass(frozen=True)
@@ -121,8 +139,10 @@ class CostModel:
         for t, f in self.fits.items():
             if t < 1:
                 raise ValueError(f"cost model: fits keys are thread counts >= 1, got {t}")
-            if min(f.a, f.b, f.c, f.d, f.e, f.f) < 0 or f.a <= 0:
+            if min(getattr(f, k) for k in COEFFS) < 0 or f.a <= 0:
                 raise ValueError(f"cost model: coefficients must be >= 0 with a > 0, got {f} for {t} threads")
+            if f.knee < 0:
+                raise ValueError(f"cost model: knee must be >= 0 prefill tokens, got {f.knee} for {t} threads")
         if self.cores < 0:
             raise ValueError(f"cost model: cores must be >= 0, got {self.cores}")
         if self.co_run_slowdown < 0 or self.oversubscribed_slowdown < 0:
@@ -167,7 +187,8 @@ class CostModel:
 
     def to_json(self) -> dict:
         return {"name": self.name, "source": self.source, "cores": self.cores, "engine": self.engine,
-                "fits": {str(t): {k: getattr(f, k) for k in COEFFS} for t, f in sorted(self.fits.items())},
+                "fits": {str(t): {**{k: getattr(f, k) for k in COEFFS}, "knee": f.knee}
+                         for t, f in sorted(self.fits.items())},
                 "fit_error": self.fit_error, "co_run_slowdown": self.co_run_slowdown,
                 "oversubscribed_slowdown": self.oversubscribed_slowdown, "serving": self.serving,
                 "latency": self.latency}
@@ -178,10 +199,11 @@ class CostModel:
             raise ValueError("cost model file: needs a 'fits' mapping {threads: {a, b, c, d, e}}")
         fits = {}
         for t, f in d["fits"].items():
-            unknown = set(f) - set(COEFFS)
+            unknown = set(f) - set(COEFFS) - {"knee"}
             if unknown or "a" not in f:
-                raise ValueError(f"cost model file: fits[{t}] needs 'a' and only {', '.join(COEFFS)}; got {sorted(f)}")
-            fits[int(t)] = Fit(**{k: float(v) for k, v in f.items()})
+                raise ValueError(f"cost model file: fits[{t}] needs 'a' and only {', '.join(COEFFS)} and knee; "
+                                 f"got {sorted(f)}")
+            fits[int(t)] = Fit(**{k: int(v) if k == "knee" else float(v) for k, v in f.items()})
         return cls(fits, int(d.get("cores", 0)), str(d.get("name", "")), str(d.get("source", "")),
                    dict(d.get("engine") or {}), dict(d.get("fit_error") or {}),
                    co_run_slowdown=float(d.get("co_run_slowdown", 0.0)),
