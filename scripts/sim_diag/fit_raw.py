@@ -7,25 +7,18 @@ Usage: python3 scripts/sim_diag/fit_raw.py   (reads docs/results/sim/diag/raw-{1
 
 import json
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 
 from treadle.sim.calibrate import fit
-from treadle.sim.cost_model import StepShape
+from treadle.sim.cost_model import StepShape, shape_of
 
 
 def shape(raw: list[list[int]]) -> StepShape:
     """The cost model's shape of one step from its (tokens, start, prompt tokens) per scheduled request."""
-    p = d = dc = k = 0
-    att = gather = 0.0
-    for n, start, prompt in raw:
-        if n == 1 and start >= prompt:
-            d, dc = d + 1, dc + start
-            continue
-        p, k = p + n, k + 1
-        att += n * (start + (n + 1) / 2) / 1000
-        gather += (start + n) / 1000 if start > 0 else 0.0
-    return StepShape(p, d, dc, att, k, gather)
+    return shape_of(SimpleNamespace(scheduled=[SimpleNamespace(token_ids=range(n), start_pos=start,
+                                                               num_prompt_tokens=prompt) for n, start, prompt in raw]))
 
 
 KINDS = {

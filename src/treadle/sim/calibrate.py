@@ -101,7 +101,7 @@ def measure(engine, seed: int = 0, clock: str = "cpu", prefill: list[tuple[int, 
         _timed_steps(engine, [])
         for _ in range(b):
             engine.add_request(None, prefix + _ids(rng, 16, vocab), SamplingParams(max_tokens=6, ignore_eos=True))
-        engine.step()  # their own prefill, not recorded: recorded above
+        engine.step()  # their own prefill, not recorded (the decode scenarios record that shape)
         engine.add_request(None, _ids(rng, max(1, min(p, budget - b)), vocab), one)
         _timed_steps(engine, out, clock)
     return out
