@@ -156,3 +156,37 @@ def test_prompts_are_capped_below_the_served_context(monkeypatch: pytest.MonkeyP
     assert model_context("http://x/v1", "b") == 512 and model_context("http://x", "zz") is None
     monkeypatch.setattr(httpx, "get", lambda url, **kw: httpx.Response(200, json={"data": [{"id": "m"}]}))
     assert model_context("http://x", "m") is None  # llama.cpp-style card without max_model_len
+
+
+def test_the_client_warms_up_before_the_clock_starts() -> None:
+    """One GET /v1/models goes out before any measured request and is not recorded: a fresh client's first
+    request (lazy imports, first connection) stalled the other closed-loop clients by 120-180 ms."""
+    import asyncio
+
+    import httpx
+
+    from treadle.bench.loadgen import run_load
+    from treadle.bench.workloads import WorkloadRequest
+
+    seen: list[str] = []
+    inner = _sse_transport(0.0)
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(f"{request.method} {request.url.path}")
+        if request.method == "GET":
+            return httpx.Response(200, json={"data": []})
+        return await inner.handle_async_request(request)
+
+    reqs = [WorkloadRequest(id=str(i), messages=None, prompt=[5, 6, 7, 8], max_tokens=3) for i in range(3)]
+    recs = asyncio.run(run_load("http://fake/v1", "m", reqs, arrival=Arrival("concurrency", concurrency=2),
+                                transport=httpx.MockTransport(handler)))
+    assert seen == ["GET /v1/models"] + ["POST /v1/completions"] * 3
+    assert len(recs) == 3 and all(r.ok for r in recs)
+    # a failed warm-up is ignored: the measured requests still run and record their own outcome
+    async def no_models(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            raise httpx.ConnectError("refused", request=request)
+        return await inner.handle_async_request(request)
+
+    recs = asyncio.run(run_load("http://fake", "m", reqs[:1], transport=httpx.MockTransport(no_models)))
+    assert len(recs) == 1 and recs[0].ok

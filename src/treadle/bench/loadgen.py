@@ -186,6 +186,7 @@ async def run_load(base_url: str, model: str, requests: list[WorkloadRequest], *
 
     Records are in completion order. ``api`` ("chat" | "completions") chooses the endpoint for message
     workloads; token-id prompts always go to /v1/completions. ``transport`` replaces httpx's (tests).
+    The clock (every ``start_s``, the deadline) starts after one warm-up ``GET /v1/models`` (``_warm_up``).
     """
     if api not in ("chat", "completions"):
         raise ValueError(f"api must be 'chat' or 'completions', got {api!r}")
@@ -194,14 +195,15 @@ async def run_load(base_url: str, model: str, requests: list[WorkloadRequest], *
     chains = _chains(reqs)
     times = schedule(arrival, [c[0].arrival_s for c in chains], seed)
     bar = _progress(len(reqs), progress)
-    t0 = time.perf_counter()
-    run = _Run(base=base_url.rstrip("/").removesuffix("/v1"), model=model, api=api, temperature=temperature,
-               extra_body=dict(extra_body or {}), t0=t0, deadline=t0 + max_seconds if max_seconds else None,
-               bar=bar)
+    base = base_url.rstrip("/").removesuffix("/v1")
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     limits = httpx.Limits(max_connections=max(len(chains), arrival.concurrency) + 8)
     async with httpx.AsyncClient(timeout=httpx.Timeout(timeout_s), limits=limits, headers=headers,
                                  transport=transport) as client:
+        await _warm_up(client, base)
+        t0 = time.perf_counter()
+        run = _Run(base=base, model=model, api=api, temperature=temperature, extra_body=dict(extra_body or {}),
+                   t0=t0, deadline=t0 + max_seconds if max_seconds else None, bar=bar)
         if times is None:
             pending = iter(chains)
 
@@ -234,6 +236,17 @@ async def run_load(base_url: str, model: str, requests: list[WorkloadRequest], *
             pass
     bar.close()
     return run.records
+
+
+async def _warm_up(client: httpx.AsyncClient, base: str) -> None:
+    """One ``GET /v1/models`` before the clock starts, its outcome ignored: a fresh process's first request
+    pays the HTTP stack's lazy imports and its first connection (measured 120-180 ms in ``treadle bench
+    serve``), during which the other clients of a closed loop could not send; no request's latency should
+    include the client's own cold start."""
+    try:
+        await client.get(f"{base}/v1/models")
+    except httpx.HTTPError:
+        pass
 
 
 class _progress:
