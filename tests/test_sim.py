@@ -288,6 +288,36 @@ def test_validate_replays_per_request_outputs_and_groups_repeats(tmp_path, tiny_
     assert hit["real_mean"] == pytest.approx(0.30) and hit["error"] == pytest.approx((sim["hit_rate"] - 0.30) * 100)
 
 
+def test_validate_gives_a_fresh_servers_run_its_cold_start(tmp_path, tiny_llama) -> None:
+    """A bench serve file whose server had answered nothing before (``server_requests_before`` 0) is replayed
+    with the cold start (first step 1 s longer, first request 0.25 s later); one that met a used server (or an
+    older file, without the key) without it."""
+    from treadle.bench.workloads import make_workload
+    from treadle.cli import main
+
+    cost = tmp_path / "c.json"
+    cost.write_text(json.dumps({"cores": 2, "fits": {"2": {"a": 0.05, "b": 0.001}}, "latency": {
+        "direct": 0.01, "first_request_extra": 0.25, "first_step_extra": 1.0}}))
+    files = []
+    for name, before in (("fresh", 0.0), ("used", 12.0), ("old", None)):
+        summary = {"requests_per_s": 1.0, "ttft_ms": {"p50": 100.0}, "prefix_cache_hit_rate": None}
+        if before is not None:
+            summary["server_requests_before"] = before
+        cfg = {"workload": "sharegpt", "num_requests": 1, "seed": 0, "max_tokens": 2, "concurrency": 1,
+               "arrival_mode": "concurrency", "max_prompt_tokens": 40}
+        w = make_workload("sharegpt", 1, 0, 2, max_prompt_tokens=40)[0]
+        files.append(tmp_path / f"{name}.json")
+        files[-1].write_text(json.dumps({"kind": "bench-serve", "config": cfg, "summary": summary,
+                                         "requests": [{"id": w.id, "status": 200, "output_tokens": 2}]}))
+    out = tmp_path / "v.json"
+    assert main(["sim", "validate", "--model", str(tiny_llama), "--cost", str(cost), "--fleet", "",
+                 "--serve", ",".join(map(str, files)), "--out", str(out)]) == 0
+    fresh, used, old = json.loads(out.read_text())["rows"]
+    assert (fresh["fresh_server"], used["fresh_server"], old["fresh_server"]) == (True, False, False)
+    assert used["sim"]["ttft_p50_ms"] == old["sim"]["ttft_p50_ms"]
+    assert fresh["sim"]["ttft_p50_ms"] == pytest.approx(used["sim"]["ttft_p50_ms"] + 1250.0)
+
+
 def test_co_run_slowdown_is_exact() -> None:
     m = Machine(cores=2, co_run_slowdown=0.25)
     assert m.start("a", 1, 1.0, 0.0) == {"a": 1.0}  # alone: its own speed
@@ -341,7 +371,7 @@ def test_co_run_and_serving_measurements_on_a_tiny_model(tiny_llama) -> None:
     # /proc counts CPU in 10 ms ticks: a thread of this tiny run may show none, the three together do
     assert min(got["replica"], got["client"], got["gateway"]) >= 0
     assert sum(got["cpu_s"].values()) > 0 and got["cpu_s"]["replica"] == pytest.approx(got["replica"] * got["tokens"])
-    assert set(got["latency"]) == {"direct", "gateway", "first_request_extra"}
+    assert set(got["latency"]) == {"direct", "gateway", "first_request_extra", "first_step_extra"}
     assert min(got["latency"].values()) >= 0
 
 
@@ -360,6 +390,21 @@ def test_request_latency_delays_delivery_exactly() -> None:
     assert (d.end_s, e.end_s) == (2.3, 1.3)
     with pytest.raises(ValueError, match="latency path"):
         cost.with_overhead((), "proxy")
+
+
+def test_a_fresh_replicas_first_step_lasts_first_step_extra_longer() -> None:
+    """The cold engine: the replica's first step lasts 1 + 0.5 s and holds up the request queued behind it; the
+    next step and the other replica's own first step are cold once each."""
+    cold = CostModel({1: Fit(a=1.0)}, latency={"direct": 0.0, "first_step_extra": 0.5}).with_overhead((), "direct")
+    assert cold.first_step_extra_s == 0.5 and cold.with_overhead(()).first_step_extra_s == 0.0
+    a, b = req("a", list(range(100, 116)), 1), req("b", list(range(200, 216)), 1, at=0.1)
+    run([a, b], cold)  # a: 0-1.5 (cold); b waits, then 1.5-2.5
+    assert (a.end_s, b.end_s) == (1.5, 2.5)
+    c, d = req("c", list(range(100, 116)), 1), req("d", list(range(200, 216)), 1)
+    run([c, d], cold, replicas=2)  # one each: both first steps are cold
+    assert (c.end_s, d.end_s) == (1.5, 1.5)
+    with pytest.raises(ValueError, match="must be >= 0"):
+        CostModel({1: Fit(a=1.0)}, first_step_extra_s=-1.0)
 
 
 def test_step_jitter_is_seeded_and_bounded() -> None:

@@ -146,6 +146,10 @@ def measure(base_url: str, model: str, requests: list[WorkloadRequest], args: ar
     summary = summarize(records, duration, slo)
     summary["prefix_cache_hit_rate"] = prefix_cache_hit_rate(before, scrape_metrics(base_url, api_key=args.api_key))
     summary["prefix_reuse_ideal"] = ideal_reuse(requests, records)
+    # requests the server had answered before this run (0: a fresh server, whose first request pays its cold
+    # start, which `treadle sim validate` models); None for a server without Treadle's metrics
+    treadle = any(k.startswith("treadle_") for k in before)
+    summary["server_requests_before"] = before.get("treadle_requests_total", 0.0) if treadle else None
     return summary, records
 
 

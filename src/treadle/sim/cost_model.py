@@ -38,7 +38,9 @@ for every token it emits. Default: none (a file names its own); the simulator ad
 Request latency (``latency``: seconds between a client sending a request and the replica's engine holding
 it, plus the first chunk's way back, directly or through a gateway): a run picks a path and each request
 reaches its replica that much after it was routed; a replica's first request ``first_request_extra``
-later again (the cold path of a fresh server).
+later again (the cold path of a fresh server outside its engine), and a fresh replica's first engine step
+lasts ``first_step_extra`` longer than the fit says (torch's first run of the model: allocations, kernel
+set-up); the request it serves and every request queued behind it wait for that.
 
 Files are JSON (or YAML when PyYAML is installed) with keys ``name``, ``source``, ``cores``,
 ``fits`` (``{threads: {a, ..., h, knee}}``), ``engine`` (the scheduler settings a replica runs with),
@@ -58,7 +60,7 @@ COEFFS = ("a", "b", "c", "d", "e", "f", "g", "h")
 PREFILL_KNEE = 256
 SERVING_PARTS = ("replica", "gateway", "client")
 LATENCY_PATHS = ("direct", "gateway")
-LATENCY_KEYS = (*LATENCY_PATHS, "first_request_extra")
+LATENCY_KEYS = (*LATENCY_PATHS, "first_request_extra", "first_step_extra")
 BUNDLED = Path(__file__).parent / "costs"
 
 
@@ -132,6 +134,7 @@ class CostModel:
     latency: dict = field(default_factory=dict)  # path ("direct" | "gateway") -> seconds outside the engine
     request_latency_s: float = 0.0  # a run's choice: each request reaches its replica's engine this much later
     first_request_extra_s: float = 0.0  # and a replica's first request this much later again (a cold path)
+    first_step_extra_s: float = 0.0  # a fresh replica's first engine step lasts this much longer (a cold engine)
 
     def __post_init__(self) -> None:
         if not self.fits:
@@ -149,9 +152,9 @@ class CostModel:
             raise ValueError(f"cost model: co_run_slowdown and oversubscribed_slowdown must be >= 0, got "
                              f"{self.co_run_slowdown}, {self.oversubscribed_slowdown}")
         if any(v < 0 for v in [*self.serving.values(), *self.latency.values(), self.request_latency_s,
-                                self.first_request_extra_s]):
+                                self.first_request_extra_s, self.first_step_extra_s]):
             raise ValueError(f"cost model: serving seconds must be >= 0, got {self.serving}, {self.latency}, "
-                             f"{self.request_latency_s}, {self.first_request_extra_s}")
+                             f"{self.request_latency_s}, {self.first_request_extra_s}, {self.first_step_extra_s}")
         missing = [p for p in self.overhead_parts if p not in self.serving]
         if missing:
             raise ValueError(f"cost model: overhead part(s) {missing} not in its serving figures "
@@ -160,14 +163,16 @@ class CostModel:
     def with_overhead(self, parts: tuple[str, ...], path: str | None = None) -> CostModel:
         """This model with the serving overhead of ``parts`` added to each decode row and the request latency of
         ``path`` ("direct": client to replica, "gateway": through a gateway) before each request reaches the
-        engine; what the file lacks is skipped (a file without serving figures stays as it is)."""
+        engine, with a fresh replica's cold start (``first_request_extra``, ``first_step_extra``); what the file
+        lacks is skipped (a file without serving figures stays as it is)."""
         from dataclasses import replace
 
         if path is not None and path not in LATENCY_PATHS:
             raise ValueError(f"latency path must be one of {', '.join(LATENCY_PATHS)}, got {path!r}")
         return replace(self, overhead_parts=tuple(p for p in parts if p in self.serving),
                        request_latency_s=float(self.latency.get(path, 0.0)) if path else 0.0,
-                       first_request_extra_s=float(self.latency.get("first_request_extra", 0.0)) if path else 0.0)
+                       first_request_extra_s=float(self.latency.get("first_request_extra", 0.0)) if path else 0.0,
+                       first_step_extra_s=float(self.latency.get("first_step_extra", 0.0)) if path else 0.0)
 
     @property
     def per_token_overhead(self) -> float:

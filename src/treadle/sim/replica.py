@@ -6,7 +6,8 @@ sharing, see ``machine``) -> at its end ``scheduler.update_from_output()`` with 
 request whose chunk reached its last known token (the engine samples exactly those). Sampled tokens are
 ``SIM_TOKEN``; requests run with ``ignore_eos`` and stop at their trace output length (or the context).
 So batching, chunked prefill, preemption and prefix-cache hits are the scheduler's own. Runs of pure
-decode steps may be fast-forwarded exactly (``fast_forward``).
+decode steps may be fast-forwarded exactly (``fast_forward``). A fresh replica's first step lasts the cost
+model's ``first_step_extra_s`` longer (a cold engine; it is a prefill, never fast-forwarded).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class SimReplica:
         self.steps = 0
         self.fast_forwarded = 0  # steps applied by fast-forward
         self._step_started = 0.0
+        self._cold_extra = cost.first_step_extra_s  # added to this replica's first step, then 0
 
     @property
     def busy(self) -> bool:
@@ -87,7 +89,8 @@ class SimReplica:
         if not out.scheduled:  # only finished-id bookkeeping: nothing to compute
             return None
         self.current = out
-        work = self.fit.seconds(shape_of(out)) * (self.jitter() if self.jitter else 1.0)
+        work = self.fit.seconds(shape_of(out)) * (self.jitter() if self.jitter else 1.0) + self._cold_extra
+        self._cold_extra = 0.0
         if not self.machine.cores:
             return {self.replica_id: now + work}
         return self.machine.start(self.replica_id, self.threads, work, now)

@@ -136,9 +136,14 @@ def _fleet_rows(path: Path, cost: CostModel, tokens: _Tokens, cores: int, log,  
 
 
 def _serve_rows(path: Path, cost: CostModel, tokens: _Tokens, cores: int, log,  # noqa: ANN001
-                noise: tuple[int, float] = (1, 0.0)) -> list[dict]:
+                noise: tuple[int, float] = (1, 0.0), fresh_cost: CostModel | None = None) -> list[dict]:
+    """One row for a ``bench serve`` file; ``fresh_cost`` (with a fresh server's cold start) replaces ``cost``
+    when the file says its server had answered no request before the run (``server_requests_before`` 0)."""
     data = json.loads(path.read_text())
     c, s = data["config"], data["summary"]
+    fresh = s.get("server_requests_before") == 0
+    if fresh and fresh_cost is not None:
+        cost = fresh_cost
     opts = {k: c.get(k) for k in ("num_prefixes", "prefix_tokens", "rate_scale", "length_scale", "window",
                                   "tokens_per_hash", "max_prompt_tokens", "vocab_size")}
     work = make_workload(c["workload"], c["num_requests"], c["seed"], c["max_tokens"], **opts)
@@ -151,7 +156,7 @@ def _serve_rows(path: Path, cost: CostModel, tokens: _Tokens, cores: int, log,  
     sim = _simulate(_sim_requests(work, tokens, outs), "least_loaded", cost, 1, tokens.engine(None, 128),
                     None if trace else c["concurrency"], cores, noise)
     row = {"source": str(path), "run": f"serve {c['workload']} {'trace' if trace else 'c=' + str(c['concurrency'])}",
-           "real": {"requests_per_s": s["requests_per_s"], "ttft_p50_ms": s["ttft_ms"]["p50"],
+           "fresh_server": fresh, "real": {"requests_per_s": s["requests_per_s"], "ttft_p50_ms": s["ttft_ms"]["p50"],
                     "hit_rate": s.get("prefix_cache_hit_rate")}, "sim": sim}
     log(_line(row))
     return [row]
@@ -185,13 +190,15 @@ def validate(args: argparse.Namespace, log) -> int:  # noqa: ANN001
     # process beside the replicas; bench serve runs the client beside the replica
     fleet_cost = base.with_overhead(("replica", "gateway", "client"), "gateway")
     # bench serve runs one after another against one long-lived server (scripts/bench_report_runs.sh,
-    # scripts/sim_validation_serve_runs.sh): only a set's first run meets a fresh server, so no run gets the
-    # first-request excess (bench fleet starts fresh replicas for every run: those keep it)
-    serve_cost = replace(base.with_overhead(("replica", "client"), "direct"), first_request_extra_s=0.0)
+    # scripts/sim_validation_serve_runs.sh): only a set's first run meets a fresh server (its file says so since
+    # 2026-12-03: server_requests_before 0), and only that one gets the cold start (bench fleet starts fresh
+    # replicas for every run: those keep it)
+    fresh_serve = base.with_overhead(("replica", "client"), "direct")
+    serve_cost = replace(fresh_serve, first_request_extra_s=0.0, first_step_extra_s=0.0)
     for f in [x for x in args.fleet.split(",") if x]:
         rows += _fleet_rows(Path(f), fleet_cost, tokens, cores, log, noise)
     for f in [x for x in args.serve.split(",") if x]:
-        rows += _serve_rows(Path(f), serve_cost, tokens, cores, log, noise)
+        rows += _serve_rows(Path(f), serve_cost, tokens, cores, log, noise, fresh_serve)
     for row in rows:
         r, s = row["real"], row["sim"]
         row["error"] = {"requests_per_s": _err(s["requests_per_s"], r.get("requests_per_s")),
