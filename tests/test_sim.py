@@ -247,6 +247,14 @@ def test_calibrate_runs_the_engine_on_a_tiny_model(tiny_llama) -> None:
     assert err["in_sample"]["steps"] >= 8 and err["held_out"]["mape"] >= 0
     back = CostModel.from_json(json.loads(json.dumps(model.to_json())))
     assert back.fits == model.fits
+    # --repeats 2: twice the steps in one fit, the held-out repetition unchanged in size
+    two = calibrate(str(tiny_llama), [1], num_kv_blocks=64, log=lambda _: None, repeats=2,
+                    prefill=[(16, 0), (32, 64)], decode=[(1, 32), (4, 32)], mixed=[(2, 24)])
+    e2 = two.fit_error["1"]
+    assert e2["in_sample"]["steps"] == 2 * err["in_sample"]["steps"] and e2["held_out"]["steps"] == err["held_out"]["steps"]
+    assert e2["repeats"] == 2 and "--repeats 2" in two.source
+    with pytest.raises(ValueError, match="repeats"):
+        calibrate(str(tiny_llama), [1], repeats=0)
 
 
 def _fleet_file(path, rps: float, ttft_ms: float, hit: float) -> None:

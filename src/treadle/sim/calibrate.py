@@ -177,10 +177,16 @@ def errors(f: Fit, points: list[tuple[StepShape, float]]) -> dict[str, float]:
 def calibrate(model: str, threads: list[int], num_kv_blocks: int = 2048, seed: int = 0, clock: str = "cpu",
               log=print, prefill: list[tuple[int, int]] | None = None,  # noqa: ANN001 - a print-like function
               decode: list[tuple[int, int]] | None = None, co_run: bool = False, serving: bool = False,
-              base: CostModel | None = None, mixed: list[tuple[int, int]] | None = None) -> CostModel:
+              base: CostModel | None = None, mixed: list[tuple[int, int]] | None = None,
+              repeats: int = 1) -> CostModel:
     """Measure and fit one ``Fit`` per thread count (keeping ``base``'s fits for the other counts), then the
-    co-run slowdown and the serving overhead when asked; returns the model (cores = this machine's)."""
+    co-run slowdown and the serving overhead when asked; returns the model (cores = this machine's).
+    ``repeats``: the scenarios are measured that many times (seeds ``seed``, ``seed + 2``, ...; the held-out
+    repetition is ``seed + 1``) and one fit is made over all their steps, so that one pass's noise weighs less."""
     import os
+
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
 
     from treadle.config import EngineConfig
     from treadle.engine.llm_engine import LLMEngine
@@ -191,11 +197,12 @@ def calibrate(model: str, threads: list[int], num_kv_blocks: int = 2048, seed: i
         engine = LLMEngine(EngineConfig(model=model, threads=t, num_kv_blocks=num_kv_blocks, max_num_seqs=64))
         warm = ((prefill or PREFILL)[:2], (decode or DECODE)[:1], [])
         measure(engine, seed + 99, clock, *warm)  # warm-up, not recorded
-        train = measure(engine, seed, clock, prefill, decode, mixed)
+        seeds = [seed] + [seed + 1 + k for k in range(1, repeats)]  # seed + 1 is the held-out repetition's
+        train = [pt for s in seeds for pt in measure(engine, s, clock, prefill, decode, mixed)]
         test = measure(engine, seed + 1, clock, prefill, decode, mixed)
         f = fit(train)
         fits[t] = f
-        report[str(t)] = {"in_sample": errors(f, train), "held_out": errors(f, test), "clock": clock,
+        report[str(t)] = {"in_sample": errors(f, train), "held_out": errors(f, test), "clock": clock, "repeats": repeats,
                           "points": [_point(s, round(x, 6)) for s, x in train]}
         log(f"threads {t}: " + ", ".join(f"{k}={getattr(f, k):.3g}" for k in COEFFS) + f" (knee {f.knee})"
             + f"; mean abs error {report[str(t)]['in_sample']['mape']:.1%} in sample, "
@@ -227,6 +234,7 @@ def calibrate(model: str, threads: list[int], num_kv_blocks: int = 2048, seed: i
     return CostModel(fits, cores, name=base.name if base else f"cpu {model}",
                      source=(f"{base.source}; then " if base else "")
                      + f"treadle sim calibrate --model {model} --clock {clock}"
+                     + (f" --repeats {repeats}" if repeats > 1 else "")
                      + (" --co-run" if co_run else "") + (" --serving" if serving else "")
                      + f" on this machine ({time.strftime('%Y-%m-%d %H:%M')})",
                      engine=engine_cfg, fit_error=report, co_run_slowdown=slowdown, serving=per_token,
