@@ -41,6 +41,7 @@ from treadle.gateway.policies import make_policy
 from treadle.gateway.prefix import load_hasher
 
 POLICIES = ("round_robin", "least_loaded", "prefix_affinity")
+HEALTH_INTERVAL_S = 0.5  # the gateway's health probe and metrics scrape period in these runs
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -114,7 +115,7 @@ def run_fleet(args: argparse.Namespace, n: int, policy: str, requests: list, ser
     params = {k: v for k, v in (("max_load_gap", args.max_load_gap), ("balance", args.balance))
               if v is not None} if policy == "prefix_affinity" else {}
     pol = make_policy(policy, **params)
-    gw = Gateway(pol, GatewaySettings(health_interval_s=0.5), load_hasher(args.model, served) if pol.needs_prefix
+    gw = Gateway(pol, GatewaySettings(health_interval_s=HEALTH_INTERVAL_S), load_hasher(args.model, served) if pol.needs_prefix
                  else None)
     srv = _GatewayThread(gw)
     try:

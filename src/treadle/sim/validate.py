@@ -60,16 +60,20 @@ class _Tokens:
 
 
 def _simulate(reqs: list[SimRequest], policy: str, cost: CostModel, n: int, engine: SchedulerConfig,
-              concurrency: int | None, cores: int, noise: tuple[int, float] = (1, 0.0)) -> dict:
+              concurrency: int | None, cores: int, noise: tuple[int, float] = (1, 0.0), interval_s: float = 1.0,
+              policy_params: dict | None = None) -> dict:
     """The run simulated ``noise[0]`` times, each step's cost jittered by +-``noise[1]`` (seeds 0, 1, ...;
-    one exact run when the jitter is 0): the mean of each figure, and its range under ``range``."""
+    one exact run when the jitter is 0): the mean of each figure, and its range under ``range``.
+    ``interval_s``: the gateway's metrics scrape period in the real run; ``policy_params`` its policy's options."""
     repeats, jitter = noise if noise[1] > 0 else (1, 0.0)
     threads = split_threads(n, cores)[-1]
     runs = []
     for seed in range(repeats):
         fleet = FleetConfig(replicas=n, threads=threads, replicas_per_machine=n, engine=engine,
-                            concurrency=concurrency, startup_s=0.0, step_jitter=jitter, seed=seed)
-        res = result(Simulation(copy.deepcopy(reqs), make_policy(policy), cost, fleet).run(), None)
+                            concurrency=concurrency, startup_s=0.0, step_jitter=jitter, seed=seed,
+                            interval_s=interval_s)
+        res = result(Simulation(copy.deepcopy(reqs), make_policy(policy, **(policy_params or {})), cost, fleet).run(),
+                     None)
         s = res["summary"]
         runs.append({"requests_per_s": s["requests_per_s"], "output_tok_s": s["output_tok_s"],
                      "ttft_p50_ms": s["ttft_ms"]["p50"], "hit_rate": res["prefix_cache_hit_rate"]})
@@ -117,7 +121,9 @@ def _fleet_rows(path: Path, cost: CostModel, tokens: _Tokens, cores: int, log,  
                                  sessions=cfg["mooncake_rows"] == "sessions")
         mean_out = round(s["output_tok_s"] / s["requests_per_s"]) if s["requests_per_s"] else cfg["max_tokens"]
         reqs = _sim_requests(work, tokens, _outputs(run.get("requests", [])) or mean_out)
-        sim = _simulate(reqs, run["policy"], cost, cfg["replicas"], engine, cfg["concurrency"], cores, noise)
+        params = {k: cfg[k] for k in ("max_load_gap", "balance") if cfg.get(k) is not None}  # as bench fleet passes
+        sim = _simulate(reqs, run["policy"], cost, cfg["replicas"], engine, cfg["concurrency"], cores, noise,
+                        bench_fleet.HEALTH_INTERVAL_S, params if run["policy"] == "prefix_affinity" else None)
         rows.append({"source": str(path), "run": f"fleet {wl} {run['policy']} x{cfg['replicas']}",
                      "real": {"requests_per_s": s["requests_per_s"], "ttft_p50_ms": s["ttft_ms"]["p50"],
                               "hit_rate": s.get("prefix_cache_hit_rate")}, "sim": sim})
@@ -128,7 +134,8 @@ def _fleet_rows(path: Path, cost: CostModel, tokens: _Tokens, cores: int, log,  
         work = make_workload("sharegpt", sc.get("num_requests", 24), cfg["seed"], cfg["max_tokens"] * 4)
         mean_out = round(sc["output_tok_s"] / sc["requests_per_s"])
         reqs = _sim_requests(work, tokens, _outputs(sc.get("requests", [])) or mean_out)
-        sim = _simulate(reqs, "least_loaded", cost, n, engine, cfg["concurrency"], cores, noise)
+        sim = _simulate(reqs, "least_loaded", cost, n, engine, cfg["concurrency"], cores, noise,
+                        bench_fleet.HEALTH_INTERVAL_S)
         rows.append({"source": str(path), "run": f"fleet scaling sharegpt least_loaded x{n}",
                      "real": {"requests_per_s": sc["requests_per_s"], "output_tok_s": sc["output_tok_s"]}, "sim": sim})
         log(_line(rows[-1]))
