@@ -190,3 +190,35 @@ def test_the_client_warms_up_before_the_clock_starts() -> None:
 
     recs = asyncio.run(run_load("http://fake", "m", reqs[:1], transport=httpx.MockTransport(no_models)))
     assert len(recs) == 1 and recs[0].ok
+
+
+def test_a_traces_simultaneous_arrivals_go_out_in_trace_order() -> None:
+    """16 requests due at the same instant after a wait are sent in trace order (one asyncio timer per request
+    sent them in an arbitrary order: equal deadlines are not ordered)."""
+    import asyncio
+    import json
+
+    import httpx
+
+    from treadle.bench.loadgen import run_load
+    from treadle.bench.workloads import WorkloadRequest
+
+    seen: list[int] = []
+    inner = _sse_transport(0.0)
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            seen.append(json.loads(request.content)["prompt"][0])
+        return await inner.handle_async_request(request)
+
+    reqs = [WorkloadRequest(id=str(i), messages=None, prompt=[i, 6, 7], max_tokens=3,
+                            arrival_s=0.0 if i < 4 else 0.05) for i in range(20)]
+    recs = asyncio.run(run_load("http://fake", "m", reqs, arrival=Arrival("trace"),
+                                transport=httpx.MockTransport(handler)))
+    assert seen == list(range(20)) and len(recs) == 20 and all(r.ok for r in recs)
+    # cut off at max_seconds: the requests in flight record themselves as cut off, the later ones never start
+    late = [WorkloadRequest(id=str(i), messages=None, prompt=[i, 6, 7], max_tokens=3, arrival_s=0.0 if i < 2 else 30.0)
+            for i in range(4)]
+    recs = asyncio.run(run_load("http://fake", "m", late, arrival=Arrival("trace"), max_seconds=0.2,
+                                transport=_sse_transport(1.0)))
+    assert sorted(r.id for r in recs) == ["0", "1"] and all(r.error == "cut off at max_seconds" for r in recs)

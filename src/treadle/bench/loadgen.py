@@ -218,18 +218,31 @@ async def run_load(base_url: str, model: str, requests: list[WorkloadRequest], *
             sem = asyncio.Semaphore(arrival.max_in_flight) if arrival.max_in_flight else None
 
             async def launch(chain: list[WorkloadRequest], at: float) -> None:
-                delay = t0 + at - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                if run.past_deadline():
-                    return
                 if sem is None:
                     await _run_chain(client, run, chain, at)
                     return
                 async with sem:
                     await _run_chain(client, run, chain, at)
 
-            tasks = [launch(c, at) for c, at in zip(chains, times, strict=True)]
+            async def dispatch() -> None:
+                """Start each chain at its time, in arrival order: a trace's simultaneous arrivals go out in
+                trace order (one timer per request scrambled them: asyncio does not order equal deadlines)."""
+                running: list[asyncio.Task] = []
+                try:
+                    for i in sorted(range(len(chains)), key=times.__getitem__):  # stable: ties keep their order
+                        delay = t0 + times[i] - time.perf_counter()
+                        if delay > 0:
+                            await asyncio.sleep(delay)
+                        if run.past_deadline():
+                            break
+                        running.append(asyncio.create_task(launch(chains[i], times[i])))
+                    await asyncio.gather(*running)
+                finally:  # cut off at max_seconds: the started requests record themselves as cut off
+                    for task in running:
+                        task.cancel()
+                    await asyncio.gather(*running, return_exceptions=True)
+
+            tasks = [dispatch()]
         try:
             await asyncio.wait_for(asyncio.gather(*tasks), timeout=max_seconds)
         except TimeoutError:
