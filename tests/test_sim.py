@@ -400,6 +400,22 @@ def test_request_latency_delays_delivery_exactly() -> None:
         cost.with_overhead((), "proxy")
 
 
+def test_simultaneous_arrivals_share_an_idle_replicas_first_step() -> None:
+    """The engine thread takes every queued request before it schedules: two requests reaching an idle replica
+    at the same instant are prefilled in one step (first tokens at 1, not 1 and 2); one arriving a moment
+    later waits for the next step."""
+    a, b = req("a", list(range(100, 116)), 1), req("b", list(range(200, 216)), 1)
+    run([a, b], ONE_SECOND)
+    assert (a.first_token_s, b.first_token_s) == (1.0, 1.0)
+    c, d = req("c", list(range(100, 116)), 1), req("d", list(range(200, 216)), 1, at=1e-9)
+    run([c, d], ONE_SECOND)
+    assert (c.first_token_s, d.first_token_s) == (1.0, 2.0)
+    # the same through a request latency: both reach the engine at 0.2
+    e, f = req("e", list(range(100, 116)), 1), req("f", list(range(200, 216)), 1)
+    run([e, f], CostModel({1: Fit(a=1.0)}, latency={"direct": 0.2}).with_overhead((), "direct"))
+    assert (e.first_token_s, f.first_token_s) == (1.2, 1.2)
+
+
 def test_a_fresh_replicas_first_step_lasts_first_step_extra_longer() -> None:
     """The cold engine: the replica's first step lasts 1 + 0.5 s and holds up the request queued behind it; the
     next step and the other replica's own first step are cold once each."""

@@ -1,11 +1,13 @@
 """Discrete-event simulation of a gateway in front of N replicas, with Treadle's real components.
 
 Time is simulated seconds from 0. Events, in a heap ordered by time, then kind (step ends, by replica,
-before arrivals, in the order they were made, before the tick):
+before arrivals, in the order they were made, before deliveries, before step starts, before the tick):
 - *arrival* (open loop: at the request's ``arrival_s``; closed loop: when its client's previous request
   ends): the gateway routes it with the real policy object: ``choose(route, [replica.load() ...])`` over the
   healthy replicas, ``on_routed``; the replica's in-flight count rises and the request joins its real
-  scheduler; an idle replica starts a step at once.
+  scheduler; an idle replica starts a step once every request reaching it at that instant has joined (a
+  *start* event after the arrivals: the engine thread takes every queued request before it schedules, so a
+  closed loop's first wave, or a trace's simultaneous arrivals, share the first step as they do for real).
 - *step end* of a replica (time from the cost model, stretched by core sharing): tokens are folded back;
   a first token sets TTFT; a finished request lowers in-flight, and the policy gets ``on_result`` with the
   cached tokens the replica reported (as the gateway does from ``usage``). Then the replica's next step.
@@ -40,7 +42,7 @@ from treadle.sim.machine import Machine
 from treadle.sim.replica import SimReplica
 from treadle.sim.workload import SimRequest
 
-STEP_END, ARRIVAL, DELIVER, TICK = 0, 1, 2, 3
+STEP_END, ARRIVAL, DELIVER, START, TICK = 0, 1, 2, 3, 4
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ class Simulation:
 
     # -- events ------------------------------------------------------------------------------------
     def _push(self, t: float, kind: int, obj: object, version: int = 0, key: int = 0) -> None:
-        # at equal times: step ends first (by replica), then arrivals, then the tick; so the order does not
+        # at equal times: step ends first (by replica), then arrivals, deliveries, step starts, then the tick; so the order does not
         # depend on when an event was pushed, and fast-forwarded stretches order like the steps they stand for
         heapq.heappush(self._heap, (t, kind, key, next(self._seq), obj, version))
 
@@ -140,6 +142,9 @@ class Simulation:
                 self._arrive(obj)
             elif kind == DELIVER:
                 self._deliver(*obj)
+            elif kind == START:
+                if obj.replica_id in self.replicas:
+                    self._reschedule(obj.begin_step(self.now))
             elif self._pending > 0:
                 self._tick()
                 self._push(t + self.fleet.interval_s, TICK, None)
@@ -208,7 +213,8 @@ class Simulation:
         cut = rep.add(req, self.now)
         if cut is not None:
             self._reschedule({rep.replica_id: cut})
-        self._reschedule(rep.begin_step(self.now))
+        if not rep.busy:  # starts after every request reaching it now has joined (the START event)
+            self._push(self.now, START, rep, key=rep.index)
 
     def _step_end(self, rep: SimReplica) -> None:
         res, ends = rep.end_step(self.now)
