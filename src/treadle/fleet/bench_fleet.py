@@ -106,8 +106,8 @@ def run_fleet(args: argparse.Namespace, n: int, policy: str, requests: list, ser
               ) -> tuple[dict, list[float], dict, list[dict]]:
     """Start ``n`` fresh replicas behind a gateway with ``policy``, run ``requests``.
 
-    Returns (summary, cold starts, routing decisions, per-request outcomes: id, HTTP status, output tokens;
-    what ``treadle sim validate`` replays)."""
+    Returns (summary, cold starts, routing decisions, per-request outcomes: id, HTTP status, output tokens,
+    cached tokens, TTFT; what ``treadle sim validate`` replays and compares)."""
     threads = split_threads(n)
     spec = ReplicaSpec(args.model, threads[-1], ("--num-kv-blocks", str(args.num_kv_blocks), "--max-num-seqs",
                                                  str(args.max_num_seqs), "--max-queue", "-1"))
@@ -144,7 +144,8 @@ def run_fleet(args: argparse.Namespace, n: int, policy: str, requests: list, ser
         for sample in gw.metrics.decisions.collect()[0].samples:
             if sample.name.endswith("_total"):
                 reasons[sample.labels["reason"]] = int(sample.value)
-        outcomes = [{"id": r.id, "status": r.status, "output_tokens": r.output_tokens} for r in records]
+        outcomes = [{"id": r.id, "status": r.status, "output_tokens": r.output_tokens, "cached_tokens": r.cached_tokens,
+                     "ttft_s": r.ttft_s} for r in records]
         return summary, list(ready.values()), reasons, outcomes
     finally:
         srv.stop()
