@@ -394,8 +394,8 @@ def test_request_latency_delays_delivery_exactly() -> None:
     assert cost.with_overhead(()).request_latency_s == 0.0
     cold = CostModel({1: Fit(a=1.0)}, latency={"direct": 0.2, "first_request_extra": 1.0}).with_overhead((), "direct")
     d, e = req("d", list(range(100, 116)), 1), req("e", list(range(200, 216)), 1, at=0.1)
-    run([d, e], cold)  # d is the replica's first: there at 1.2; e (warm path) at 0.3, runs 0.3-1.3; d waits
-    assert (d.end_s, e.end_s) == (2.3, 1.3)
+    run([d, e], cold)  # d is the replica's first: there at 0.2, its cold step 0.2-2.2; e (there at 0.3) waits
+    assert (d.end_s, e.end_s) == (2.2, 3.2)
     with pytest.raises(ValueError, match="latency path"):
         cost.with_overhead((), "proxy")
 
@@ -419,8 +419,9 @@ def test_simultaneous_arrivals_share_an_idle_replicas_first_step() -> None:
 def test_a_fresh_replicas_first_step_lasts_first_step_extra_longer() -> None:
     """The cold engine: the replica's first step lasts 1 + 0.5 s and holds up the request queued behind it; the
     next step and the other replica's own first step are cold once each."""
-    cold = CostModel({1: Fit(a=1.0)}, latency={"direct": 0.0, "first_step_extra": 0.5}).with_overhead((), "direct")
-    assert cold.first_step_extra_s == 0.5 and cold.with_overhead(()).first_step_extra_s == 0.0
+    cold = CostModel({1: Fit(a=1.0)}, latency={"direct": 0.0, "first_step_extra": 0.3, "first_request_extra": 0.2}
+                     ).with_overhead((), "direct")
+    assert cold.first_step_extra_s == 0.3 and cold.with_overhead(()).first_step_extra_s == 0.0
     a, b = req("a", list(range(100, 116)), 1), req("b", list(range(200, 216)), 1, at=0.1)
     run([a, b], cold)  # a: 0-1.5 (cold); b waits, then 1.5-2.5
     assert (a.end_s, b.end_s) == (1.5, 2.5)

@@ -37,10 +37,11 @@ client, measured by ``treadle sim calibrate --serving``, see ``serving_overhead.
 for every token it emits. Default: none (a file names its own); the simulator adds ``replica``.
 Request latency (``latency``: seconds between a client sending a request and the replica's engine holding
 it, plus the first chunk's way back, directly or through a gateway): a run picks a path and each request
-reaches its replica that much after it was routed; a replica's first request ``first_request_extra``
-later again (the cold path of a fresh server outside its engine), and a fresh replica's first engine step
-lasts ``first_step_extra`` longer than the fit says (torch's first run of the model: allocations, kernel
-set-up); the request it serves and every request queued behind it wait for that.
+reaches its replica that much after it was routed. A fresh replica's cold start, ``first_request_extra``
+(its first request's path outside the engine: first template rendering, first tokenizer call) plus
+``first_step_extra`` (torch's first run of the model: allocations, kernel set-up), lengthens its first step:
+the requests behind the first one wait for both (one event loop, one engine thread), so neither can let
+them overtake it.
 
 Files are JSON (or YAML when PyYAML is installed) with keys ``name``, ``source``, ``cores``,
 ``fits`` (``{threads: {a, ..., h, knee}}``), ``engine`` (the scheduler settings a replica runs with),
@@ -133,8 +134,8 @@ class CostModel:
     overhead_parts: tuple[str, ...] = ()  # the parts of ``serving`` added to every decode row
     latency: dict = field(default_factory=dict)  # path ("direct" | "gateway") -> seconds outside the engine
     request_latency_s: float = 0.0  # a run's choice: each request reaches its replica's engine this much later
-    first_request_extra_s: float = 0.0  # and a replica's first request this much later again (a cold path)
-    first_step_extra_s: float = 0.0  # a fresh replica's first engine step lasts this much longer (a cold engine)
+    first_request_extra_s: float = 0.0  # a fresh replica's cold request path (added to its first step)
+    first_step_extra_s: float = 0.0  # and its cold engine: its first step lasts both longer
 
     def __post_init__(self) -> None:
         if not self.fits:

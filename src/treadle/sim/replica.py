@@ -7,7 +7,7 @@ request whose chunk reached its last known token (the engine samples exactly tho
 ``SIM_TOKEN``; requests run with ``ignore_eos`` and stop at their trace output length (or the context).
 So batching, chunked prefill, preemption and prefix-cache hits are the scheduler's own. Runs of pure
 decode steps may be fast-forwarded exactly (``fast_forward``). A fresh replica's first step lasts the cost
-model's ``first_step_extra_s`` longer (a cold engine; it is a prefill, never fast-forwarded).
+model's ``first_step_extra_s + first_request_extra_s`` longer (its cold start; a prefill, never fast-forwarded).
 """
 
 from __future__ import annotations
@@ -52,7 +52,10 @@ class SimReplica:
         self.steps = 0
         self.fast_forwarded = 0  # steps applied by fast-forward
         self._step_started = 0.0
-        self._cold_extra = cost.first_step_extra_s  # added to this replica's first step, then 0
+        # a fresh replica's cold start, on its first step: the cold request path holds up the requests behind it
+        # (one event loop, one engine thread), so it delays the replica, not just its first request
+        self._cold_extra = cost.first_step_extra_s + cost.first_request_extra_s
+        self._stats = {"waiting": 0.0, "running": 0.0}  # the scheduler as of the last step's end (what /metrics says)
 
     @property
     def busy(self) -> bool:
@@ -111,10 +114,12 @@ class SimReplica:
         reqs = self.scheduler.requests
         fresh = [rid for rid in sampled if rid in reqs and reqs[rid].num_output_tokens == 0]
         updated = self.scheduler.update_from_output(out, RunnerOutput(sampled))
+        self._stats = {"waiting": float(self.scheduler.num_waiting), "running": float(self.scheduler.num_running)}
         result = StepResult(fresh, [r for r in updated if r.is_finished])
         return result, (self.machine.finish(self.replica_id, now) if self.machine.cores else None)
 
     def scrape(self) -> None:
-        """What the gateway's health probe reads from ``/metrics`` (waiting and running requests)."""
-        self.view.metrics = {"waiting": float(self.scheduler.num_waiting),
-                             "running": float(self.scheduler.num_running)}
+        """What the gateway's health probe reads from ``/metrics``: waiting and running requests as of the last
+        step's end, as a real replica reports them (its engine thread refreshes the stats after each step; a
+        request arriving mid-step waits in its queue, uncounted, until the next one starts)."""
+        self.view.metrics = dict(self._stats)

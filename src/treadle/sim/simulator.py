@@ -107,7 +107,6 @@ class Simulation:
         self._chains: Iterator[list[SimRequest]] | None = None
         self._next_turn: dict[str, list[SimRequest]] = {}
         self._pending = len(requests)
-        self._warm: set[str] = set()  # replicas that have received a request
         j, rng = fleet.step_jitter, random.Random(fleet.seed)
         self._jitter = (lambda: rng.uniform(1.0 - j, 1.0 + j)) if j else None
 
@@ -201,9 +200,6 @@ class Simulation:
         origin = sim.arrival_s if sim.arrival_s is not None and not self.fleet.concurrency else self.now
         self.live[sim.id] = _Live(sim, origin, route, d)
         delay = self.cost.request_latency_s  # the path outside the engine: the request reaches it this much later
-        if rep.replica_id not in self._warm:
-            self._warm.add(rep.replica_id)
-            delay += self.cost.first_request_extra_s  # a fresh server's first request takes a cold path
         if delay > 0:
             self._push(self.now + delay, DELIVER, (rep, req))
         else:
