@@ -10,13 +10,12 @@ import copy
 import json
 import sys
 
-from treadle.bench.workloads import make_workload
 from treadle.fleet.bench_fleet import HEALTH_INTERVAL_S
 from treadle.gateway.policies import make_policy
 from treadle.sim.cost_model import load_cost_model
 from treadle.sim.results import result
 from treadle.sim.simulator import FleetConfig, Simulation
-from treadle.sim.validate import _outputs, _sim_requests, _Tokens
+from treadle.sim.validate import _outputs, _sim_requests, _Tokens, fleet_workload
 
 
 def main() -> None:
@@ -26,12 +25,7 @@ def main() -> None:
     cfg = data["config"]
     tok = _Tokens(cfg.get("model", "default"))
     run = next(r for r in data["runs"] if r["policy"] == policy and r["workload"] == workload)
-    if workload == "shared-prefix":
-        work = make_workload(workload, cfg["num_requests"], cfg["seed"], cfg["max_tokens"],
-                             num_prefixes=cfg["num_prefixes"], prefix_tokens=cfg["prefix_tokens"])
-    else:
-        work = make_workload(workload, cfg["mooncake_requests"], cfg["seed"], cfg["max_tokens"],
-                             sessions=cfg["mooncake_rows"] == "sessions")
+    work = fleet_workload(cfg, workload)
     pol = make_policy(policy)
     decisions: dict[str, tuple] = {}
     choose = pol.choose

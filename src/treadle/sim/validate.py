@@ -100,6 +100,15 @@ def _outputs(records: list[dict]) -> dict[str, int]:
     return {r["id"]: r["output_tokens"] for r in records if r.get("status") == 200}
 
 
+def fleet_workload(cfg: dict, workload: str) -> list:
+    """The requests of one ``bench fleet`` run (``shared-prefix`` or ``mooncake``) from its file's config."""
+    if workload == "shared-prefix":
+        return make_workload(workload, cfg["num_requests"], cfg["seed"], cfg["max_tokens"],
+                             num_prefixes=cfg["num_prefixes"], prefix_tokens=cfg["prefix_tokens"])
+    return make_workload(workload, cfg["mooncake_requests"], cfg["seed"], cfg["max_tokens"],
+                         sessions=cfg["mooncake_rows"] == "sessions")
+
+
 def _fleet_rows(path: Path, cost: CostModel, tokens: _Tokens, cores: int, log,  # noqa: ANN001
                 noise: tuple[int, float] = (1, 0.0)) -> list[dict]:
     from treadle.fleet import bench_fleet
@@ -113,12 +122,7 @@ def _fleet_rows(path: Path, cost: CostModel, tokens: _Tokens, cores: int, log,  
     rows = []
     for run in data.get("runs", []):
         wl, s = run["workload"], run["summary"]
-        if wl == "shared-prefix":
-            work = make_workload(wl, cfg["num_requests"], cfg["seed"], cfg["max_tokens"],
-                                 num_prefixes=cfg["num_prefixes"], prefix_tokens=cfg["prefix_tokens"])
-        else:
-            work = make_workload(wl, cfg["mooncake_requests"], cfg["seed"], cfg["max_tokens"],
-                                 sessions=cfg["mooncake_rows"] == "sessions")
+        work = fleet_workload(cfg, wl)
         mean_out = round(s["output_tok_s"] / s["requests_per_s"]) if s["requests_per_s"] else cfg["max_tokens"]
         reqs = _sim_requests(work, tokens, _outputs(run.get("requests", [])) or mean_out)
         params = {k: cfg[k] for k in ("max_load_gap", "balance") if cfg.get(k) is not None}  # as bench fleet passes
