@@ -294,6 +294,18 @@ def test_validate_replays_per_request_outputs_and_groups_repeats(tmp_path, tiny_
     assert rps["error"] == pytest.approx(sim["requests_per_s"] / 2.0 - 1.0)
     hit = group["metrics"]["hit_rate"]
     assert hit["real_mean"] == pytest.approx(0.30) and hit["error"] == pytest.approx((sim["hit_rate"] - 0.30) * 100)
+    assert data["within_bar"]["throughput"] == [int(abs(rps["error"]) <= 0.15), 1]
+
+
+def test_within_bar_counts_repeated_runs_against_the_issues_bar() -> None:
+    """15% on throughput (output tokens/s where a run has it) and median TTFT, 5 points on hit rate."""
+    from treadle.sim.validate import within_bar
+
+    groups = [{"metrics": {"requests_per_s": {"error": 0.149}, "ttft_p50_ms": {"error": -0.16},
+                           "hit_rate": {"error": -5.0}}},
+              {"metrics": {"requests_per_s": {"error": 0.5}, "output_tok_s": {"error": -0.1}}},
+              {"metrics": {"ttft_p50_ms": {"error": None}}}]
+    assert within_bar(groups) == {"throughput": [2, 2], "ttft_p50": [0, 1], "hit_rate_points": [1, 1]}
 
 
 def test_validate_gives_a_fresh_servers_run_its_cold_start(tmp_path, tiny_llama) -> None:
