@@ -107,7 +107,8 @@ def test_admission_answers_429_with_retry_after_when_slots_and_queue_are_full() 
     from treadle.server.settings import ServerSettings
 
     state = SimpleNamespace(seqs=4, engine=SimpleNamespace(stats={"waiting": 0.0}))
-    h = Handler(state, ServerSettings(served_model_name="m", max_queue=2, max_num_seqs=4), None)  # type: ignore[arg-type]
+    settings = ServerSettings(served_model_name="m", max_queue=2, max_num_seqs=4)
+    h = Handler(state, settings, None)  # type: ignore[arg-type]
     h._admit(2)
     with pytest.raises(ApiError) as busy:
         h._admit(3)

@@ -428,12 +428,12 @@ def test_simultaneous_arrivals_share_an_idle_replicas_first_step() -> None:
     assert (e.first_token_s, f.first_token_s) == (1.2, 1.2)
 
 
-def test_a_fresh_replicas_first_step_lasts_first_step_extra_longer() -> None:
+def test_a_fresh_replicas_first_step_lasts_its_cold_start_longer() -> None:
     """The cold engine: the replica's first step lasts 1 + 0.5 s and holds up the request queued behind it; the
     next step and the other replica's own first step are cold once each."""
     cold = CostModel({1: Fit(a=1.0)}, latency={"direct": 0.0, "first_step_extra": 0.3, "first_request_extra": 0.2}
                      ).with_overhead((), "direct")
-    assert cold.first_step_extra_s == 0.3 and cold.with_overhead(()).first_step_extra_s == 0.0
+    assert cold.cold_start_s == 0.5 and cold.with_overhead(()).cold_start_s == 0.0
     a, b = req("a", list(range(100, 116)), 1), req("b", list(range(200, 216)), 1, at=0.1)
     run([a, b], cold)  # a: 0-1.5 (cold); b waits, then 1.5-2.5
     assert (a.end_s, b.end_s) == (1.5, 2.5)
@@ -441,7 +441,7 @@ def test_a_fresh_replicas_first_step_lasts_first_step_extra_longer() -> None:
     run([c, d], cold, replicas=2)  # one each: both first steps are cold
     assert (c.end_s, d.end_s) == (1.5, 1.5)
     with pytest.raises(ValueError, match="must be >= 0"):
-        CostModel({1: Fit(a=1.0)}, first_step_extra_s=-1.0)
+        CostModel({1: Fit(a=1.0)}, cold_start_s=-1.0)
 
 
 def test_step_jitter_is_seeded_and_bounded() -> None:

@@ -115,8 +115,8 @@ def run_fleet(args: argparse.Namespace, n: int, policy: str, requests: list, ser
     params = {k: v for k, v in (("max_load_gap", args.max_load_gap), ("balance", args.balance))
               if v is not None} if policy == "prefix_affinity" else {}
     pol = make_policy(policy, **params)
-    gw = Gateway(pol, GatewaySettings(health_interval_s=HEALTH_INTERVAL_S), load_hasher(args.model, served) if pol.needs_prefix
-                 else None)
+    gw = Gateway(pol, GatewaySettings(health_interval_s=HEALTH_INTERVAL_S),
+                 load_hasher(args.model, served) if pol.needs_prefix else None)
     srv = _GatewayThread(gw)
     try:
         t0 = time.monotonic()

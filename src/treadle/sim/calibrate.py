@@ -202,7 +202,8 @@ def calibrate(model: str, threads: list[int], num_kv_blocks: int = 2048, seed: i
         test = measure(engine, seed + 1, clock, prefill, decode, mixed)
         f = fit(train)
         fits[t] = f
-        report[str(t)] = {"in_sample": errors(f, train), "held_out": errors(f, test), "clock": clock, "repeats": repeats,
+        report[str(t)] = {"in_sample": errors(f, train), "held_out": errors(f, test), "clock": clock,
+                          "repeats": repeats,
                           "points": [_point(s, round(x, 6)) for s, x in train]}
         log(f"threads {t}: " + ", ".join(f"{k}={getattr(f, k):.3g}" for k in COEFFS) + f" (knee {f.knee})"
             + f"; mean abs error {report[str(t)]['in_sample']['mape']:.1%} in sample, "

@@ -61,7 +61,8 @@ COEFFS = ("a", "b", "c", "d", "e", "f", "g", "h")
 PREFILL_KNEE = 256
 SERVING_PARTS = ("replica", "gateway", "client")
 LATENCY_PATHS = ("direct", "gateway")
-LATENCY_KEYS = (*LATENCY_PATHS, "first_request_extra", "first_step_extra")
+COLD_START_KEYS = ("first_request_extra", "first_step_extra")
+LATENCY_KEYS = (*LATENCY_PATHS, *COLD_START_KEYS)
 BUNDLED = Path(__file__).parent / "costs"
 
 
@@ -134,8 +135,7 @@ class CostModel:
     overhead_parts: tuple[str, ...] = ()  # the parts of ``serving`` added to every decode row
     latency: dict = field(default_factory=dict)  # path ("direct" | "gateway") -> seconds outside the engine
     request_latency_s: float = 0.0  # a run's choice: each request reaches its replica's engine this much later
-    first_request_extra_s: float = 0.0  # a fresh replica's cold request path (added to its first step)
-    first_step_extra_s: float = 0.0  # and its cold engine: its first step lasts both longer
+    cold_start_s: float = 0.0  # a run's choice: a fresh replica's first step lasts this much longer
 
     def __post_init__(self) -> None:
         if not self.fits:
@@ -153,9 +153,9 @@ class CostModel:
             raise ValueError(f"cost model: co_run_slowdown and oversubscribed_slowdown must be >= 0, got "
                              f"{self.co_run_slowdown}, {self.oversubscribed_slowdown}")
         if any(v < 0 for v in [*self.serving.values(), *self.latency.values(), self.request_latency_s,
-                                self.first_request_extra_s, self.first_step_extra_s]):
+                                self.cold_start_s]):
             raise ValueError(f"cost model: serving seconds must be >= 0, got {self.serving}, {self.latency}, "
-                             f"{self.request_latency_s}, {self.first_request_extra_s}, {self.first_step_extra_s}")
+                             f"{self.request_latency_s}, {self.cold_start_s}")
         missing = [p for p in self.overhead_parts if p not in self.serving]
         if missing:
             raise ValueError(f"cost model: overhead part(s) {missing} not in its serving figures "
@@ -164,16 +164,15 @@ class CostModel:
     def with_overhead(self, parts: tuple[str, ...], path: str | None = None) -> CostModel:
         """This model with the serving overhead of ``parts`` added to each decode row and the request latency of
         ``path`` ("direct": client to replica, "gateway": through a gateway) before each request reaches the
-        engine, with a fresh replica's cold start (``first_request_extra``, ``first_step_extra``); what the file
-        lacks is skipped (a file without serving figures stays as it is)."""
+        engine, and a fresh replica's cold start (``first_request_extra + first_step_extra``) on its first step;
+        what the file lacks is skipped (a file without serving figures stays as it is)."""
         from dataclasses import replace
 
         if path is not None and path not in LATENCY_PATHS:
             raise ValueError(f"latency path must be one of {', '.join(LATENCY_PATHS)}, got {path!r}")
         return replace(self, overhead_parts=tuple(p for p in parts if p in self.serving),
                        request_latency_s=float(self.latency.get(path, 0.0)) if path else 0.0,
-                       first_request_extra_s=float(self.latency.get("first_request_extra", 0.0)) if path else 0.0,
-                       first_step_extra_s=float(self.latency.get("first_step_extra", 0.0)) if path else 0.0)
+                       cold_start_s=sum(float(self.latency.get(k, 0.0)) for k in COLD_START_KEYS) if path else 0.0)
 
     @property
     def per_token_overhead(self) -> float:

@@ -7,7 +7,7 @@ request whose chunk reached its last known token (the engine samples exactly tho
 ``SIM_TOKEN``; requests run with ``ignore_eos`` and stop at their trace output length (or the context).
 So batching, chunked prefill, preemption and prefix-cache hits are the scheduler's own. Runs of pure
 decode steps may be fast-forwarded exactly (``fast_forward``). A fresh replica's first step lasts the cost
-model's ``first_step_extra_s + first_request_extra_s`` longer (its cold start; a prefill, never fast-forwarded).
+model's ``cold_start_s`` longer (a prefill, never fast-forwarded).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class SimReplica:
         self._step_started = 0.0
         # a fresh replica's cold start, on its first step: the cold request path holds up the requests behind it
         # (one event loop, one engine thread), so it delays the replica, not just its first request
-        self._cold_extra = cost.first_step_extra_s + cost.first_request_extra_s
+        self._cold_extra = cost.cold_start_s
         self._stats = {"waiting": 0.0, "running": 0.0}  # the scheduler as of the last step's end (what /metrics says)
 
     @property

@@ -32,7 +32,7 @@ first run of the model: allocations, kernel set-up). At the end the same prompt 
 ``warm_repeats`` times, each with its own ``cache_salt`` so that nothing of it is cached and it computes what
 the first one computed; against their means, the first request's excess outside the engine is
 ``first_request_extra`` (client TTFT minus engine TTFT) and inside it ``first_step_extra`` (engine TTFT). The
-simulator delays a replica's first request by the one and lengthens its first step by the other.
+simulator lengthens a fresh replica's first step by both (``CostModel.cold_start_s``).
 """
 
 from __future__ import annotations

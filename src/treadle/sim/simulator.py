@@ -112,8 +112,9 @@ class Simulation:
 
     # -- events ------------------------------------------------------------------------------------
     def _push(self, t: float, kind: int, obj: object, version: int = 0, key: int = 0) -> None:
-        # at equal times: step ends first (by replica), then arrivals, deliveries, step starts, then the tick; so the order does not
-        # depend on when an event was pushed, and fast-forwarded stretches order like the steps they stand for
+        # at equal times: step ends first (by replica), then arrivals, deliveries, step starts, then the tick;
+        # so the order does not depend on when an event was pushed, and fast-forwarded stretches order like
+        # the steps they stand for
         heapq.heappush(self._heap, (t, kind, key, next(self._seq), obj, version))
 
     def run(self) -> Simulation:

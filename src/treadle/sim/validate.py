@@ -205,7 +205,7 @@ def validate(args: argparse.Namespace, log) -> int:  # noqa: ANN001
     # 2026-12-03: server_requests_before 0), and only that one gets the cold start (bench fleet starts fresh
     # replicas for every run: those keep it)
     fresh_serve = base.with_overhead(("replica", "client"), "direct")
-    serve_cost = replace(fresh_serve, first_request_extra_s=0.0, first_step_extra_s=0.0)
+    serve_cost = replace(fresh_serve, cold_start_s=0.0)
     for f in [x for x in args.fleet.split(",") if x]:
         rows += _fleet_rows(Path(f), fleet_cost, tokens, cores, log, noise)
     for f in [x for x in args.serve.split(",") if x]:
