@@ -153,7 +153,7 @@ def test_loop_promotes_stops_a_poisoned_candidate_and_rolls_back_a_bad_one(fleet
         "gateway": {"url": base, "admin_key": ADMIN},
         "trigger": {"min_new_approved": 30},
         "dataset": {"embed": False, "replay_share": 0.0, "dev_share": 0.0},
-        "tune": {"method": "sft", "args": {"max_steps": 100, "batch_size": 8, "lora_r": 8, "lora_alpha": 16.0,
+        "tune": {"method": "sft", "args": {"max_steps": 200, "batch_size": 8, "lora_r": 8, "lora_alpha": 16.0,
                                            "learning_rate": 0.01, "threads": 1, "save_steps": 1000,
                                            "lora_dropout": 0.0}},
         "gating": {"suites": [], "suite_files": [str(suite_file(tmp_path / "tiny_intent.yaml"))], "concurrency": 8,
