@@ -4,10 +4,15 @@ A single-stream decode step is memory-bound: it streams every weight once per to
 are 4 bytes each; Q4_1 blocks are 0.625 bytes and Q8_0 1.06, so reading the GGUF blocks the model
 was converted from cuts the bytes per step by ~5x while rebuilding bit-identical fp32 weights.
 ``q*_gemm`` (one weight row at a time, at most ``max_rows()`` token rows) is the reference;
-``q*_gemm_tiled`` serves any number of rows (weight rows rebuilt 4 at a time into an fp32 scratch,
+``q*_gemm_tiled`` serves two or more rows (weight rows rebuilt 4 at a time into an fp32 scratch,
 multiplied against 3 token rows at a time) with the same summation order per output, so both give
-the same bits, and a row's result does not depend on the other rows of the step. Which format a
-step uses (blocks or the fp32 GEMM) is the cost rule in ``treadle.models.linear``.
+the same bits, and a row's result does not depend on the other rows of a multi-row step.
+``q*_gemv1`` (``ggml_gemv1.c``) serves steps of one row: the block scale is factored out of each
+block's dot product, so the 4-bit values are only converted, never rebuilt into weights (1.5-1.7x
+faster at one row on the reference machine). It sums in another order, so a one-row step's result
+differs from the same row's in a multi-row step by fp32 rounding (relative ~1e-6), as a dense
+step's does. Which format a step uses (blocks or the fp32 GEMM) is the cost rule in
+``treadle.models.linear_formats``.
 
 The same library holds the decode attention (``paged_attention.c``) and the few-row LoRA product
 (``lora.c``, used by ``treadle.models.linear.add_lora``).
@@ -32,7 +37,7 @@ import torch
 from treadle.models.registry import cache_root
 
 log = logging.getLogger("treadle.kernels")
-_SRCS = [Path(__file__).with_name(n) for n in ("ggml_gemv.c", "paged_attention.c", "lora.c")]  # one library
+_SRCS = [Path(__file__).with_name(n) for n in ("ggml_gemv.c", "ggml_gemv1.c", "paged_attention.c", "lora.c")]  # one library
 _FLAGS = ["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-ffp-contract=off", "-shared", "-fPIC"]
 BLOCK_BYTES = {"Q4_1": 20, "Q8_0": 34}
 _lib: ctypes.CDLL | None = None
@@ -78,11 +83,12 @@ def load() -> ctypes.CDLL | None:
     if path is None:
         return None
     lib = ctypes.CDLL(str(path))
-    for name in ("q4_1_gemm", "q8_0_gemm", "q4_1_gemm_tiled", "q8_0_gemm_tiled"):
+    for name in ("q4_1_gemm", "q8_0_gemm", "q4_1_gemm_tiled", "q8_0_gemm_tiled", "q4_1_gemv1", "q8_0_gemv1"):
         fn = getattr(lib, name)
         fn.restype = None
         fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
     lib.max_rows.restype = ctypes.c_int
+    lib.gemv1_max_k.restype = ctypes.c_int
     fn = lib.paged_decode_attention
     fn.restype = None
     fn.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int] * 4 + [ctypes.c_long] + [ctypes.c_int] * 2 + [ctypes.c_float]
@@ -110,7 +116,18 @@ class BlockWeight:
         self._fn = None
 
     def matmul(self, x: torch.Tensor, lib: ctypes.CDLL) -> torch.Tensor:
-        """``x @ W.T`` for ``x`` of shape ``[M, K]`` (float32, any M), by the tiled kernel."""
+        """``x @ W.T`` for ``x`` of shape ``[M, K]`` (float32, any M): one row by the one-row kernel,
+        more by the tiled kernel."""
+        if x.shape[0] != 1 or self.k > lib.gemv1_max_k():
+            return self.matmul_tiled(x, lib)
+        x = x.contiguous()
+        y = torch.empty(1, self.n, dtype=torch.float32)
+        fn = lib.q4_1_gemv1 if self.qtype == "Q4_1" else lib.q8_0_gemv1
+        fn(self.blocks.data_ptr(), x.data_ptr(), y.data_ptr(), 1, self.n, self.k)
+        return y
+
+    def matmul_tiled(self, x: torch.Tensor, lib: ctypes.CDLL) -> torch.Tensor:
+        """``x @ W.T`` by the tiled kernel, whatever the row count (a row's bits do not depend on M)."""
         x = x.contiguous()
         y = torch.empty(x.shape[0], self.n, dtype=torch.float32)
         fn = lib.q4_1_gemm_tiled if self.qtype == "Q4_1" else lib.q8_0_gemm_tiled
