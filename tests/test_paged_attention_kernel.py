@@ -17,7 +17,7 @@ def lib():  # noqa: ANN201
     return lib
 
 
-@pytest.mark.parametrize("kv_heads,group,head_dim", [(3, 3, 64), (2, 2, 16), (1, 8, 32)])
+@pytest.mark.parametrize("kv_heads,group,head_dim", [(3, 3, 64), (2, 2, 16), (1, 8, 32), (2, 2, 24), (1, 2, 128)])
 def test_kernel_equals_reference_attention(lib, kv_heads: int, group: int, head_dim: int) -> None:  # noqa: ANN001
     g = torch.Generator().manual_seed(0)
     bs, num_blocks = 4, 40

@@ -42,6 +42,7 @@ class LLMEngine:
         )
         if config.quantization == "int8":
             self.model.quantize_int8()
+        self.model.fused_decode = config.fused_decode
         self.tokenizer = Tokenizer(self.model_path)
         eos = read_generation_eos(self.model_path) or self.model_config.eos_token_ids
         if not eos and self.tokenizer.eos_token_id is not None:

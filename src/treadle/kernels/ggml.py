@@ -14,8 +14,9 @@ differs from the same row's in a multi-row step by fp32 rounding (relative ~1e-6
 step's does. Which format a step uses (blocks or the fp32 GEMM) is the cost rule in
 ``treadle.models.linear_formats``.
 
-The same library holds the decode attention (``paged_attention.c``) and the few-row LoRA product
-(``lora.c``, used by ``treadle.models.linear.add_lora``).
+The same library holds the decode attention (``paged_attention.c``), the few-row LoRA product
+(``lora.c``, used by ``treadle.models.linear.add_lora``) and the whole decoder stack for one token
+row (``decode_stack.c``, used by ``treadle.models.decode_stack``).
 
 The C file is compiled once per machine (gcc, ~1 s) into ``$TREADLE_CACHE/kernels`` and loaded
 with ctypes after torch, so its OpenMP calls share torch's libgomp thread pool. Without gcc or
@@ -37,7 +38,8 @@ import torch
 from treadle.models.registry import cache_root
 
 log = logging.getLogger("treadle.kernels")
-_SRCS = [Path(__file__).with_name(n) for n in ("ggml_gemv.c", "ggml_gemv1.c", "paged_attention.c", "lora.c")]  # one library
+_SRCS = [Path(__file__).with_name(n) for n in ("ggml_gemv.c", "ggml_gemv1.c", "paged_attention.c", "lora.c",
+                                                       "decode_stack.c")]  # one library
 _FLAGS = ["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-ffp-contract=off", "-shared", "-fPIC"]
 BLOCK_BYTES = {"Q4_1": 20, "Q8_0": 34}
 _lib: ctypes.CDLL | None = None
@@ -89,6 +91,11 @@ def load() -> ctypes.CDLL | None:
         fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
     lib.max_rows.restype = ctypes.c_int
     lib.gemv1_max_k.restype = ctypes.c_int
+    lib.decode_stack_fields.restype = ctypes.c_int
+    fn = lib.decode_stack
+    fn.restype = None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_int] + [ctypes.c_void_p] * 3 + [ctypes.c_long] * 2 + \
+        [ctypes.c_void_p] * 2 + [ctypes.c_float] * 2
     fn = lib.paged_decode_attention
     fn.restype = None
     fn.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int] * 4 + [ctypes.c_long] + [ctypes.c_int] * 2 + [ctypes.c_float]

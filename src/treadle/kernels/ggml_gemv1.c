@@ -170,5 +170,7 @@ static void fx_gemm(const uint8_t *w, int q8, const float *x, float *y, int M, i
 }
 
 int gemv1_max_k(void) { return FX_MAX_K; }
+/* For decode_stack.c: y[N] = W x for one row; q8: Q8_0 blocks, else Q4_1. */
+void gemv1(const uint8_t *w, int q8, const float *x, float *y, int N, int K) { fx_gemm(w, q8, x, y, 1, N, K); }
 void q4_1_gemv1(const uint8_t *w, const float *x, float *y, int M, int N, int K) { fx_gemm(w, 0, x, y, M, N, K); }
 void q8_0_gemv1(const uint8_t *w, const float *x, float *y, int M, int N, int K) { fx_gemm(w, 1, x, y, M, N, K); }

@@ -3,7 +3,7 @@
  * One query row per sequence. Cache of one layer: k/v [kv_heads, num_slots, D] fp32, slot =
  * block * block_size + offset. Sequence b has context_lens[b] tokens, its blocks in
  * block_tables[b * max_blocks ...]. Query heads h * group .. h * group + group - 1 share KV head h.
- * For each (sequence, KV head), on one OpenMP thread:
+ * For each (sequence, query head), on one OpenMP thread:
  *   s[g, t] = scale * (q[b, h*group+g] . k[h, slot(t)])       t < L
  *   p = softmax over t (max subtracted, exp, divided by the sum)
  *   out[b, h*group+g] = sum_t p[g, t] * v[h, slot(t)]
@@ -70,41 +70,77 @@ static void softmax_inplace(float *s, int n) {
 #define MAXG 16
 #define MAXD 256
 
+/* Scores of query row qg against the L cached keys, two keys at a time, each dot product in two
+ * 8-lane halves (even and odd chunks of 8): four independent FMA chains instead of one. */
+static void scores(const float *qg, const float *kh, const int32_t *table, int block_size, int L, int D,
+                   float scale, float *s) {
+    int t = 0;
+    for (; t + 2 <= L; t += 2) {
+        const float *k0 = kh + ((long)table[t / block_size] * block_size + t % block_size) * D;
+        const float *k1 = kh + ((long)table[(t + 1) / block_size] * block_size + (t + 1) % block_size) * D;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
+        int d = 0;
+        for (; d + 16 <= D; d += 16) {
+            const __m256 q0 = _mm256_loadu_ps(qg + d), q1 = _mm256_loadu_ps(qg + d + 8);
+            a0 = _mm256_fmadd_ps(q0, _mm256_loadu_ps(k0 + d), a0);
+            a1 = _mm256_fmadd_ps(q1, _mm256_loadu_ps(k0 + d + 8), a1);
+            b0 = _mm256_fmadd_ps(q0, _mm256_loadu_ps(k1 + d), b0);
+            b1 = _mm256_fmadd_ps(q1, _mm256_loadu_ps(k1 + d + 8), b1);
+        }
+        if (d < D) {
+            const __m256 q0 = _mm256_loadu_ps(qg + d);
+            a0 = _mm256_fmadd_ps(q0, _mm256_loadu_ps(k0 + d), a0);
+            b0 = _mm256_fmadd_ps(q0, _mm256_loadu_ps(k1 + d), b0);
+        }
+        s[t] = hsum8(_mm256_add_ps(a0, a1)) * scale;
+        s[t + 1] = hsum8(_mm256_add_ps(b0, b1)) * scale;
+    }
+    if (t < L) {
+        const float *k0 = kh + ((long)table[t / block_size] * block_size + t % block_size) * D;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+        int d = 0;
+        for (; d + 16 <= D; d += 16) {
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qg + d), _mm256_loadu_ps(k0 + d), a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(qg + d + 8), _mm256_loadu_ps(k0 + d + 8), a1);
+        }
+        if (d < D) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qg + d), _mm256_loadu_ps(k0 + d), a0);
+        s[t] = hsum8(_mm256_add_ps(a0, a1)) * scale;
+    }
+}
+
+/* out = sum_t p[t] * v[slot(t)] with ND = D / 8 accumulators (registers when ND is a constant). */
+static inline __attribute__((always_inline)) void weighted_values(const float *p, const float *vh,
+                                                                  const int32_t *table, int block_size, int L,
+                                                                  const int nd, float *o) {
+    __m256 acc[MAXD / 8];
+    for (int d = 0; d < nd; d++) acc[d] = _mm256_setzero_ps();
+    for (int t = 0; t < L; t++) {
+        const float *vt = vh + ((long)table[t / block_size] * block_size + t % block_size) * nd * 8;
+        const __m256 pt = _mm256_set1_ps(p[t]);
+        for (int d = 0; d < nd; d++) acc[d] = _mm256_fmadd_ps(pt, _mm256_loadu_ps(vt + d * 8), acc[d]);
+    }
+    for (int d = 0; d < nd; d++) _mm256_storeu_ps(o + d * 8, acc[d]);
+}
+
+/* One job per (sequence, query head), so one sequence's heads spread over the threads; each job
+ * reads its KV head's rows (shared by the group's heads, so they are warm in cache for the others). */
 void paged_decode_attention(const float *q, const float *k_cache, const float *v_cache, const int32_t *block_tables,
                             const int32_t *context_lens, float *out, int B, int num_heads, int kv_heads, int D,
                             long num_slots, int block_size, int max_blocks, float scale) {
     const int group = num_heads / kv_heads;
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int job = 0; job < B * kv_heads; job++) {
-        const int b = job / kv_heads, h = job % kv_heads;
+    for (int job = 0; job < B * num_heads; job++) {
+        const int b = job / num_heads, qh = job % num_heads, h = qh / group;
         const int L = context_lens[b];
         const int32_t *table = block_tables + (long)b * max_blocks;
         const float *kh = k_cache + (long)h * num_slots * D, *vh = v_cache + (long)h * num_slots * D;
-        const float *qb = q + ((long)b * num_heads + (long)h * group) * D;
-        float *s = malloc(sizeof(float) * (size_t)group * (size_t)L);
-        for (int t = 0; t < L; t++) {
-            const float *kt = kh + ((long)table[t / block_size] * block_size + t % block_size) * D;
-            for (int g = 0; g < group; g++) {
-                const float *qg = qb + (long)g * D;
-                __m256 a = _mm256_setzero_ps();
-                for (int d = 0; d < D; d += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(qg + d), _mm256_loadu_ps(kt + d), a);
-                s[(long)g * L + t] = hsum8(a) * scale;
-            }
-        }
-        for (int g = 0; g < group; g++) softmax_inplace(s + (long)g * L, L);
-        __m256 acc[MAXG][MAXD / 8];
-        for (int g = 0; g < group; g++)
-            for (int d = 0; d < D / 8; d++) acc[g][d] = _mm256_setzero_ps();
-        for (int t = 0; t < L; t++) {
-            const float *vt = vh + ((long)table[t / block_size] * block_size + t % block_size) * D;
-            for (int g = 0; g < group; g++) {
-                const __m256 p = _mm256_set1_ps(s[(long)g * L + t]);
-                for (int d = 0; d < D / 8; d++) acc[g][d] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vt + d * 8), acc[g][d]);
-            }
-        }
-        float *ob = out + ((long)b * num_heads + (long)h * group) * D;
-        for (int g = 0; g < group; g++)
-            for (int d = 0; d < D / 8; d++) _mm256_storeu_ps(ob + (long)g * D + d * 8, acc[g][d]);
+        float *s = malloc(sizeof(float) * (size_t)L);
+        scores(q + ((long)b * num_heads + qh) * D, kh, table, block_size, L, D, scale, s);
+        softmax_inplace(s, L);
+        float *o = out + ((long)b * num_heads + qh) * D;
+        if (D == 64) weighted_values(s, vh, table, block_size, L, 8, o);
+        else if (D == 128) weighted_values(s, vh, table, block_size, L, 16, o);
+        else weighted_values(s, vh, table, block_size, L, D / 8, o);
         free(s);
     }
 }

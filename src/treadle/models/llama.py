@@ -17,6 +17,7 @@ from torch import nn
 from treadle.kernels.ggml import BlockWeight
 from treadle.models.attention import AttentionMetadata, paged_attention
 from treadle.models.config import ModelConfig
+from treadle.models.decode_stack import DecodeStack, one_row_decode
 from treadle.models.linear import DenseLinear, GGUFBlockLinear, LinearMethod, LoraGroup, add_lora
 from treadle.models.linear_formats import Int8DynamicLinear
 
@@ -127,6 +128,8 @@ class LlamaModel(nn.Module):
         self.register_buffer("inv_freq", rope_inv_freq(cfg), persistent=False)
         self.head: LinearMethod | None = None  # how the logits are computed (None: dense lm_head)
         self.weight_format = "dense"  # "dense", "gguf" (blocks for small steps) or "int8"
+        self.fused_decode = True  # one-row decode steps run the whole stack in C where eligible
+        self._stack: DecodeStack | None | bool = None  # built on the first eligible step (False: never)
 
     def attach_block_weights(self, blocks: dict[str, BlockWeight], kernel, max_rows: int) -> None:  # noqa: ANN001
         """Serve steps of at most ``max_rows`` rows from GGUF blocks (names as in ``gguf_block_weights``)."""
@@ -136,6 +139,7 @@ class LlamaModel(nn.Module):
             layer.bind_linears({n: blocks[f"layers.{i}.{n}"] for n in PROJECTIONS if f"layers.{i}.{n}" in blocks},
                                kernel, max_rows)
         self.weight_format = "gguf"
+        self._stack = None
 
     def quantize_int8(self) -> None:
         """Every projection and the lm_head become int8 weights x int8 dynamic activations.
@@ -149,6 +153,7 @@ class LlamaModel(nn.Module):
                 layer.linears[name] = Int8DynamicLinear(getattr(layer, name), bias)
         self.head = Int8DynamicLinear(self.lm_head)
         self.weight_format = "int8"
+        self._stack = None
 
     def rope_tables(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         freqs = positions.to(torch.float32).unsqueeze(1) * self.inv_freq.unsqueeze(0)
@@ -168,9 +173,22 @@ class LlamaModel(nn.Module):
         ``lora``: groups of rows that run under an adapter (other rows see the base weights)."""
         cos, sin = self.rope_tables(positions)
         h = F.embedding(input_ids, self.embed)
+        stack = self._decode_stack(input_ids.shape[0], meta, kv_caches, lora)
+        if stack is not None:
+            h = stack.run(h, cos, sin, meta)
+            return F.rms_norm(h, (self.cfg.hidden_size,), self.norm, self.cfg.rms_norm_eps)
         for layer, (k_cache, v_cache) in zip(self.layers, kv_caches, strict=True):
             h = layer(h, cos, sin, meta, k_cache, v_cache, lora)
         return F.rms_norm(h, (self.cfg.hidden_size,), self.norm, self.cfg.rms_norm_eps)
+
+    def _decode_stack(self, rows: int, meta: AttentionMetadata, kv_caches: list, lora: Sequence[LoraGroup]):  # noqa: ANN202
+        """The fused one-row path for this step, or None (``treadle.models.decode_stack``)."""
+        if not self.fused_decode or self._stack is False or not one_row_decode(meta, rows, lora):
+            return None
+        if self._stack is None or not self._stack.matches(kv_caches):
+            lib = meta.paged_decode.kernel
+            self._stack = DecodeStack(self, kv_caches, lib) if DecodeStack.eligible(self, kv_caches, lib) else False
+        return self._stack or None
 
     @torch.inference_mode()
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:

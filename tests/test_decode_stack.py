@@ -1,0 +1,90 @@
+"""The fused one-row decode path (kernels/decode_stack.c) equals the per-op layer path.
+
+Tiny random Llama and Qwen2 (q/k/v biases) models with GGUF blocks (Q4_1, one Q8_0 projection per
+layer): one decode row over a scattered paged context gives the same hidden state (fp32 rounding)
+and writes the same K/V into the same slots; steps the path does not cover run per op."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from treadle.kernels import ggml
+from treadle.models.attention import AttentionMetadata, PagedDecode, Workspace
+from treadle.models.loader import load_model
+
+
+@pytest.fixture(scope="module")
+def lib():  # noqa: ANN201
+    lib = ggml.load()
+    if lib is None:
+        pytest.skip("C kernels unavailable here (needs gcc and AVX2/FMA/F16C)")
+    return lib
+
+
+def with_blocks(folder: Path, lib):  # noqa: ANN001, ANN201
+    """The model with every projection rounded to GGUF blocks (fp32 twins = the dequantised weights)."""
+    from gguf import GGMLQuantizationType
+    from gguf.quants import dequantize, quantize
+
+    model, cfg = load_model(folder)
+    blocks = {}
+    for i, layer in enumerate(model.layers):
+        for n in ("qkv", "o_proj", "gate_up", "down"):
+            qtype = "Q8_0" if n == "o_proj" else "Q4_1"
+            p = getattr(layer, n)
+            b = quantize(p.detach().numpy(), GGMLQuantizationType[qtype])
+            p.data.copy_(torch.from_numpy(dequantize(b, GGMLQuantizationType[qtype]).reshape(p.shape)))
+            blocks[f"layers.{i}.{n}"] = ggml.BlockWeight(torch.from_numpy(b), qtype, p.shape[0], p.shape[1])
+    model.attach_block_weights(blocks, lib, 64)
+    return model, cfg
+
+
+def one_row(model, cfg, lib, fused: bool, lora=()):  # noqa: ANN001, ANN201
+    bs, ctx = 4, 11  # 10 cached tokens + this one, over 3 blocks scattered in the cache
+    g = torch.Generator().manual_seed(3)
+    caches = [(torch.randn(cfg.num_kv_heads, 16 * bs, cfg.head_dim, generator=g),
+               torch.randn(cfg.num_kv_heads, 16 * bs, cfg.head_dim, generator=g)) for _ in model.layers]
+    table = torch.tensor([[9, 2, 14]], dtype=torch.int32)
+    slot = 14 * bs + (ctx - 1) % bs
+    meta = AttentionMetadata(torch.tensor([slot]), [], [], Workspace(),
+                             PagedDecode(1, table, torch.tensor([ctx], dtype=torch.int32), bs, lib))
+    model.fused_decode = fused
+    h = model(torch.tensor([5]), torch.tensor([ctx - 1]), meta, caches, lora)
+    return h, caches, model._stack
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_fused_one_row_decode_equals_the_per_op_layers(lib, arch: str, tiny_llama: Path, tiny_qwen2: Path) -> None:  # noqa: ANN001
+    model, cfg = with_blocks(tiny_llama if arch == "llama" else tiny_qwen2, lib)
+    h_ref, caches_ref, stack = one_row(model, cfg, lib, fused=False)
+    assert stack is None
+    h, caches, stack = one_row(model, cfg, lib, fused=True)
+    assert stack, "the fused path should cover this step"
+    torch.testing.assert_close(h, h_ref, rtol=1e-5, atol=1e-5)
+    for (k, v), (kr, vr) in zip(caches, caches_ref, strict=True):
+        torch.testing.assert_close(k, kr, rtol=1e-5, atol=1e-5)  # the same slots written, nothing else
+        torch.testing.assert_close(v, vr, rtol=1e-5, atol=1e-5)
+
+
+def test_steps_the_fused_path_does_not_cover_run_per_op(lib, tiny_llama: Path) -> None:  # noqa: ANN001
+    from treadle.models.decode_stack import DecodeStack
+    from treadle.models.linear import LoraGroup
+
+    model, cfg = with_blocks(tiny_llama, lib)
+    calls = []
+    orig = DecodeStack.run
+    DecodeStack.run = lambda self, *a: calls.append(1) or orig(self, *a)
+    try:
+        no_op_adapter = LoraGroup(slice(0, 1), [{} for _ in model.layers])  # a row under an adapter: per op
+        h_lora, _, _ = one_row(model, cfg, lib, fused=True, lora=[no_op_adapter])
+        assert not calls
+        h, _, _ = one_row(model, cfg, lib, fused=True)
+        assert calls == [1]
+        torch.testing.assert_close(h, h_lora, rtol=1e-5, atol=1e-5)
+    finally:
+        DecodeStack.run = orig
+    dense, _ = load_model(tiny_llama)  # no GGUF blocks: never fused
+    assert one_row(dense, dense.cfg, lib, fused=True)[2] is False
