@@ -34,7 +34,7 @@ from pathlib import Path
 
 SERVERS = ("treadle", "vllm", "llama-server")
 PRECISION = {
-    "treadle": "fp32 weights (GGUF Q4_1 blocks, bit-identical, where the cost rule picks them)",
+    "treadle": "fp32 weights (GGUF Q4_1 blocks, exact weights, where the cost rule picks them)",
     "treadle-int8": "int8 weights x int8 dynamic activations (--quantization int8)",
     "vllm": "fp32",
     "llama-server": "Q4_1 GGUF (Q8_0 output layer)",
