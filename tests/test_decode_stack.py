@@ -1,8 +1,9 @@
-"""The fused one-row decode path (kernels/decode_stack.c) equals the per-op layer path.
+"""The fused decode path (kernels/decode_stack.c) equals the per-op layer path.
 
 Tiny random Llama and Qwen2 (q/k/v biases) models with GGUF blocks (Q4_1, one Q8_0 projection per
-layer): one decode row over a scattered paged context gives the same hidden state (fp32 rounding)
-and writes the same K/V into the same slots; steps the path does not cover run per op."""
+layer): one to three decode rows, each over its own scattered paged context, give the same hidden
+states (fp32 rounding) and write the same K/V into the same slots; steps the path does not cover
+(LoRA rows, more rows than the blocks serve, no blocks) run per op."""
 
 from __future__ import annotations
 
@@ -42,26 +43,30 @@ def with_blocks(folder: Path, lib):  # noqa: ANN001, ANN201
     return model, cfg
 
 
-def one_row(model, cfg, lib, fused: bool, lora=()):  # noqa: ANN001, ANN201
-    bs, ctx = 4, 11  # 10 cached tokens + this one, over 3 blocks scattered in the cache
+def decode_step(model, cfg, lib, fused: bool, rows: int = 1, lora=()):  # noqa: ANN001, ANN201
+    """``rows`` decode rows, each over its own scattered paged context (lengths 11, 5, 8, ...)."""
+    bs = 4
     g = torch.Generator().manual_seed(3)
     caches = [(torch.randn(cfg.num_kv_heads, 16 * bs, cfg.head_dim, generator=g),
                torch.randn(cfg.num_kv_heads, 16 * bs, cfg.head_dim, generator=g)) for _ in model.layers]
-    table = torch.tensor([[9, 2, 14]], dtype=torch.int32)
-    slot = 14 * bs + (ctx - 1) % bs
-    meta = AttentionMetadata(torch.tensor([slot]), [], [], Workspace(),
-                             PagedDecode(1, table, torch.tensor([ctx], dtype=torch.int32), bs, lib))
+    tables = [[9, 2, 14], [3, 7, 0], [5, 11, 1]][:rows]
+    lens = [11, 5, 8][:rows]
+    slots = [t[(n - 1) // bs] * bs + (n - 1) % bs for t, n in zip(tables, lens, strict=True)]
+    meta = AttentionMetadata(torch.tensor(slots), [], [], Workspace(),
+                             PagedDecode(rows, torch.tensor(tables, dtype=torch.int32),
+                                         torch.tensor(lens, dtype=torch.int32), bs, lib))
     model.fused_decode = fused
-    h = model(torch.tensor([5]), torch.tensor([ctx - 1]), meta, caches, lora)
+    h = model(torch.tensor([5, 9, 17][:rows]), torch.tensor(lens) - 1, meta, caches, lora)
     return h, caches, model._stack
 
 
-@pytest.mark.parametrize("arch", ["llama", "qwen2"])
-def test_fused_one_row_decode_equals_the_per_op_layers(lib, arch: str, tiny_llama: Path, tiny_qwen2: Path) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("arch,rows", [("llama", 1), ("qwen2", 1), ("llama", 3), ("qwen2", 2)])
+def test_fused_decode_equals_the_per_op_layers(lib, arch: str, rows: int, tiny_llama: Path,  # noqa: ANN001
+                                               tiny_qwen2: Path) -> None:
     model, cfg = with_blocks(tiny_llama if arch == "llama" else tiny_qwen2, lib)
-    h_ref, caches_ref, stack = one_row(model, cfg, lib, fused=False)
+    h_ref, caches_ref, stack = decode_step(model, cfg, lib, fused=False, rows=rows)
     assert stack is None
-    h, caches, stack = one_row(model, cfg, lib, fused=True)
+    h, caches, stack = decode_step(model, cfg, lib, fused=True, rows=rows)
     assert stack, "the fused path should cover this step"
     torch.testing.assert_close(h, h_ref, rtol=1e-5, atol=1e-5)
     for (k, v), (kr, vr) in zip(caches, caches_ref, strict=True):
@@ -79,12 +84,16 @@ def test_steps_the_fused_path_does_not_cover_run_per_op(lib, tiny_llama: Path) -
     DecodeStack.run = lambda self, *a: calls.append(1) or orig(self, *a)
     try:
         no_op_adapter = LoraGroup(slice(0, 1), [{} for _ in model.layers])  # a row under an adapter: per op
-        h_lora, _, _ = one_row(model, cfg, lib, fused=True, lora=[no_op_adapter])
+        h_lora, _, _ = decode_step(model, cfg, lib, fused=True, lora=[no_op_adapter])
         assert not calls
-        h, _, _ = one_row(model, cfg, lib, fused=True)
+        h, _, _ = decode_step(model, cfg, lib, fused=True)
         assert calls == [1]
         torch.testing.assert_close(h, h_lora, rtol=1e-5, atol=1e-5)
+        for layer in model.layers:  # blocks only up to 2 rows: a 3-row step runs per op (dense)
+            layer.linears["down"].max_rows = 2
+        decode_step(model, cfg, lib, fused=True, rows=3)
+        assert calls == [1]
     finally:
         DecodeStack.run = orig
     dense, _ = load_model(tiny_llama)  # no GGUF blocks: never fused
-    assert one_row(dense, dense.cfg, lib, fused=True)[2] is False
+    assert decode_step(dense, dense.cfg, lib, fused=True)[2] is False

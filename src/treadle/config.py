@@ -65,7 +65,7 @@ class EngineConfig:
         "help": "decode rows attend in place in the paged KV cache with the C kernel (fp32; "
                 "--no-attention-kernel: the torch gather path)"})
     fused_decode: bool = field(default=True, metadata={
-        "help": "a one-row decode step without LoRA runs every layer in one C call when both kernels "
+        "help": "a decode-only step without LoRA runs every layer in one C call when both kernels "
                 "are on (--no-fused-decode: per-op layers; same results to fp32 rounding)"})
     # Speed over exactness, opt-in (docs/ENGINE.md "Weight formats"): int8 per-channel weights with
     # int8 dynamic activations for every projection and the lm_head. Not the default: it is not exact.

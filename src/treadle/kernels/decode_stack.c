@@ -1,15 +1,17 @@
-/* The whole decoder stack for one token row, in one call: what LlamaModel.forward does for a
- * one-row decode step without LoRA, when every projection has GGUF blocks and the KV cache is fp32.
+/* The whole decoder stack for a decode-only step, in one call: what LlamaModel.forward does for a
+ * step of M decode rows (no prefill) without LoRA, when every projection has GGUF blocks for M rows
+ * and the KV cache is fp32.
  *
  * Per layer (the same operations, in the same order, as LlamaLayer.forward):
  *   x = rms_norm(h) * w_in;  qkv = W_qkv x (+ b);  RoPE on the q and k heads (rotate-half);
  *   k, v written to the cache slot;  a = attention(q, cache) (paged_decode_attention, B = 1);
  *   h += W_o a;  x = rms_norm(h) * w_post;  [g; u] = W_gu x;  h += W_down (silu(g) * u)
- * The projections are the one-row kernel (ggml_gemv1.c); rms_norm is x * (1 / sqrt(mean(x^2) + eps))
+ * The projections are the kernels BlockWeight.matmul picks (one row: ggml_gemv1.c, more: the tiled
+ * kernel, the same bits as the per-op path); rms_norm is x * (1 / sqrt(mean(x^2) + eps))
  * then times the weight, as torch computes it; silu(g) = g / (1 + exp(-g)). Sums run in another
  * order than torch's, so the hidden state agrees with the per-op path to fp32 rounding (tests).
  * Replacing ~20 torch calls and 5 ctypes calls per layer by nothing is the point: at one row the
- * per-op Python and dispatch work cost as much as a third of the step.
+ * per-op Python and dispatch work cost as much as a third of the step, at a few rows a fifth.
  *
  * Layer descriptor (int64 x DS_FIELDS, built once in Python): pointers to w_in, w_post, the four
  * block matrices, their q8 flags, the qkv bias (0: none), the k and v caches of that layer.
@@ -58,38 +60,55 @@ static void rope(float *x, int n, int D, const float *c, const float *s) {
     }
 }
 
-/* h [H] in place through every layer. cfg: H, num_heads, kv_heads, D, I, block_size, max_blocks,
- * context_len; slot: this token's cache slot; num_slots: slots per head in each cache. */
-void decode_stack(const int64_t *desc, int layers, float *h, const float *cos, const float *sin, long slot,
-                  long num_slots, const int32_t *block_table, const int32_t *cfg, float eps, float scale) {
+void q4_1_gemm_tiled(const uint8_t *w, const float *x, float *y, int M, int N, int K);
+void q8_0_gemm_tiled(const uint8_t *w, const float *x, float *y, int M, int N, int K);
+
+/* y [M, N] = x [M, K] W^T: the one-row kernel for one row, else the tiled kernel (as BlockWeight.matmul). */
+static void project(const uint8_t *w, int q8, const float *x, float *y, int M, int N, int K) {
+    if (M == 1) gemv1(w, q8, x, y, N, K);
+    else if (q8) q8_0_gemm_tiled(w, x, y, M, N, K);
+    else q4_1_gemm_tiled(w, x, y, M, N, K);
+}
+
+/* h [M, H] in place through every layer, M decode rows (one per sequence). cfg: H, num_heads,
+ * kv_heads, D, I, block_size, max_blocks; cos/sin [M, D/2]; slots [M] (int64): each row's cache
+ * slot; block_tables [M, max_blocks], context_lens [M] as for paged_decode_attention;
+ * num_slots: slots per head in each cache. */
+void decode_stack(const int64_t *desc, int layers, int M, float *h, const float *cos, const float *sin,
+                  const int64_t *slots, long num_slots, const int32_t *block_tables, const int32_t *context_lens,
+                  const int32_t *cfg, float eps, float scale) {
     const int H = cfg[0], nh = cfg[1], nkv = cfg[2], D = cfg[3], I = cfg[4], bs = cfg[5], mb = cfg[6];
-    const int32_t ctx = cfg[7];
-    const int nqkv = (nh + 2 * nkv) * D;
-    float *x = malloc(sizeof(float) * (size_t)(H + nqkv + nh * D + 2 * I + I + H));
-    float *qkv = x + H, *att = qkv + nqkv, *gu = att + nh * D, *act = gu + 2 * I, *tmp = act + I;
+    const int nqkv = (nh + 2 * nkv) * D, half = D / 2;
+    float *x = malloc(sizeof(float) * (size_t)M * (size_t)(H + nqkv + 2 * nh * D + 2 * I + I + H));
+    float *qkv = x + (long)M * H, *q = qkv + (long)M * nqkv, *att = q + (long)M * nh * D;
+    float *gu = att + (long)M * nh * D, *act = gu + (long)M * 2 * I, *tmp = act + (long)M * I;
     for (int l = 0; l < layers; l++) {
         const int64_t *d = desc + (long)l * DS_FIELDS;
-        rms_norm(h, (const float *)d[DS_W_IN], eps, x, H);
-        gemv1((const uint8_t *)d[DS_QKV], (int)d[DS_QKV_Q8], x, qkv, nqkv, H);
-        if (d[DS_BIAS])
-            for (int i = 0; i < nqkv; i++) qkv[i] += ((const float *)d[DS_BIAS])[i];
-        rope(qkv, nh + nkv, D, cos, sin);
         float *kc = (float *)d[DS_K], *vc = (float *)d[DS_V];
-        for (int g = 0; g < nkv; g++) {
-            memcpy(kc + ((long)g * num_slots + slot) * D, qkv + (long)(nh + g) * D, sizeof(float) * D);
-            memcpy(vc + ((long)g * num_slots + slot) * D, qkv + (long)(nh + nkv + g) * D, sizeof(float) * D);
+        for (int m = 0; m < M; m++) rms_norm(h + (long)m * H, (const float *)d[DS_W_IN], eps, x + (long)m * H, H);
+        project((const uint8_t *)d[DS_QKV], (int)d[DS_QKV_Q8], x, qkv, M, nqkv, H);
+        for (int m = 0; m < M; m++) {
+            float *r = qkv + (long)m * nqkv;
+            if (d[DS_BIAS])
+                for (int i = 0; i < nqkv; i++) r[i] += ((const float *)d[DS_BIAS])[i];
+            rope(r, nh + nkv, D, cos + (long)m * half, sin + (long)m * half);
+            memcpy(q + (long)m * nh * D, r, sizeof(float) * nh * D);
+            for (int g = 0; g < nkv; g++) {
+                memcpy(kc + ((long)g * num_slots + slots[m]) * D, r + (long)(nh + g) * D, sizeof(float) * D);
+                memcpy(vc + ((long)g * num_slots + slots[m]) * D, r + (long)(nh + nkv + g) * D, sizeof(float) * D);
+            }
         }
-        paged_decode_attention(qkv, kc, vc, block_table, &ctx, att, 1, nh, nkv, D, num_slots, bs, mb, scale);
-        gemv1((const uint8_t *)d[DS_O], (int)d[DS_O_Q8], att, tmp, H, nh * D);
-        for (int i = 0; i < H; i++) h[i] += tmp[i];
-        rms_norm(h, (const float *)d[DS_W_POST], eps, x, H);
-        gemv1((const uint8_t *)d[DS_GU], (int)d[DS_GU_Q8], x, gu, 2 * I, H);
-        for (int i = 0; i < I; i++) {
-            const float g = gu[i];
-            act[i] = (g / (1.0f + expf(-g))) * gu[I + i];
+        paged_decode_attention(q, kc, vc, block_tables, context_lens, att, M, nh, nkv, D, num_slots, bs, mb, scale);
+        project((const uint8_t *)d[DS_O], (int)d[DS_O_Q8], att, tmp, M, H, nh * D);
+        for (long i = 0; i < (long)M * H; i++) h[i] += tmp[i];
+        for (int m = 0; m < M; m++) rms_norm(h + (long)m * H, (const float *)d[DS_W_POST], eps, x + (long)m * H, H);
+        project((const uint8_t *)d[DS_GU], (int)d[DS_GU_Q8], x, gu, M, 2 * I, H);
+        for (int m = 0; m < M; m++) {
+            const float *g = gu + (long)m * 2 * I;
+            for (int i = 0; i < I; i++) act[(long)m * I + i] = (g[i] / (1.0f + expf(-g[i]))) * g[I + i];
         }
-        gemv1((const uint8_t *)d[DS_DOWN], (int)d[DS_DOWN_Q8], act, tmp, H, I);
-        for (int i = 0; i < H; i++) h[i] += tmp[i];
+        project((const uint8_t *)d[DS_DOWN], (int)d[DS_DOWN_Q8], act, tmp, M, H, I);
+        for (long i = 0; i < (long)M * H; i++) h[i] += tmp[i];
     }
     free(x);
 }

@@ -15,8 +15,8 @@ step's does. Which format a step uses (blocks or the fp32 GEMM) is the cost rule
 ``treadle.models.linear_formats``.
 
 The same library holds the decode attention (``paged_attention.c``), the few-row LoRA product
-(``lora.c``, used by ``treadle.models.linear.add_lora``) and the whole decoder stack for one token
-row (``decode_stack.c``, used by ``treadle.models.decode_stack``).
+(``lora.c``, used by ``treadle.models.linear.add_lora``) and the whole decoder stack for decode-only
+rows (``decode_stack.c``, used by ``treadle.models.decode_stack``).
 
 The C file is compiled once per machine (gcc, ~1 s) into ``$TREADLE_CACHE/kernels`` and loaded
 with ctypes after torch, so its OpenMP calls share torch's libgomp thread pool. Without gcc or
@@ -94,8 +94,8 @@ def load() -> ctypes.CDLL | None:
     lib.decode_stack_fields.restype = ctypes.c_int
     fn = lib.decode_stack
     fn.restype = None
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_int] + [ctypes.c_void_p] * 3 + [ctypes.c_long] * 2 + \
-        [ctypes.c_void_p] * 2 + [ctypes.c_float] * 2
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int] + [ctypes.c_void_p] * 4 + [ctypes.c_long] + \
+        [ctypes.c_void_p] * 3 + [ctypes.c_float] * 2
     fn = lib.paged_decode_attention
     fn.restype = None
     fn.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int] * 4 + [ctypes.c_long] + [ctypes.c_int] * 2 + [ctypes.c_float]

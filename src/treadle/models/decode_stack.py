@@ -1,13 +1,15 @@
-"""The fused one-row decode path: every layer of the model in one C call (``kernels/decode_stack.c``).
+"""The fused decode path: every layer of the model in one C call (``kernels/decode_stack.c``).
 
-A decode step with one token row spends as much time in per-op Python and dispatch (two norms, RoPE,
+A decode step with few token rows spends as much time in per-op Python and dispatch (two norms, RoPE,
 the cache write, splits, residual adds, five kernel calls per layer) as in the projections
-themselves. :class:`DecodeStack` runs the same layer in C, reading the same GGUF blocks through the
-one-row kernel and the same paged KV cache, when all of this holds (``eligible``): one token row,
-no LoRA rows, only the decode attention kernel in the step (no prefill), every projection of every
-layer held as GGUF blocks (Q4_1/Q8_0) that the one-row kernel takes, fp32 KV caches in the
-``[kv_heads, slots, head_dim]`` layout. Otherwise the model runs its per-op path. The result
-agrees with the per-op path to fp32 rounding (tests compare the hidden states).
+themselves (a third of a one-row step). :class:`DecodeStack` runs the same layers in C, reading the
+same GGUF blocks through the same kernels (one row: the one-row kernel, more: the tiled kernel) and
+the same paged KV cache, when all of this holds: only decode rows in the step (no prefill), all of
+them attended by the C kernel, no LoRA rows, at most ``max_rows`` rows (the smallest row count up to
+which every projection uses its GGUF blocks, so the per-op path would use them too), every
+projection of every layer held as GGUF blocks (Q4_1/Q8_0), fp32 KV caches in the ``[kv_heads, slots,
+head_dim]`` layout. Otherwise the model runs its per-op path. The result agrees with the per-op path
+to fp32 rounding (tests compare the hidden states and cache writes).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class DecodeStack:
                                  cfg.intermediate_size, 0, 0, 0], dtype=torch.int32)
         self.eps, self.scale = cfg.rms_norm_eps, cfg.head_dim**-0.5
         self.key = _cache_key(kv_caches)
+        self.max_rows = min(layer.linears[n].max_rows for layer in model.layers for n in _PROJ)
 
     @staticmethod
     def eligible(model, kv_caches: list[tuple[torch.Tensor, torch.Tensor]], lib) -> bool:  # noqa: ANN001
@@ -67,23 +70,30 @@ class DecodeStack:
     def matches(self, kv_caches: list[tuple[torch.Tensor, torch.Tensor]]) -> bool:
         return self.key == _cache_key(kv_caches)
 
+    def covers(self, meta: AttentionMetadata, rows: int, lora: object) -> bool:
+        """Whether a step is the fused path's kind: only decode rows (at most ``max_rows``), all by the
+        attention kernel, no LoRA."""
+        pd = meta.paged_decode
+        return (not lora and pd is not None and pd.num_rows == rows <= self.max_rows and not meta.prefills
+                and not meta.decode_groups)
+
     def run(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
-        """Every layer for the one row of ``h`` ([1, hidden], changed in place); writes that token's
-        K/V into its slot of every layer's cache. Returns ``h``."""
+        """Every layer for the rows of ``h`` ([rows, hidden], changed in place); writes each row's K/V
+        into its slot of every layer's cache. Returns ``h``."""
         pd = meta.paged_decode
         cfg = self.cfg
-        cfg[5], cfg[6], cfg[7] = pd.block_size, pd.block_tables.shape[1], int(pd.context_lens[0])
+        cfg[5], cfg[6] = pd.block_size, pd.block_tables.shape[1]
         cos, sin = cos.contiguous(), sin.contiguous()
-        self.lib.decode_stack(self.desc.data_ptr(), self.layers, h.data_ptr(), cos.data_ptr(), sin.data_ptr(),
-                              int(meta.slot_mapping[0]), self.num_slots, pd.block_tables.data_ptr(),
-                              cfg.data_ptr(), self.eps, self.scale)
+        slots = meta.slot_mapping.contiguous()
+        self.lib.decode_stack(self.desc.data_ptr(), self.layers, h.shape[0], h.data_ptr(), cos.data_ptr(),
+                              sin.data_ptr(), slots.data_ptr(), self.num_slots, pd.block_tables.data_ptr(),
+                              pd.context_lens.data_ptr(), cfg.data_ptr(), self.eps, self.scale)
         return h
 
 
-def one_row_decode(meta: AttentionMetadata, rows: int, lora: object) -> bool:
-    """Whether a step is the fused path's kind: one decode row by the attention kernel, no LoRA."""
-    return (rows == 1 and not lora and meta.paged_decode is not None and meta.paged_decode.num_rows == 1
-            and not meta.prefills and not meta.decode_groups)
+def decode_only(meta: AttentionMetadata, lora: object) -> bool:
+    """A cheap first test before the stack is built: decode rows by the attention kernel, no LoRA."""
+    return not lora and meta.paged_decode is not None and not meta.prefills and not meta.decode_groups
 
 
 def _blocks(method: object) -> BlockWeight | None:

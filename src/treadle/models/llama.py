@@ -17,7 +17,7 @@ from torch import nn
 from treadle.kernels.ggml import BlockWeight
 from treadle.models.attention import AttentionMetadata, paged_attention
 from treadle.models.config import ModelConfig
-from treadle.models.decode_stack import DecodeStack, one_row_decode
+from treadle.models.decode_stack import DecodeStack, decode_only
 from treadle.models.linear import DenseLinear, GGUFBlockLinear, LinearMethod, LoraGroup, add_lora
 from treadle.models.linear_formats import Int8DynamicLinear
 
@@ -128,7 +128,7 @@ class LlamaModel(nn.Module):
         self.register_buffer("inv_freq", rope_inv_freq(cfg), persistent=False)
         self.head: LinearMethod | None = None  # how the logits are computed (None: dense lm_head)
         self.weight_format = "dense"  # "dense", "gguf" (blocks for small steps) or "int8"
-        self.fused_decode = True  # one-row decode steps run the whole stack in C where eligible
+        self.fused_decode = True  # decode-only steps run the whole stack in C where eligible
         self._stack: DecodeStack | None | bool = None  # built on the first eligible step (False: never)
 
     def attach_block_weights(self, blocks: dict[str, BlockWeight], kernel, max_rows: int) -> None:  # noqa: ANN001
@@ -182,13 +182,13 @@ class LlamaModel(nn.Module):
         return F.rms_norm(h, (self.cfg.hidden_size,), self.norm, self.cfg.rms_norm_eps)
 
     def _decode_stack(self, rows: int, meta: AttentionMetadata, kv_caches: list, lora: Sequence[LoraGroup]):  # noqa: ANN202
-        """The fused one-row path for this step, or None (``treadle.models.decode_stack``)."""
-        if not self.fused_decode or self._stack is False or not one_row_decode(meta, rows, lora):
+        """The fused decode path for this step, or None (``treadle.models.decode_stack``)."""
+        if not self.fused_decode or self._stack is False or not decode_only(meta, lora):
             return None
         if self._stack is None or not self._stack.matches(kv_caches):
             lib = meta.paged_decode.kernel
             self._stack = DecodeStack(self, kv_caches, lib) if DecodeStack.eligible(self, kv_caches, lib) else False
-        return self._stack or None
+        return self._stack if self._stack and self._stack.covers(meta, rows, lora) else None
 
     @torch.inference_mode()
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
