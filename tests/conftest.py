@@ -108,3 +108,14 @@ def tiny_mistral(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 from store_support import db_url, isolated_default_store, postgres_server  # noqa: E402,F401 - store fixtures
+
+
+@pytest.fixture(scope="session")
+def lib():  # noqa: ANN201
+    """The C kernel library (treadle.kernels.ggml.load()); skips where it cannot be built."""
+    from treadle.kernels import ggml
+
+    lib = ggml.load()
+    if lib is None:
+        pytest.skip("C kernels unavailable here (needs gcc and AVX2/FMA/F16C)")
+    return lib

@@ -9,14 +9,6 @@ import torch
 from treadle.kernels import ggml
 
 
-@pytest.fixture(scope="module")
-def lib():  # noqa: ANN201
-    lib = ggml.load()
-    if lib is None:
-        pytest.skip("decode kernel unavailable here (needs gcc and AVX2/FMA/F16C)")
-    return lib
-
-
 @pytest.mark.parametrize("qtype", ["Q4_1", "Q8_0"])
 @pytest.mark.parametrize("rows", [1, 3, 8])
 def test_block_matmul_equals_fp32_matmul_of_dequantised_weights(lib, qtype: str, rows: int) -> None:  # noqa: ANN001

@@ -17,14 +17,6 @@ from treadle.models.attention import AttentionMetadata, PagedDecode, Workspace
 from treadle.models.loader import load_model
 
 
-@pytest.fixture(scope="module")
-def lib():  # noqa: ANN201
-    lib = ggml.load()
-    if lib is None:
-        pytest.skip("C kernels unavailable here (needs gcc and AVX2/FMA/F16C)")
-    return lib
-
-
 def with_blocks(folder: Path, lib):  # noqa: ANN001, ANN201
     """The model with every projection rounded to GGUF blocks (fp32 twins = the dequantised weights)."""
     from gguf import GGMLQuantizationType

@@ -5,16 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from treadle.kernels import ggml
 from treadle.models.attention import PagedDecode, paged_decode_kernel
-
-
-@pytest.fixture(scope="module")
-def lib():  # noqa: ANN201
-    lib = ggml.load()
-    if lib is None:
-        pytest.skip("C kernels unavailable here (needs gcc and AVX2/FMA/F16C)")
-    return lib
 
 
 @pytest.mark.parametrize("kv_heads,group,head_dim", [(3, 3, 64), (2, 2, 16), (1, 8, 32), (2, 2, 24), (1, 2, 128)])

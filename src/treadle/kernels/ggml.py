@@ -40,6 +40,7 @@ from treadle.models.registry import cache_root
 log = logging.getLogger("treadle.kernels")
 _SRCS = [Path(__file__).with_name(n) for n in ("ggml_gemv.c", "ggml_gemv1.c", "paged_attention.c", "lora.c",
                                                        "decode_stack.c")]  # one library
+_HEADERS = [Path(__file__).with_name("simd.h")]  # included by the sources: part of the build's hash
 _FLAGS = ["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-ffp-contract=off", "-shared", "-fPIC"]
 BLOCK_BYTES = {"Q4_1": 20, "Q8_0": 34}
 _lib: ctypes.CDLL | None = None
@@ -58,13 +59,14 @@ def build(force: bool = False) -> Path | None:
     """Compile the kernel if needed; return the shared library's path, or None if unavailable."""
     if not _cpu_ok() or shutil.which("gcc") is None:
         return None
-    tag = hashlib.sha256(b"".join(p.read_bytes() for p in _SRCS) + " ".join(_FLAGS).encode()).hexdigest()[:12]
+    sources = b"".join(p.read_bytes() for p in (*_SRCS, *_HEADERS))
+    tag = hashlib.sha256(sources + " ".join(_FLAGS).encode()).hexdigest()[:12]
     out = cache_root() / "kernels" / f"treadle_kernels-{tag}.so"
     if out.is_file() and not force:
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(f".{os.getpid()}.tmp")
-    cmd = ["gcc", *_FLAGS, *map(str, _SRCS), "-o", str(tmp), "-lm"]
+    cmd = ["gcc", *_FLAGS, *map(str, _SRCS), "-o", str(tmp), "-lm"]  # "simd.h" is found beside the sources
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         log.warning("could not build the GGUF decode kernel: %s", proc.stderr.strip()[:500])

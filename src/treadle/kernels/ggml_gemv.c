@@ -10,22 +10,12 @@
  * Rows are split across OpenMP threads. Needs AVX2 + F16C + FMA; built with -ffp-contract=off.
  */
 #include <immintrin.h>
+
+#include "simd.h"
 #include <stdint.h>
 #include <string.h>
 
 static inline float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
-
-static inline float hsum(__m256 v) {
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    lo = _mm_add_ps(lo, hi);
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
-}
-
-/* 8 uint8 -> 8 floats */
-static inline __m256 u8_to_ps(__m128i v) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)); }
-static inline __m256 i8_to_ps(__m128i v) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)); }
 
 #define MAXM 8
 
@@ -63,7 +53,7 @@ void q4_1_gemm(const uint8_t *w, const float *x, float *y, int M, int N, int K) 
                 acc[m] = a;
             }
         }
-        for (int m = 0; m < M; m++) y[(long)m * N + n] = hsum(acc[m]);
+        for (int m = 0; m < M; m++) y[(long)m * N + n] = hsum8(acc[m]);
     }
 }
 
@@ -97,7 +87,7 @@ void q8_0_gemm(const uint8_t *w, const float *x, float *y, int M, int N, int K) 
                 acc[m] = a;
             }
         }
-        for (int m = 0; m < M; m++) y[(long)m * N + n] = hsum(acc[m]);
+        for (int m = 0; m < M; m++) y[(long)m * N + n] = hsum8(acc[m]);
     }
 }
 
@@ -176,7 +166,7 @@ static inline __attribute__((always_inline)) void tile_n4(const float *wt, const
         }
     }
     for (int i = 0; i < NT; i++)
-        for (int j = 0; j < mt; j++) y[(long)(m0 + j) * N + n0 + i] = hsum(acc[i][j]);
+        for (int j = 0; j < mt; j++) y[(long)(m0 + j) * N + n0 + i] = hsum8(acc[i][j]);
 }
 
 /* Fewer than NT weight rows (the last tile when N % NT != 0): one chain per output. */
@@ -186,7 +176,7 @@ static void tile_edge(const float *wt, int nt, const float *x, int m0, int mt, f
             const float *xr = x + (long)(m0 + j) * K, *wr = wt + (long)i * K;
             __m256 a = _mm256_setzero_ps();
             for (int k = 0; k < K; k += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(wr + k), _mm256_loadu_ps(xr + k), a);
-            y[(long)(m0 + j) * N + n0 + i] = hsum(a);
+            y[(long)(m0 + j) * N + n0 + i] = hsum8(a);
         }
 }
 

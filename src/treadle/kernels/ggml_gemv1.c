@@ -18,6 +18,8 @@
  * SmolLM2-135M): 7.3 ms against the tiled kernel's 10.3 ms at one row (docs/BENCHMARKS.md).
  */
 #include <immintrin.h>
+
+#include "simd.h"
 #include <stdint.h>
 #include <string.h>
 
@@ -33,17 +35,6 @@
         _mm_prefetch((const char *)(r2) + (o) + FX_AHEAD, _MM_HINT_T0),                                        \
         _mm_prefetch((const char *)(r3) + (o) + FX_AHEAD, _MM_HINT_T0)
 
-static inline float fx_hsum(__m256 v) {
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    lo = _mm_add_ps(lo, hi);
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
-}
-
-static inline __m256 fx_u8(__m128i v) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)); }
-static inline __m256 fx_i8(__m128i v) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)); }
-
 /* d * ((q0 x0 + q2 x2) + (q1 x1 + q3 x3)) + acc */
 static inline __m256 fx_block(__m256 q0, __m256 q1, __m256 q2, __m256 q3, const float *xb, __m256 d, __m256 acc) {
     __m256 s0 = _mm256_mul_ps(q0, _mm256_loadu_ps(xb)), s1 = _mm256_mul_ps(q1, _mm256_loadu_ps(xb + 8));
@@ -58,7 +49,7 @@ static inline __m256 fx_q4_1_block(const uint8_t *blk, const float *xb, __m256 d
     const __m128i qs = _mm_loadu_si128((const __m128i *)(blk + 4));
     const __m128i lo = _mm_sub_epi8(_mm_and_si128(qs, mask), eight);
     const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(qs, 4), mask), eight);
-    return fx_block(fx_i8(lo), fx_i8(_mm_srli_si128(lo, 8)), fx_i8(hi), fx_i8(_mm_srli_si128(hi, 8)), xb, d, acc);
+    return fx_block(i8_to_ps(lo), i8_to_ps(_mm_srli_si128(lo, 8)), i8_to_ps(hi), i8_to_ps(_mm_srli_si128(hi, 8)), xb, d, acc);
 }
 
 static inline __m256 fx_q8_0_block(const uint8_t *blk, const float *xb, __m256 acc) {
@@ -66,7 +57,7 @@ static inline __m256 fx_q8_0_block(const uint8_t *blk, const float *xb, __m256 a
     memcpy(&dh, blk, 2);
     const __m128i q0 = _mm_loadu_si128((const __m128i *)(blk + 2));
     const __m128i q1 = _mm_loadu_si128((const __m128i *)(blk + 18));
-    return fx_block(fx_i8(q0), fx_i8(_mm_srli_si128(q0, 8)), fx_i8(q1), fx_i8(_mm_srli_si128(q1, 8)), xb,
+    return fx_block(i8_to_ps(q0), i8_to_ps(_mm_srli_si128(q0, 8)), i8_to_ps(q1), i8_to_ps(_mm_srli_si128(q1, 8)), xb,
                     _mm256_set1_ps(_cvtsh_ss(dh)), acc);
 }
 
@@ -97,8 +88,8 @@ static void fx_q4_1_rows4(const uint8_t *w, const float *x, const float *xs, flo
     }
     float mt[4];
     _mm_storeu_ps(mt, macc);
-    y[n0] = fx_hsum(a0) + mt[0], y[n0 + 1] = fx_hsum(a1) + mt[1];
-    y[n0 + 2] = fx_hsum(a2) + mt[2], y[n0 + 3] = fx_hsum(a3) + mt[3];
+    y[n0] = hsum8(a0) + mt[0], y[n0 + 1] = hsum8(a1) + mt[1];
+    y[n0 + 2] = hsum8(a2) + mt[2], y[n0 + 3] = hsum8(a3) + mt[3];
 }
 
 /* One Q4_1 weight row (the edge when N % 4 != 0): the same sums in the same order as fx_q4_1_rows4. */
@@ -115,7 +106,7 @@ static void fx_q4_1_row1(const uint8_t *w, const float *x, const float *xs, floa
         macc = _mm_fmadd_ps(mc, _mm_set1_ps(xs[b]), macc);
         a = fx_q4_1_block(r + (long)b * 20, x + (long)b * 32, _mm256_set1_ps(_cvtsh_ss(dm[0])), a);
     }
-    y[n] = fx_hsum(a) + _mm_cvtss_f32(macc);
+    y[n] = hsum8(a) + _mm_cvtss_f32(macc);
 }
 
 static void fx_q8_0_rows4(const uint8_t *w, const float *x, float *y, int n0, int K) {
@@ -132,7 +123,7 @@ static void fx_q8_0_rows4(const uint8_t *w, const float *x, float *y, int n0, in
         a2 = fx_q8_0_block(r2 + o, xb, a2);
         a3 = fx_q8_0_block(r3 + o, xb, a3);
     }
-    y[n0] = fx_hsum(a0), y[n0 + 1] = fx_hsum(a1), y[n0 + 2] = fx_hsum(a2), y[n0 + 3] = fx_hsum(a3);
+    y[n0] = hsum8(a0), y[n0 + 1] = hsum8(a1), y[n0 + 2] = hsum8(a2), y[n0 + 3] = hsum8(a3);
 }
 
 static void fx_q8_0_row1(const uint8_t *w, const float *x, float *y, int n, int K) {
@@ -140,7 +131,7 @@ static void fx_q8_0_row1(const uint8_t *w, const float *x, float *y, int n, int 
     const uint8_t *r = w + (long)n * nb * 34;
     __m256 a = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++) a = fx_q8_0_block(r + (long)b * 34, x + (long)b * 32, a);
-    y[n] = fx_hsum(a);
+    y[n] = hsum8(a);
 }
 
 /* y[m, :] = W x[m, :] for each of the M rows in turn (the kernel is meant for M = 1). */
@@ -154,7 +145,7 @@ static void fx_gemm(const uint8_t *w, int q8, const float *x, float *y, int M, i
             for (int b = 0; b < nb; b++) {
                 __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(xm + b * 32), _mm256_loadu_ps(xm + b * 32 + 8)),
                                          _mm256_add_ps(_mm256_loadu_ps(xm + b * 32 + 16), _mm256_loadu_ps(xm + b * 32 + 24)));
-                xs[b] = fx_hsum(s);
+                xs[b] = hsum8(s);
             }
 #pragma omp parallel for schedule(static)
         for (int t = 0; t < ntiles; t++) {

@@ -10,17 +10,11 @@
  * exp is a polynomial (Cephes-style, ~1 ulp over the range softmax uses). Needs AVX2 + FMA; D % 8 == 0.
  */
 #include <immintrin.h>
+
+#include "simd.h"
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
-
-static inline float hsum8(__m256 v) {
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    lo = _mm_add_ps(lo, hi);
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
-}
 
 /* exp(x) for x <= 0 (softmax after max subtraction); inputs below -87 give 0. */
 static inline __m256 exp256(__m256 x) {
