@@ -69,6 +69,7 @@ def test_one_row_kernel_is_as_accurate_as_the_tiled_one_and_reads_weights_exactl
     from gguf import GGMLQuantizationType
     from gguf.quants import dequantize, quantize
 
+    assert lib.gemv1_max_k() == ggml.GEMV1_MAX_K
     rng = np.random.default_rng(2)
     for n, k in ((103, 96), (64, 576), (6, 1536)):
         qt = GGMLQuantizationType[qtype]

@@ -39,8 +39,7 @@ class ModelRunner:
         ``lora_kernel``: the same library for the few-row LoRA products (fp32 only); None: torch GEMMs."""
         self.model = model
         k = attention_kernel
-        fits = k is not None and cfg.head_dim % 8 == 0 and cfg.head_dim <= k.paged_attention_max_head_dim() \
-            and cfg.num_heads // cfg.num_kv_heads <= k.paged_attention_max_group()
+        fits = k is not None and cfg.head_dim % 8 == 0 and cfg.head_dim <= k.paged_attention_max_head_dim()
         self.attention_kernel = k if fits and dtype == torch.float32 else None
         self.lora_kernel = lora_kernel if dtype == torch.float32 else None
         self.cfg = cfg

@@ -4,7 +4,7 @@
  *
  * Per layer (the same operations, in the same order, as LlamaLayer.forward):
  *   x = rms_norm(h) * w_in;  qkv = W_qkv x (+ b);  RoPE on the q and k heads (rotate-half);
- *   k, v written to the cache slot;  a = attention(q, cache) (paged_decode_attention, B = 1);
+ *   each row's k, v written to its cache slot;  a = attention(q, cache) (paged_decode_attention, B = M);
  *   h += W_o a;  x = rms_norm(h) * w_post;  [g; u] = W_gu x;  h += W_down (silu(g) * u)
  * The projections are the kernels BlockWeight.matmul picks (one row: ggml_gemv1.c, more: the tiled
  * kernel, the same bits as the per-op path); rms_norm is x * (1 / sqrt(mean(x^2) + eps))

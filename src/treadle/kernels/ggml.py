@@ -8,8 +8,8 @@ was converted from cuts the bytes per step by ~5x while rebuilding bit-identical
 multiplied against 3 token rows at a time) with the same summation order per output, so both give
 the same bits, and a row's result does not depend on the other rows of a multi-row step.
 ``q*_gemv1`` (``ggml_gemv1.c``) serves steps of one row: the block scale is factored out of each
-block's dot product, so the 4-bit values are only converted, never rebuilt into weights (1.5-1.7x
-faster at one row on the reference machine). It sums in another order, so a one-row step's result
+block's dot product, so the 4-bit values are only converted, never rebuilt into weights (faster at
+one row: docs/BENCHMARKS.md "One-row decode"). It sums in another order, so a one-row step's result
 differs from the same row's in a multi-row step by fp32 rounding (relative ~1e-6), as a dense
 step's does. Which format a step uses (blocks or the fp32 GEMM) is the cost rule in
 ``treadle.models.linear_formats``.
@@ -43,6 +43,7 @@ _SRCS = [Path(__file__).with_name(n) for n in ("ggml_gemv.c", "ggml_gemv1.c", "p
 _HEADERS = [Path(__file__).with_name("simd.h")]  # included by the sources: part of the build's hash
 _FLAGS = ["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-ffp-contract=off", "-shared", "-fPIC"]
 BLOCK_BYTES = {"Q4_1": 20, "Q8_0": 34}
+GEMV1_MAX_K = 16384  # gemv1_max_k() of ggml_gemv1.c (test-pinned): the one-row kernel's widest input
 _lib: ctypes.CDLL | None = None
 _tried = False
 
@@ -101,7 +102,6 @@ def load() -> ctypes.CDLL | None:
     fn = lib.paged_decode_attention
     fn.restype = None
     fn.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int] * 4 + [ctypes.c_long] + [ctypes.c_int] * 2 + [ctypes.c_float]
-    lib.paged_attention_max_group.restype = ctypes.c_int
     lib.paged_attention_max_head_dim.restype = ctypes.c_int
     fn = lib.lora_add
     fn.restype = None
@@ -127,7 +127,7 @@ class BlockWeight:
     def matmul(self, x: torch.Tensor, lib: ctypes.CDLL) -> torch.Tensor:
         """``x @ W.T`` for ``x`` of shape ``[M, K]`` (float32, any M): one row by the one-row kernel,
         more by the tiled kernel."""
-        if x.shape[0] != 1 or self.k > lib.gemv1_max_k():
+        if x.shape[0] != 1 or self.k > GEMV1_MAX_K:
             return self.matmul_tiled(x, lib)
         x = x.contiguous()
         y = torch.empty(1, self.n, dtype=torch.float32)

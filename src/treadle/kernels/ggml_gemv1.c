@@ -12,10 +12,10 @@
  * of 8, d_b times that added into 8-lane accumulators, one horizontal sum at the end; the m_b s_b
  * terms of four weight rows are kept in one 4-lane accumulator. All in fp32 from the same weights
  * (d*q + m exactly: no weight is rounded first), so a result differs from the tiled kernel's only
- * in rounding (relative to the largest output, under 1e-6 in the tests); the kernel is deterministic and a row's result does not depend on
- * the other rows of the call. Four weight rows are interleaved (independent chains) and split across
- * OpenMP threads. Measured on the reference machine (one thread, the 120 projections of
- * SmolLM2-135M): 7.3 ms against the tiled kernel's 10.3 ms at one row (docs/BENCHMARKS.md).
+ * in rounding (relative to the largest output, under 1e-6 in the tests); the kernel is
+ * deterministic. Four weight rows are interleaved (independent chains), each prefetched FX_AHEAD
+ * bytes ahead, and tiles of four rows are split across OpenMP threads. Speed against the tiled
+ * kernel: scripts/bench_linear_formats.py (docs/BENCHMARKS.md "One-row decode").
  */
 #include <immintrin.h>
 
@@ -24,11 +24,11 @@
 #include <string.h>
 
 #define FX_NT 4
-#define FX_MAX_K 16384
-#ifndef FX_AHEAD
+#define FX_MAX_K 16384 /* GEMV1_MAX_K in ggml.py (test-pinned): the stack holds K / 32 block sums */
+/* Four interleaved rows defeat the hardware prefetcher on matrices that stream from memory (the
+ * 30 MB lm_head ran slower than the tiled kernel without this); 8 KiB ahead was the fastest of
+ * 128 B - 16 KiB tried on the reference machine. */
 #define FX_AHEAD 8192
-#endif
-/* Four interleaved rows defeat the hardware prefetcher on matrices that stream from memory. */
 #define FX_PREFETCH4(r0, r1, r2, r3, o)                                                                        \
     _mm_prefetch((const char *)(r0) + (o) + FX_AHEAD, _MM_HINT_T0),                                            \
         _mm_prefetch((const char *)(r1) + (o) + FX_AHEAD, _MM_HINT_T0),                                        \
@@ -101,10 +101,10 @@ static void fx_q4_1_row1(const uint8_t *w, const float *x, const float *xs, floa
     for (int b = 0; b < nb; b++) {
         uint16_t dm[2];
         memcpy(dm, r + (long)b * 20, 4);
-        const __m128 dv = _mm_set1_ps(_cvtsh_ss(dm[0]));
-        const __m128 mc = _mm_fmadd_ps(_mm_set1_ps(8.0f), dv, _mm_set1_ps(_cvtsh_ss(dm[1])));
+        const float d = _cvtsh_ss(dm[0]);
+        const __m128 mc = _mm_fmadd_ps(_mm_set1_ps(8.0f), _mm_set1_ps(d), _mm_set1_ps(_cvtsh_ss(dm[1])));
         macc = _mm_fmadd_ps(mc, _mm_set1_ps(xs[b]), macc);
-        a = fx_q4_1_block(r + (long)b * 20, x + (long)b * 32, _mm256_set1_ps(_cvtsh_ss(dm[0])), a);
+        a = fx_q4_1_block(r + (long)b * 20, x + (long)b * 32, _mm256_set1_ps(d), a);
     }
     y[n] = hsum8(a) + _mm_cvtss_f32(macc);
 }

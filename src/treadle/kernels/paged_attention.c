@@ -61,7 +61,6 @@ static void softmax_inplace(float *s, int n) {
     for (t = 0; t < n; t++) s[t] *= inv;
 }
 
-#define MAXG 16
 #define MAXD 256
 
 /* Scores of query row qg against the L cached keys, two keys at a time, each dot product in two
@@ -139,5 +138,4 @@ void paged_decode_attention(const float *q, const float *k_cache, const float *v
     }
 }
 
-int paged_attention_max_group(void) { return MAXG; }
 int paged_attention_max_head_dim(void) { return MAXD; }

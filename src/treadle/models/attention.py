@@ -9,7 +9,7 @@ slots is a single ``index_select`` of contiguous 256-byte rows.
 
 With the C kernel (``treadle/kernels/paged_attention.c``, fp32 caches) all decode rows attend in
 one call that reads each sequence's blocks in place through its block table: no workspace copy,
-one OpenMP job per (sequence, KV head). Without it, step (2) below does the work in torch.
+one OpenMP job per (sequence, query head). Without it, step (2) below does the work in torch.
 
 Per layer: (1) the step's new K/V rows are written to their slots, all before any read, so a
 request may read a block another request fills in the same step; (2) each decode group gathers

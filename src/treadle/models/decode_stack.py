@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from treadle.kernels.ggml import BlockWeight
+from treadle.kernels.ggml import GEMV1_MAX_K, BlockWeight
 from treadle.models.attention import AttentionMetadata
 from treadle.models.linear import GGUFBlockLinear
 
@@ -32,7 +32,7 @@ class DecodeStack:
         self._keep = []  # tensors whose pointers the descriptor holds
         for layer, (k, v) in zip(model.layers, kv_caches, strict=True):
             blocks = [_blocks(layer.linears.get(n)) for n in _PROJ]
-            self._keep += [b.blocks for b in blocks] + [layer.input_norm, layer.post_norm, k, v]
+            self._keep += [b.blocks for b in blocks] + [layer.input_norm, layer.post_norm]
             bias = layer.qkv_bias
             if bias is not None:
                 bias = bias.detach().float().contiguous()
@@ -43,10 +43,11 @@ class DecodeStack:
         self.desc = torch.tensor(rows, dtype=torch.int64)
         assert self.desc.shape[1] == lib.decode_stack_fields()
         self.layers, self.lib, self.num_slots = len(rows), lib, kv_caches[0][0].shape[1]
+        # hidden, heads, kv heads, head_dim, intermediate, block_size and max_blocks (set per step)
         self.cfg = torch.tensor([cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim,
-                                 cfg.intermediate_size, 0, 0, 0], dtype=torch.int32)
+                                 cfg.intermediate_size, 0, 0], dtype=torch.int32)
         self.eps, self.scale = cfg.rms_norm_eps, cfg.head_dim**-0.5
-        self.key = _cache_key(kv_caches)
+        self.caches = kv_caches  # the runner's list, allocated once: identity is the cheap per-step check
         self.max_rows = min(layer.linears[n].max_rows for layer in model.layers for n in _PROJ)
 
     @staticmethod
@@ -54,13 +55,12 @@ class DecodeStack:
         """Whether every layer can run fused (see the module docstring); false also without the library."""
         if lib is None or not hasattr(lib, "decode_stack") or model.weight_format != "gguf":
             return False
-        if not model.layers[0].input_norm.dtype == torch.float32:
+        if model.layers[0].input_norm.dtype != torch.float32:
             return False
-        max_k = lib.gemv1_max_k()
         for layer, (k, v) in zip(model.layers, kv_caches, strict=True):
             for n in _PROJ:
                 b = _blocks(layer.linears.get(n))
-                if b is None or b.k > max_k or layer.linears[n].max_rows < 1:
+                if b is None or b.k > GEMV1_MAX_K or layer.linears[n].max_rows < 1:
                     return False
             for c in (k, v):
                 if c.dtype != torch.float32 or not c.is_contiguous() or c.dim() != 3:
@@ -68,14 +68,12 @@ class DecodeStack:
         return True
 
     def matches(self, kv_caches: list[tuple[torch.Tensor, torch.Tensor]]) -> bool:
-        return self.key == _cache_key(kv_caches)
+        """Whether the descriptor points at these caches (built for this very list)."""
+        return kv_caches is self.caches
 
-    def covers(self, meta: AttentionMetadata, rows: int, lora: object) -> bool:
-        """Whether a step is the fused path's kind: only decode rows (at most ``max_rows``), all by the
-        attention kernel, no LoRA."""
-        pd = meta.paged_decode
-        return (not lora and pd is not None and pd.num_rows == rows <= self.max_rows and not meta.prefills
-                and not meta.decode_groups)
+    def covers(self, meta: AttentionMetadata, rows: int) -> bool:
+        """For a step that passed :func:`decode_only`: every row is a decode row, at most ``max_rows``."""
+        return meta.paged_decode.num_rows == rows <= self.max_rows
 
     def run(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
         """Every layer for the rows of ``h`` ([rows, hidden], changed in place); writes each row's K/V
@@ -98,7 +96,3 @@ def decode_only(meta: AttentionMetadata, lora: object) -> bool:
 
 def _blocks(method: object) -> BlockWeight | None:
     return method.blocks if isinstance(method, GGUFBlockLinear) else None
-
-
-def _cache_key(kv_caches: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple:
-    return tuple((k.data_ptr(), v.data_ptr()) for k, v in kv_caches)

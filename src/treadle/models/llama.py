@@ -188,7 +188,7 @@ class LlamaModel(nn.Module):
         if self._stack is None or not self._stack.matches(kv_caches):
             lib = meta.paged_decode.kernel
             self._stack = DecodeStack(self, kv_caches, lib) if DecodeStack.eligible(self, kv_caches, lib) else False
-        return self._stack if self._stack and self._stack.covers(meta, rows, lora) else None
+        return self._stack if self._stack and self._stack.covers(meta, rows) else None
 
     @torch.inference_mode()
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
