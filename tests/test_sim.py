@@ -15,7 +15,7 @@ from treadle.fleet.autoscaler import AutoscalerConfig
 from treadle.gateway.policies import POLICIES, make_policy
 from treadle.gateway.policies.base import RoutingPolicy
 from treadle.sampling_params import SamplingParams
-from treadle.sim.cost_model import CostModel, Fit, StepShape, load_cost_model, shape_of
+from treadle.sim.cost_model import COEFFS, CostModel, Fit, StepShape, load_cost_model, shape_of
 from treadle.sim.machine import Machine
 from treadle.sim.results import result
 from treadle.sim.simulator import FleetConfig, Simulation
@@ -66,9 +66,13 @@ def test_shape_of_and_fit() -> None:
     assert shape == StepShape(prefill_tokens=16, decode_rows=1, decode_context=40,
                               prefill_attention=(10 * (20 + 5.5) + 6 * 3.5) / 1000, prefill_chunks=2,
                               prefill_gather=30 / 1000)  # only the chunk at 20 copies its context (20 + 10)
-    f = Fit(a=1, b=2, c=3, d=4, e=5, f=7, g=11, h=13)
-    assert f.seconds(shape) == pytest.approx(1 + 32 + 3 + 160 + 5 * 0.276 + 11 + 13 * 0.03)  # below the knee
-    assert f.seconds(StepShape(prefill_tokens=300, prefill_chunks=1)) == pytest.approx(1 + 600 + 7 * (300 - 256))
+    f = Fit(a=1, b=2, c=3, d=4, e=5, f=7, g=11, h=13, i=17, j=19)
+    assert f.seconds(shape) == pytest.approx(1 + 32 + 3 + 160 + 5 * 0.276 + 11 + 13 * 0.03 + 17)  # below the knee
+    assert f.seconds(StepShape(prefill_tokens=300, prefill_chunks=1)) == pytest.approx(1 + 600 + 7 * (300 - 256) + 17)
+    # decode-only steps: one row pays ``a`` alone (the one-row fused step), two or more rows ``a + j``
+    assert f.seconds(StepShape(decode_rows=1, decode_context=10)) == pytest.approx(1 + 3 + 40)
+    assert f.seconds(StepShape(decode_rows=3, decode_context=30)) == pytest.approx(1 + 9 + 120 + 19)
+    assert StepShape(decode_rows=3).features()[-2:] == (0.0, 1.0) and shape.features()[-2:] == (1.0, 0.0)
     assert Fit(a=1, f=7, knee=384).seconds(StepShape(prefill_tokens=400)) == pytest.approx(1 + 7 * 16)
 
 
@@ -224,14 +228,15 @@ def test_command_writes_a_sim_file_the_report_reads(tmp_path) -> None:
 def test_fit_recovers_known_coefficients() -> None:
     from treadle.sim.calibrate import errors, fit
 
-    truth = Fit(a=0.02, b=0.001, c=0.004, d=0.00001, e=0.0005, f=0.0003, g=0.002, h=0.006, knee=384)
+    truth = Fit(a=0.02, b=0.001, c=0.004, d=0.00001, e=0.0005, f=0.0003, g=0.002, h=0.006, i=0.003, j=0.0015,
+                knee=384)
     shapes = [StepShape(p * k, d, d * ctx, k * p * (s + (p + 1) / 2) / 1000, k, k * (s + p) / 1000 if s else 0.0)
               for p in (0, 16, 64, 384, 512) for k in (1, 2) for d in (0, 1, 4) for ctx in (32, 256)
               for s in (0, 128) if p or (d and k == 1)]
     points = [(sh, truth.seconds(sh)) for sh in shapes]
     got = fit(points, knee=384)
     assert got.knee == 384
-    for k in ("a", "b", "c", "d", "e", "f", "g", "h"):
+    for k in COEFFS:
         assert getattr(got, k) == pytest.approx(getattr(truth, k), rel=1e-6, abs=1e-12)
     assert errors(got, points)["max_ape"] < 1e-6
 

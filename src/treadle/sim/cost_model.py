@@ -4,6 +4,7 @@ Model (one replica, ``threads`` threads, nothing else on its cores)::
 
     seconds = a + b * prefill_tokens + c * decode_rows + d * decode_context + e * prefill_attention
               + f * max(0, prefill_tokens - knee) + g * max(0, prefill_chunks - 1) + h * prefill_gather
+              + i * [prefill_tokens > 0] + j * [prefill_tokens == 0 and decode_rows >= 2]
 
 - ``prefill_tokens``: tokens of prompt chunks computed this step (cached tokens are not computed);
 - ``decode_rows``: requests generating one token this step;
@@ -20,7 +21,12 @@ Model (one replica, ``threads`` threads, nothing else on its cores)::
   or earlier-computed tokens) copy out of the paged cache with an explicit mask (``start + n`` each; a chunk
   from position 0 attends to its own rows and copies nothing). Measured: without ``g`` and ``h``, steps that
   prefill many short chunks after a long cached prefix were 10-26% slower than the fit. Files written before
-  them have ``g = h = 0``.
+  them have ``g = h = 0``;
+- ``i``, ``j``: the engine's two decode paths. A decode-only step (no prompt chunk) runs the whole layer stack in
+  one C call (the fused decode step), and with one row through the one-row kernels; any step with a prompt
+  chunk runs layer by layer (Python dispatch per layer, the tiled or dense kernels). ``a`` is then the fixed
+  cost of a one-row decode step, ``a + j`` of a decode step with more rows, ``a + i`` of a step that prefills.
+  Files written before 2026-12-03's fused decode step have ``i = j = 0`` (one fixed cost for every step).
 Coefficients are fitted per thread count by ``treadle sim calibrate`` (or written by hand for other hardware);
 ``threads`` picks the fit with the closest thread count at or below (else the smallest).
 
@@ -57,7 +63,7 @@ from pathlib import Path
 
 from treadle.engine.outputs import SchedulerOutput
 
-COEFFS = ("a", "b", "c", "d", "e", "f", "g", "h")
+COEFFS = ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j")
 PREFILL_KNEE = 256
 SERVING_PARTS = ("replica", "gateway", "client")
 LATENCY_PATHS = ("direct", "gateway")
@@ -79,9 +85,11 @@ class StepShape:
 
     def features(self, knee: int = PREFILL_KNEE) -> tuple[float, ...]:
         """The regressors of ``COEFFS``, in order."""
+        per_op = self.prefill_tokens > 0
         return (1.0, float(self.prefill_tokens), float(self.decode_rows), float(self.decode_context),
                 self.prefill_attention, float(max(0, self.prefill_tokens - knee)),
-                float(max(0, self.prefill_chunks - 1)), self.prefill_gather)
+                float(max(0, self.prefill_chunks - 1)), self.prefill_gather,
+                float(per_op), float(not per_op and self.decode_rows >= 2))
 
 
 def shape_of(out: SchedulerOutput) -> StepShape:
@@ -112,13 +120,16 @@ class Fit:
     f: float = 0.0
     g: float = 0.0
     h: float = 0.0
+    i: float = 0.0  # steps with a prompt chunk (layer by layer) over a one-row decode step
+    j: float = 0.0  # decode-only steps of two or more rows over a one-row decode step
     knee: int = PREFILL_KNEE  # prefill tokens of a step beyond which ``f`` applies
 
     def seconds(self, shape: StepShape) -> float:
         return (self.a + self.b * shape.prefill_tokens + self.c * shape.decode_rows
                 + self.d * shape.decode_context + self.e * shape.prefill_attention
                 + self.f * max(0, shape.prefill_tokens - self.knee)
-                + self.g * max(0, shape.prefill_chunks - 1) + self.h * shape.prefill_gather)
+                + self.g * max(0, shape.prefill_chunks - 1) + self.h * shape.prefill_gather
+                + (self.i if shape.prefill_tokens > 0 else self.j if shape.decode_rows >= 2 else 0.0))
 
 
 @dataclass(frozen=True)
@@ -218,8 +229,8 @@ class CostModel:
 
 
 def load_cost_model(spec: str | Path) -> CostModel:
-    """A cost model from a file path, or a bundled one by name (``cpu-smollm2``, ``cpu-smollm2-2026-12-02``,
-    ``cpu-smollm2-v1``, ``gpu-h100-llama3-8b``)."""
+    """A cost model from a file path, or a bundled one by name (``cpu-smollm2``,
+    ``cpu-smollm2-before-fused-decode``, ``cpu-smollm2-2026-12-02``, ``cpu-smollm2-v1``, ``gpu-h100-llama3-8b``)."""
     path = Path(spec)
     if not path.exists():
         path = BUNDLED / f"{spec}.json"
