@@ -2,8 +2,9 @@
 
 Usage: flock /tmp/treadle-cpu.lock .venv/bin/python scripts/activation_precision_agreement.py [SCHEMES]
 SCHEMES: comma list of ``block32_q8`` (llama.cpp's Q8_0 activations: one scale per 32 values),
-``block32_qN`` (N bits), ``row_qN`` (one scale per token row), ``fp16``, ``bf16``; default all of the
-study. Issue 17 admits a quantized default only if its greedy output agrees with the exact path's on at
+``block32_qN`` (N bits), ``row_qN`` (one scale per token row), ``fp16``, ``bf16``, and ``kv_fp16`` /
+``kv_bf16`` (the KV cache stored in that precision: every key and value rounded before it is cached and
+attended to; activations exact); default all of the study. Issue 17 admits a quantized default only if its greedy output agrees with the exact path's on at
 least 90% of the tokens of the 64-prompt workload (the engine benchmark's ``throughput`` prompts, 128
 tokens each, ``ignore_eos``; ``format_bench.agreement``).
 
@@ -11,7 +12,9 @@ Method: the upper bound of a scheme's quality, whatever kernel computes it. Ever
 the lm_head's is rounded to the scheme (quantize, then dequantize, round-to-nearest, symmetric scale =
 max |x| / (2^(N-1) - 1) per group) and multiplied by the exact weights (the bundled Q4_1 blocks) in
 fp32, per-op layers (the fused C step bypasses the linear methods). A real integer kernel adds its own
-rounding of the sums (none for exact int32 sums), so it agrees no better than this.
+rounding of the sums (none for exact int32 sums), so it agrees no better than this. The ``kv_`` schemes
+round the keys and values instead, before the attention caches them and attends to them, which is what a
+cache stored in that precision and read back into fp32 gives.
 """
 
 import sys
@@ -23,9 +26,11 @@ import torch
 from treadle.bench.engine_bench import throughput_prompts
 from treadle.bench.format_bench import agreement, generate_greedy
 from treadle.llm import LLM
+from treadle.models import llama
 from treadle.models.linear import LinearMethod
 
-DEFAULT = "block32_q8,block32_q10,block32_q12,block32_q16,row_q8,row_q16,fp16,bf16"
+EXACT_ATTENTION = llama.paged_attention
+DEFAULT = "block32_q8,block32_q10,block32_q12,block32_q16,row_q8,row_q16,fp16,bf16,kv_fp16,kv_bf16"
 
 
 def round_groups(x: torch.Tensor, group: int, bits: int) -> torch.Tensor:
@@ -72,6 +77,18 @@ def set_rounding(model, f: Callable[[torch.Tensor], torch.Tensor] | None) -> Non
         model.head = swap(model.head)
 
 
+def set_kv_rounding(f: Callable[[torch.Tensor], torch.Tensor] | None) -> None:
+    """Round every key and value to ``f`` before the per-op attention caches and uses it (None: exact)."""
+    if f is None:
+        llama.paged_attention = EXACT_ATTENTION
+        return
+
+    def rounded(q, k, v, *rest):  # noqa: ANN001, ANN202
+        return EXACT_ATTENTION(q, f(k), f(v), *rest)
+
+    llama.paged_attention = rounded
+
+
 def main() -> None:
     names = (sys.argv[1] if len(sys.argv) > 1 else DEFAULT).split(",")
     llm = LLM("default")
@@ -81,13 +98,17 @@ def main() -> None:
     ref = generate_greedy(eng, prompts, 128)
     print(f"{'scheme':<12} {'tokens':>7} {'prefix':>7} {'identical':>9}  (64 prompts x 128 greedy tokens)")
     for name in names:
-        set_rounding(eng.model, scheme(name))
+        if name.startswith("kv_"):
+            set_kv_rounding(scheme(name[3:]))
+        else:
+            set_rounding(eng.model, scheme(name))
         t0 = time.perf_counter()
         out = generate_greedy(eng, prompts, 128)
         a = agreement(ref, out)
         print(f"{name:<12} {a['token_agreement']:>7.1%} {a['prefix_agreement']:>7.1%} "
               f"{a['identical_prompts']:>9.1%}  ({time.perf_counter() - t0:.0f} s)", flush=True)
         set_rounding(eng.model, None)
+        set_kv_rounding(None)
 
 
 if __name__ == "__main__":
