@@ -22,7 +22,7 @@ Model (one replica, ``threads`` threads, nothing else on its cores)::
   from position 0 attends to its own rows and copies nothing). Measured: without ``g`` and ``h``, steps that
   prefill many short chunks after a long cached prefix were 10-26% slower than the fit. Files written before
   them have ``g = h = 0``;
-- ``i``, ``j``: the engine's two decode paths. A decode-only step (no prompt chunk) runs the whole layer stack in
+- ``i``, ``j``: the engine's two step paths. A decode-only step (no prompt chunk) runs the whole layer stack in
   one C call (the fused decode step), and with one row through the one-row kernels; any step with a prompt
   chunk runs layer by layer (Python dispatch per layer, the tiled or dense kernels). ``a`` is then the fixed
   cost of a one-row decode step, ``a + j`` of a decode step with more rows, ``a + i`` of a step that prefills.
