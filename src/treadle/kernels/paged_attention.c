@@ -16,6 +16,18 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+/* The cache's element type: fp32, or IEEE fp16 converted to fp32 on load (F16C) when built with -DKV_FP16.
+ * Only a benchmark builds the fp16 variant so far (scripts/kv_precision_attention.c). */
+#ifdef KV_FP16
+typedef uint16_t kv_t;
+#define LOAD_KV(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+#define PAGED_DECODE_ATTENTION paged_decode_attention_f16
+#else
+typedef float kv_t;
+#define LOAD_KV(p) _mm256_loadu_ps(p)
+#define PAGED_DECODE_ATTENTION paged_decode_attention
+#endif
+
 /* exp(x) for x <= 0 (softmax after max subtraction); inputs below -87 give 0. */
 static inline __m256 exp256(__m256 x) {
     const __m256 lo = _mm256_set1_ps(-87.3f);
@@ -65,59 +77,59 @@ static void softmax_inplace(float *s, int n) {
 
 /* Scores of query row qg against the L cached keys, two keys at a time, each dot product in two
  * 8-lane halves (even and odd chunks of 8): four independent FMA chains instead of one. */
-static void scores(const float *qg, const float *kh, const int32_t *table, int block_size, int L, int D,
+static void scores(const float *qg, const kv_t *kh, const int32_t *table, int block_size, int L, int D,
                    float scale, float *s) {
     int t = 0;
     for (; t + 2 <= L; t += 2) {
-        const float *k0 = kh + ((long)table[t / block_size] * block_size + t % block_size) * D;
-        const float *k1 = kh + ((long)table[(t + 1) / block_size] * block_size + (t + 1) % block_size) * D;
+        const kv_t *k0 = kh + ((long)table[t / block_size] * block_size + t % block_size) * D;
+        const kv_t *k1 = kh + ((long)table[(t + 1) / block_size] * block_size + (t + 1) % block_size) * D;
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
         int d = 0;
         for (; d + 16 <= D; d += 16) {
             const __m256 q0 = _mm256_loadu_ps(qg + d), q1 = _mm256_loadu_ps(qg + d + 8);
-            a0 = _mm256_fmadd_ps(q0, _mm256_loadu_ps(k0 + d), a0);
-            a1 = _mm256_fmadd_ps(q1, _mm256_loadu_ps(k0 + d + 8), a1);
-            b0 = _mm256_fmadd_ps(q0, _mm256_loadu_ps(k1 + d), b0);
-            b1 = _mm256_fmadd_ps(q1, _mm256_loadu_ps(k1 + d + 8), b1);
+            a0 = _mm256_fmadd_ps(q0, LOAD_KV(k0 + d), a0);
+            a1 = _mm256_fmadd_ps(q1, LOAD_KV(k0 + d + 8), a1);
+            b0 = _mm256_fmadd_ps(q0, LOAD_KV(k1 + d), b0);
+            b1 = _mm256_fmadd_ps(q1, LOAD_KV(k1 + d + 8), b1);
         }
         if (d < D) {
             const __m256 q0 = _mm256_loadu_ps(qg + d);
-            a0 = _mm256_fmadd_ps(q0, _mm256_loadu_ps(k0 + d), a0);
-            b0 = _mm256_fmadd_ps(q0, _mm256_loadu_ps(k1 + d), b0);
+            a0 = _mm256_fmadd_ps(q0, LOAD_KV(k0 + d), a0);
+            b0 = _mm256_fmadd_ps(q0, LOAD_KV(k1 + d), b0);
         }
         s[t] = hsum8(_mm256_add_ps(a0, a1)) * scale;
         s[t + 1] = hsum8(_mm256_add_ps(b0, b1)) * scale;
     }
     if (t < L) {
-        const float *k0 = kh + ((long)table[t / block_size] * block_size + t % block_size) * D;
+        const kv_t *k0 = kh + ((long)table[t / block_size] * block_size + t % block_size) * D;
         __m256 a0 = _mm256_setzero_ps(), a1 = a0;
         int d = 0;
         for (; d + 16 <= D; d += 16) {
-            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qg + d), _mm256_loadu_ps(k0 + d), a0);
-            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(qg + d + 8), _mm256_loadu_ps(k0 + d + 8), a1);
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qg + d), LOAD_KV(k0 + d), a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(qg + d + 8), LOAD_KV(k0 + d + 8), a1);
         }
-        if (d < D) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qg + d), _mm256_loadu_ps(k0 + d), a0);
+        if (d < D) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qg + d), LOAD_KV(k0 + d), a0);
         s[t] = hsum8(_mm256_add_ps(a0, a1)) * scale;
     }
 }
 
 /* out = sum_t p[t] * v[slot(t)] with ND = D / 8 accumulators (registers when ND is a constant). */
-static inline __attribute__((always_inline)) void weighted_values(const float *p, const float *vh,
+static inline __attribute__((always_inline)) void weighted_values(const float *p, const kv_t *vh,
                                                                   const int32_t *table, int block_size, int L,
                                                                   const int nd, float *o) {
     __m256 acc[MAXD / 8];
     for (int d = 0; d < nd; d++) acc[d] = _mm256_setzero_ps();
     for (int t = 0; t < L; t++) {
-        const float *vt = vh + ((long)table[t / block_size] * block_size + t % block_size) * nd * 8;
+        const kv_t *vt = vh + ((long)table[t / block_size] * block_size + t % block_size) * nd * 8;
         const __m256 pt = _mm256_set1_ps(p[t]);
-        for (int d = 0; d < nd; d++) acc[d] = _mm256_fmadd_ps(pt, _mm256_loadu_ps(vt + d * 8), acc[d]);
+        for (int d = 0; d < nd; d++) acc[d] = _mm256_fmadd_ps(pt, LOAD_KV(vt + d * 8), acc[d]);
     }
     for (int d = 0; d < nd; d++) _mm256_storeu_ps(o + d * 8, acc[d]);
 }
 
 /* One job per (sequence, query head), so one sequence's heads spread over the threads; each job
  * reads its KV head's rows (shared by the group's heads, so they are warm in cache for the others). */
-void paged_decode_attention(const float *q, const float *k_cache, const float *v_cache, const int32_t *block_tables,
+void PAGED_DECODE_ATTENTION(const float *q, const kv_t *k_cache, const kv_t *v_cache, const int32_t *block_tables,
                             const int32_t *context_lens, float *out, int B, int num_heads, int kv_heads, int D,
                             long num_slots, int block_size, int max_blocks, float scale) {
     const int group = num_heads / kv_heads;
@@ -126,7 +138,7 @@ void paged_decode_attention(const float *q, const float *k_cache, const float *v
         const int b = job / num_heads, qh = job % num_heads, h = qh / group;
         const int L = context_lens[b];
         const int32_t *table = block_tables + (long)b * max_blocks;
-        const float *kh = k_cache + (long)h * num_slots * D, *vh = v_cache + (long)h * num_slots * D;
+        const kv_t *kh = k_cache + (long)h * num_slots * D, *vh = v_cache + (long)h * num_slots * D;
         float *s = malloc(sizeof(float) * (size_t)L);
         scores(q + ((long)b * num_heads + qh) * D, kh, table, block_size, L, D, scale, s);
         softmax_inplace(s, L);
@@ -138,4 +150,6 @@ void paged_decode_attention(const float *q, const float *k_cache, const float *v
     }
 }
 
+#ifndef KV_FP16
 int paged_attention_max_head_dim(void) { return MAXD; }
+#endif
