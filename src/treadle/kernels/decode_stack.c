@@ -17,6 +17,8 @@
  * block matrices, their q8 flags, the qkv bias (0: none), the k and v caches of that layer.
  */
 #include <immintrin.h>
+
+#include "simd.h"
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -39,9 +41,7 @@ static void rms_norm(const float *h, const float *w, float eps, float *out, int 
         const __m256 v = _mm256_loadu_ps(h + i);
         acc = _mm256_fmadd_ps(v, v, acc);
     }
-    float ss = 0.0f, lanes[8];
-    _mm256_storeu_ps(lanes, acc);
-    for (int j = 0; j < 8; j++) ss += lanes[j];
+    float ss = hsum8(acc);
     for (; i < H; i++) ss += h[i] * h[i];
     const float r = 1.0f / sqrtf(ss / (float)H + eps);
     for (i = 0; i < H; i++) out[i] = (h[i] * r) * w[i];
