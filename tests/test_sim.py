@@ -262,6 +262,23 @@ def test_calibrate_runs_the_engine_on_a_tiny_model(tiny_llama) -> None:
         calibrate(str(tiny_llama), [1], repeats=0)
 
 
+def test_calibrate_times_requests_at_the_temperature_asked(tiny_llama, monkeypatch) -> None:
+    from treadle.engine.llm_engine import LLMEngine
+    from treadle.sim.calibrate import calibrate
+
+    seen: list[float] = []
+    add = LLMEngine.add_request
+    monkeypatch.setattr(LLMEngine, "add_request", lambda self, rid, prompt, params, *a, **k: (
+        seen.append(params.temperature), add(self, rid, prompt, params, *a, **k))[1])
+    scenarios = {"prefill": [(16, 0)], "decode": [(2, 32)], "mixed": []}
+    greedy = calibrate(str(tiny_llama), [1], num_kv_blocks=64, log=lambda _: None, **scenarios)
+    assert seen and set(seen) == {0.0} and greedy.fit_error["1"]["temperature"] == 0.0
+    seen.clear()
+    hot = calibrate(str(tiny_llama), [1], num_kv_blocks=64, log=lambda _: None, temperature=0.7, **scenarios)
+    assert seen and set(seen) == {0.7}
+    assert hot.fit_error["1"]["temperature"] == 0.7 and "--temperature 0.7" in hot.source
+
+
 def _fleet_file(path, rps: float, ttft_ms: float, hit: float) -> None:
     from treadle.bench.workloads import make_workload
 

@@ -8,9 +8,13 @@ Order of operations per row (as vLLM and transformers apply them):
 4. structured outputs: the step's token bitmask (one row per constrained row, computed by
    ``treadle.structured``) sets disallowed tokens to -inf, for all constrained rows at once;
 5. greedy rows (temperature 0) take the argmax; the others divide by temperature, keep the
-   top-k, the top-p nucleus and tokens with probability >= min_p x the maximum, and draw with
-   the exponential race ``argmax(p / E)``, ``E ~ Exp(1)``, from the request's own generator when
-   it has a seed (so a seeded request samples the same tokens whatever else is in the batch).
+   top-k, the top-p nucleus and tokens with probability >= min_p x the maximum, and draw by
+   inverse CDF: one uniform ``u`` per row, the token ``k`` with ``cdf[k-1] <= u * cdf[-1] < cdf[k]``
+   (cumulative sums in float32), from the request's own generator when it has a seed (so a seeded
+   request samples the same tokens whatever else is in the batch). A token of probability 0 is
+   never drawn. One random number per row, not one per vocabulary entry: the exponential race
+   ``argmax(p / E)`` that GPU samplers use drew 49,152 exponentials per row, 0.76 ms per row on
+   this CPU (a quarter of a 16-row decode step); the cumulative sum and search take ~0.03 ms.
 Log-probabilities are those of the model (log-softmax of the raw logits), as vLLM reports them.
 """
 
@@ -60,17 +64,32 @@ class Sampler:
             temps = torch.tensor([rows[i].params.temperature for i in random_rows]).unsqueeze(1)
             sub = _filter(sub / temps, [rows[i].params for i in random_rows])
             probs = torch.softmax(sub, dim=-1)
-            noise = torch.empty_like(probs)
-            unseeded = [j for j, i in enumerate(random_rows) if rows[i].generator is None]
-            if unseeded:
-                noise[unseeded] = torch.empty(len(unseeded), probs.shape[1]).exponential_()
-            for j, i in enumerate(random_rows):
-                if rows[i].generator is not None:
-                    noise[j].exponential_(generator=rows[i].generator)
-            tokens[idx] = (probs / noise).argmax(dim=-1)
+            tokens[idx] = draw(probs, [rows[i].generator for i in random_rows])
         if mask is not None and rows[0].eos_token_ids:
             fix_dead_rows(logits, tokens, mask[0], rows[0].eos_token_ids[0])
         return tokens
+
+
+def draw(probs: torch.Tensor, generators: list[torch.Generator | None]) -> torch.Tensor:
+    """One token per row of ``probs`` (float32 rows summing to ~1, no row all zero) by inverse CDF; row ``j``'s
+    uniform comes from ``generators[j]`` when it is not None, else from torch's global generator.
+    Changes only those generators' states (one draw per row). The cumulative sums are float32 (float64's
+    took 3.5 ms for 16 rows here, float32's 0.3): a zero-mass token adds exactly 0, so it is never drawn;
+    a token's mass is resolved to ~1e-7 of the row's."""
+    cdf = probs.float().cumsum(dim=-1)
+    total = cdf[:, -1:]
+    u = torch.empty(len(generators), 1)
+    unseeded = [j for j, g in enumerate(generators) if g is None]
+    if unseeded:
+        u[unseeded] = torch.rand(len(unseeded), 1)
+    for j, g in enumerate(generators):
+        if g is not None:
+            u[j] = torch.rand(1, generator=g)
+    picked = torch.searchsorted(cdf, u * total, right=True).squeeze(1)
+    over = picked >= probs.shape[1]  # u * total rounded up to the total: take the last token with mass
+    if bool(over.any()):
+        picked[over] = (cdf[over] < total[over]).sum(dim=-1)
+    return picked
 
 
 def _apply_logit_bias(logits: torch.Tensor, rows: list[SamplingRow]) -> None:

@@ -17,6 +17,11 @@ decode steps count as much as long prefills); the error is reported as the mean 
 percentage error over the measured steps (in-sample) and over a held-out repetition (out-of-sample).
 One fit for every workload: nothing here knows what will be simulated.
 
+Sampling (``--temperature``, default 0: greedy, what ``treadle bench`` sends): the steps are timed with every
+request sampling at that temperature. Greedy rows take an argmax; sampled rows also pay a softmax and an
+inverse-CDF draw, 0.14 ms more per row here at 2 threads (16 rows: 2.2 ms, ~6% of the step). A file predicts
+traffic that samples as it was calibrated (its ``fit_error`` records the temperature).
+
 ``--co-run`` (``co_run_slowdown``, ``oversubscribed_slowdown``): after the fits, ``cores`` copies of a 1-thread
 engine run the same scenarios at once, one process each, released together after their warm-up; the slowdown
 is the median over their steps of (measured seconds / the solo 1-thread fit's seconds) - 1. Then ``2 * cores``
@@ -72,14 +77,15 @@ def _timed_steps(engine, out: list[tuple[StepShape, float]], clock: str = "cpu")
 
 def measure(engine, seed: int = 0, clock: str = "cpu", prefill: list[tuple[int, int]] | None = None,  # noqa: ANN001
             decode: list[tuple[int, int]] | None = None,
-            mixed: list[tuple[int, int]] | None = None) -> list[tuple[StepShape, float]]:
-    """Run the scenarios once through ``engine``; (shape, seconds) of every step."""
+            mixed: list[tuple[int, int]] | None = None, temperature: float = 0.0) -> list[tuple[StepShape, float]]:
+    """Run the scenarios once through ``engine``, every request sampling at ``temperature``; (shape, seconds)
+    of every step."""
     from treadle.sampling_params import SamplingParams
 
     rng = np.random.default_rng(seed)
     vocab = min(40000, engine.model_config.vocab_size)
     out: list[tuple[StepShape, float]] = []
-    one = SamplingParams(max_tokens=1, ignore_eos=True)
+    one = SamplingParams(max_tokens=1, ignore_eos=True, temperature=temperature)
     for p, s in PREFILL if prefill is None else prefill:
         prefix = _ids(rng, s, vocab)
         if s:
@@ -92,7 +98,7 @@ def measure(engine, seed: int = 0, clock: str = "cpu", prefill: list[tuple[int, 
         engine.add_request(None, prefix + _ids(rng, 1, vocab), one)
         _timed_steps(engine, [])  # the shared prefix is cached: each request prefills its own 16 tokens
         for _ in range(b):
-            engine.add_request(None, prefix + _ids(rng, 16, vocab), SamplingParams(max_tokens=8, ignore_eos=True))
+            engine.add_request(None, prefix + _ids(rng, 16, vocab), SamplingParams(max_tokens=8, ignore_eos=True, temperature=temperature))
         _timed_steps(engine, out, clock)
     budget = engine.config.max_num_batched_tokens
     for b, p in MIXED if mixed is None else mixed:
@@ -100,7 +106,7 @@ def measure(engine, seed: int = 0, clock: str = "cpu", prefill: list[tuple[int, 
         engine.add_request(None, prefix + _ids(rng, 1, vocab), one)
         _timed_steps(engine, [])
         for _ in range(b):
-            engine.add_request(None, prefix + _ids(rng, 16, vocab), SamplingParams(max_tokens=6, ignore_eos=True))
+            engine.add_request(None, prefix + _ids(rng, 16, vocab), SamplingParams(max_tokens=6, ignore_eos=True, temperature=temperature))
         engine.step()  # their own prefill, not recorded (the decode scenarios record that shape)
         engine.add_request(None, _ids(rng, max(1, min(p, budget - b)), vocab), one)
         _timed_steps(engine, out, clock)
@@ -109,14 +115,14 @@ def measure(engine, seed: int = 0, clock: str = "cpu", prefill: list[tuple[int, 
 
 def _co_run_worker(model: str, num_kv_blocks: int, seed: int, clock: str, barrier, results,  # noqa: ANN001
                    prefill: list[tuple[int, int]] | None, decode: list[tuple[int, int]] | None,
-                   mixed: list[tuple[int, int]] | None) -> None:
+                   mixed: list[tuple[int, int]] | None, temperature: float = 0.0) -> None:
     from treadle.config import EngineConfig
     from treadle.engine.llm_engine import LLMEngine
 
     engine = LLMEngine(EngineConfig(model=model, threads=1, num_kv_blocks=num_kv_blocks, max_num_seqs=64))
-    measure(engine, seed + 99, clock, (prefill or PREFILL)[:2], (decode or DECODE)[:1], [])
+    measure(engine, seed + 99, clock, (prefill or PREFILL)[:2], (decode or DECODE)[:1], [], temperature)
     barrier.wait()
-    results.put([_point(s, t) for s, t in measure(engine, seed, clock, prefill, decode, mixed)])
+    results.put([_point(s, t) for s, t in measure(engine, seed, clock, prefill, decode, mixed, temperature)])
 
 
 def _point(s: StepShape, seconds: float) -> list[float]:
@@ -128,14 +134,16 @@ def _point(s: StepShape, seconds: float) -> list[float]:
 
 def co_run_slowdown(model: str, solo: Fit, copies: int, cores: int, num_kv_blocks: int = 2048,
                     seed: int = 0, clock: str = "wall", prefill: list[tuple[int, int]] | None = None,
-                    decode: list[tuple[int, int]] | None = None, mixed: list[tuple[int, int]] | None = None) -> dict:
+                    decode: list[tuple[int, int]] | None = None, mixed: list[tuple[int, int]] | None = None,
+                    temperature: float = 0.0) -> dict:
     """Run ``copies`` 1-thread engines at once (see the module docstring); the slowdown against ``solo``."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(copies), ctx.Queue()
     procs = [ctx.Process(target=_co_run_worker, args=(model, num_kv_blocks, seed, clock, barrier, results,
-                                                      prefill, decode, mixed)) for _ in range(copies)]
+                                                      prefill, decode, mixed, temperature))
+             for _ in range(copies)]
     for proc in procs:
         proc.start()
     points = [pt for _ in procs for pt in results.get(timeout=7200)]
@@ -178,11 +186,12 @@ def calibrate(model: str, threads: list[int], num_kv_blocks: int = 2048, seed: i
               log=print, prefill: list[tuple[int, int]] | None = None,  # noqa: ANN001 - a print-like function
               decode: list[tuple[int, int]] | None = None, co_run: bool = False, serving: bool = False,
               base: CostModel | None = None, mixed: list[tuple[int, int]] | None = None,
-              repeats: int = 1) -> CostModel:
+              repeats: int = 1, temperature: float = 0.0) -> CostModel:
     """Measure and fit one ``Fit`` per thread count (keeping ``base``'s fits for the other counts), then the
     co-run slowdown and the serving overhead when asked; returns the model (cores = this machine's).
     ``repeats``: the scenarios are measured that many times (seeds ``seed``, ``seed + 2``, ...; the held-out
-    repetition is ``seed + 1``) and one fit is made over all their steps, so that one pass's noise weighs less."""
+    repetition is ``seed + 1``) and one fit is made over all their steps, so that one pass's noise weighs less.
+    ``temperature``: every timed request samples at it (see the module docstring)."""
     import os
 
     if repeats < 1:
@@ -196,14 +205,14 @@ def calibrate(model: str, threads: list[int], num_kv_blocks: int = 2048, seed: i
     for t in threads:
         engine = LLMEngine(EngineConfig(model=model, threads=t, num_kv_blocks=num_kv_blocks, max_num_seqs=64))
         warm = ((prefill or PREFILL)[:2], (decode or DECODE)[:1], [])
-        measure(engine, seed + 99, clock, *warm)  # warm-up, not recorded
+        measure(engine, seed + 99, clock, *warm, temperature)  # warm-up, not recorded
         seeds = [seed] + [seed + 1 + k for k in range(1, repeats)]  # seed + 1 is the held-out repetition's
-        train = [pt for s in seeds for pt in measure(engine, s, clock, prefill, decode, mixed)]
-        test = measure(engine, seed + 1, clock, prefill, decode, mixed)
+        train = [pt for s in seeds for pt in measure(engine, s, clock, prefill, decode, mixed, temperature)]
+        test = measure(engine, seed + 1, clock, prefill, decode, mixed, temperature)
         f = fit(train)
         fits[t] = f
         report[str(t)] = {"in_sample": errors(f, train), "held_out": errors(f, test), "clock": clock,
-                          "repeats": repeats,
+                          "repeats": repeats, "temperature": temperature,
                           "points": [_point(s, round(x, 6)) for s, x in train]}
         log(f"threads {t}: " + ", ".join(f"{k}={getattr(f, k):.3g}" for k in COEFFS) + f" (knee {f.knee})"
             + f"; mean abs error {report[str(t)]['in_sample']['mape']:.1%} in sample, "
@@ -217,7 +226,7 @@ def calibrate(model: str, threads: list[int], num_kv_blocks: int = 2048, seed: i
             raise ValueError("--co-run needs the 1-thread fit: include 1 in --calibrate-threads (or in --base)")
         for key, copies in (("co_run", cores), ("co_run_oversubscribed", 2 * cores)):
             report[key] = r = co_run_slowdown(model, fits[1], copies, cores, num_kv_blocks, seed, clock, prefill,
-                                              decode, mixed)
+                                              decode, mixed, temperature)
             log(f"co-run: {copies} 1-thread engines on {cores} cores run {r['slowdown']:.1%} slower than "
                 f"{'alone' if copies <= cores else 'processor sharing gives'} (median over {r['steps']} steps; "
                 f"p10-p90 ratio to the solo fit {r['ratio_p10']:.2f}-{r['ratio_p90']:.2f})")
@@ -236,6 +245,7 @@ def calibrate(model: str, threads: list[int], num_kv_blocks: int = 2048, seed: i
                      source=(f"{base.source}; then " if base else "")
                      + f"treadle sim calibrate --model {model} --clock {clock}"
                      + (f" --repeats {repeats}" if repeats > 1 else "")
+                     + (f" --temperature {temperature:g}" if temperature else "")
                      + (" --co-run" if co_run else "") + (" --serving" if serving else "")
                      + f" on this machine ({time.strftime('%Y-%m-%d %H:%M')})",
                      engine=engine_cfg, fit_error=report, co_run_slowdown=slowdown, serving=per_token,

@@ -62,6 +62,8 @@ def register(p: argparse.ArgumentParser) -> None:
                    "output token (replica event loop, gateway, client) on a real replica")
     p.add_argument("--repeats", type=int, default=1, help="calibrate: measure the scenarios this many times per "
                    "thread count and fit all their steps together (the held-out repetition stays one)")
+    p.add_argument("--temperature", type=float, default=0.0, help="calibrate: the timed requests sample at this "
+                   "temperature (default 0: greedy, as treadle bench sends; sampled rows cost a little more)")
     p.add_argument("--base", default=None, help="calibrate: start from this cost file (its fits for thread counts "
                    "not in --calibrate-threads are kept)")
     p.add_argument("--serving-overhead", default="replica", help="the cost file's serving parts added to each "
@@ -114,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         threads = [int(t) for t in args.calibrate_threads.split(",") if t]
         model = calibrate(args.model, threads, seed=args.seed, clock=args.clock, log=_log, co_run=args.co_run,
                           serving=args.serving, base=load_cost_model(args.base) if args.base else None,
-                          repeats=args.repeats)
+                          repeats=args.repeats, temperature=args.temperature)
         Path(args.out).write_text(json.dumps(model.to_json(), indent=2))
         _log(f"wrote {args.out}")
         return 0
