@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Larger `treadle bench serve` runs for `treadle sim validate` (docs/SIMULATION.md): 32-96 requests per level,
-# two repetitions, a fresh server for each. ~6 min on 2 cores; run under the CPU lock:
+# two repetitions (REPS="1 2", the default; REPS="3" adds a third), a fresh server for each. ~3 min each on 2
+# cores; run under the CPU lock:
 #   flock /tmp/treadle-cpu.lock scripts/sim_validation_serve_runs.sh OUTDIR
 set -euo pipefail
 cd "$(dirname "$0")/.."
 T=.venv/bin/treadle
 URL=http://127.0.0.1:8000
-for k in 1 2; do
+for k in ${REPS:-1 2}; do
   OUT=${1:-sim-validation}/serve-big-r$k; mkdir -p $OUT
   $T serve --model default --host 127.0.0.1 --port 8000 --log-level warning >/tmp/serve-big.log 2>&1 &
   SRV=$!

@@ -348,7 +348,8 @@ def test_validate_gives_a_fresh_servers_run_its_cold_start(tmp_path, tiny_llama)
         cfg = {"workload": "sharegpt", "num_requests": 1, "seed": 0, "max_tokens": 2, "concurrency": 1,
                "arrival_mode": "concurrency", "max_prompt_tokens": 40}
         w = make_workload("sharegpt", 1, 0, 2, max_prompt_tokens=40)[0]
-        files.append(tmp_path / f"{name}.json")
+        (tmp_path / name).mkdir()  # one server each: no earlier run beside it to replay
+        files.append(tmp_path / name / "run.json")
         files[-1].write_text(json.dumps({"kind": "bench-serve", "config": cfg, "summary": summary,
                                          "requests": [{"id": w.id, "status": 200, "output_tokens": 2}]}))
     out = tmp_path / "v.json"
@@ -479,3 +480,55 @@ def test_step_jitter_is_seeded_and_bounded() -> None:
     assert all(abs(j - e) <= 0.2 * e + 1e-9 for j, e in zip(ends(0.2, 5), exact, strict=True))
     with pytest.raises(ValueError, match="step_jitter"):
         FleetConfig(step_jitter=1.0)
+
+
+def _serve_file(path, before: float | None, n: int = 2) -> None:
+    from treadle.bench.workloads import make_workload
+
+    summary = {"requests_per_s": 1.0, "ttft_ms": {"p50": 100.0}, "prefix_cache_hit_rate": 0.5,
+               "server_requests_before": before}
+    cfg = {"workload": "sharegpt", "num_requests": n, "seed": 0, "max_tokens": 2, "concurrency": 1,
+           "arrival_mode": "concurrency", "max_prompt_tokens": 40}
+    work = make_workload("sharegpt", n, 0, 2, max_prompt_tokens=40)
+    path.write_text(json.dumps({"kind": "bench-serve", "config": cfg, "summary": summary,
+                                "requests": [{"id": w.id, "status": 200, "output_tokens": 2} for w in work]}))
+
+
+def test_validate_replays_what_a_reused_server_answered_before(tmp_path, tiny_llama, capsys) -> None:
+    """Runs of one server (files in one folder): a run after another first replays the earlier run's requests
+    untimed, so the prompts they share are prefix-cache hits, as on the real server; alone it has none."""
+    from treadle.cli import main
+
+    cost = tmp_path / "c.json"
+    cost.write_text(json.dumps({"cores": 2, "fits": {"2": {"a": 0.05, "b": 0.001}}}))
+    (tmp_path / "set").mkdir()
+    (tmp_path / "alone").mkdir()
+    _serve_file(tmp_path / "set" / "first.json", 0.0)
+    _serve_file(tmp_path / "set" / "second.json", 2.0)  # the same two prompts again
+    _serve_file(tmp_path / "alone" / "second.json", 0.0)
+    out = tmp_path / "v.json"
+    serve = ",".join(str(tmp_path / f) for f in ("set/first.json", "set/second.json", "alone/second.json"))
+    assert main(["sim", "validate", "--model", str(tiny_llama), "--cost", str(cost), "--fleet", "",
+                 "--serve", serve, "--out", str(out)]) == 0
+    first, second, alone = json.loads(out.read_text())["rows"]
+    assert (first["history_requests"], second["history_requests"], alone["history_requests"]) == (0, 2, 0)
+    assert alone["sim"]["hit_rate"] == first["sim"]["hit_rate"]
+    assert second["sim"]["hit_rate"] > alone["sim"]["hit_rate"] + 0.3
+    assert "warning" not in capsys.readouterr().err  # the two files add up to the count it recorded
+    _serve_file(tmp_path / "set" / "third.json", 5.0)  # 5 before, 4 beside it
+    assert main(["sim", "validate", "--model", str(tiny_llama), "--cost", str(cost), "--fleet", "",
+                 "--serve", str(tmp_path / "set" / "third.json"), "--out", str(out)]) == 0
+    assert "answered 5 requests before it, the files beside it hold 4" in capsys.readouterr().err
+
+
+def test_a_primed_replica_starts_with_the_cache_its_history_left() -> None:
+    shared = list(range(3000, 3064))
+    hist = [req("h", shared + [9], 3)]
+    s = Simulation([req("a", shared + [1, 2], 1, 0.0)], make_policy("round_robin"), ONE_SECOND,
+                   FleetConfig(engine=SchedulerConfig(max_num_batched_tokens=512, num_blocks=256)), history=hist)
+    s.run()
+    assert s.requests[0].cached_tokens == 64 and s.now == 1.0  # one step: the history cost no time
+    assert result(s, None)["prefix_cache_hit_rate"] == pytest.approx(64 / 66)  # the history's own lookups not counted
+    assert s.steps == 1
+    with pytest.raises(ValueError, match="history needs a fixed fleet of 1 replica"):
+        Simulation([], make_policy("round_robin"), ONE_SECOND, FleetConfig(replicas=2), history=hist)

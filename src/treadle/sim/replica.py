@@ -118,6 +118,23 @@ class SimReplica:
         result = StepResult(fresh, [r for r in updated if r.is_finished])
         return result, (self.machine.finish(self.replica_id, now) if self.machine.cores else None)
 
+    def prime(self, requests: list[Request], batch: int = 16) -> None:
+        """Run ``requests`` through the scheduler untimed, ``batch`` at a time in their order, each to its
+        ``max_tokens``: what a server that answered them before the run left in its prefix cache (the blocks
+        it freed, in that LRU order). Changes the scheduler's cache only: its hit, query and preemption counts
+        are zero afterwards, and no time, step or busy second is counted. The replica must be idle."""
+        if self.busy or self.scheduler.has_unfinished():
+            raise ValueError(f"replica {self.replica_id}: prime needs an idle replica with nothing queued")
+        sched = self.scheduler
+        for i in range(0, len(requests), batch):
+            for req in requests[i : i + batch]:
+                sched.add_request(req)
+            while sched.has_unfinished():
+                out = sched.schedule()
+                sampled = {s.request_id: SIM_TOKEN for s in out.scheduled if s.sample}
+                sched.update_from_output(out, RunnerOutput(sampled))
+        sched.kv.hit_tokens = sched.kv.queried_tokens = sched.num_preemptions = 0
+
     def scrape(self) -> None:
         """What the gateway's health probe reads from ``/metrics``: waiting and running requests as of the last
         step's end, as a real replica reports them (its engine thread refreshes the stats after each step; a

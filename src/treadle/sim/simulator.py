@@ -81,8 +81,16 @@ class _Live:
 
 
 class Simulation:
-    def __init__(self, requests: list[SimRequest], policy: RoutingPolicy, cost: CostModel, fleet: FleetConfig) -> None:
+    def __init__(self, requests: list[SimRequest], policy: RoutingPolicy, cost: CostModel, fleet: FleetConfig,
+                 history: list[SimRequest] | None = None) -> None:
+        """``history``: requests a one-replica fleet's replica answered before the run (a server reused across
+        runs); it serves them untimed before the first event (``SimReplica.prime``), so its prefix cache starts
+        as the real one did. Their outcomes are not recorded."""
+        if history and (fleet.replicas != 1 or fleet.autoscale):
+            raise ValueError(f"history needs a fixed fleet of 1 replica, got replicas={fleet.replicas}"
+                             f"{' with autoscaling' if fleet.autoscale else ''}")
         self.requests, self.policy, self.cost, self.fleet = requests, policy, cost, fleet
+        self.history = history or []
         self.now = 0.0
         self._heap: list[tuple] = []
         self._seq = itertools.count()
@@ -121,6 +129,11 @@ class Simulation:
         """Run to the last request's end. Changes every replica, the policy and the requests' outcomes."""
         for _ in range(self.fleet.replicas):
             self._launch(ready=True)
+        if self.history:
+            limit = self.fleet.engine.max_model_len - 1
+            next(iter(self.replicas.values())).prime(
+                [Request(f"history-{k}-{h.id}", h.make_prompt()[:limit],
+                         SamplingParams(max_tokens=h.max_tokens, ignore_eos=True)) for k, h in enumerate(self.history)])
         if self.fleet.concurrency:
             self._chains = iter(_chains(self.requests))  # type: ignore[arg-type]
             for _ in range(self.fleet.concurrency):

@@ -12,6 +12,9 @@ Compared: requests/s (output tokens/s for the scaling runs), median TTFT, prefix
 Repeated runs (the same run in several files) are also grouped: the real runs' mean, range and spread
 (max - min over the mean) beside the simulation's error against their mean, so the error reads against the
 measurement's own noise.
+A ``bench serve`` run on a server that had answered earlier runs (its ``server_requests_before``; the
+sets of ``scripts/bench_report_runs.sh`` share one server) first replays those runs' requests untimed on the
+simulated replica, so that its prefix cache starts as the real one did (``_server_history``).
 Nothing is fitted to these runs: the cost model comes from ``treadle sim calibrate``.
 """
 
@@ -61,10 +64,11 @@ class _Tokens:
 
 def _simulate(reqs: list[SimRequest], policy: str, cost: CostModel, n: int, engine: SchedulerConfig,
               concurrency: int | None, cores: int, noise: tuple[int, float] = (1, 0.0), interval_s: float = 1.0,
-              policy_params: dict | None = None) -> dict:
+              policy_params: dict | None = None, history: list[SimRequest] | None = None) -> dict:
     """The run simulated ``noise[0]`` times, each step's cost jittered by +-``noise[1]`` (seeds 0, 1, ...;
     one exact run when the jitter is 0): the mean of each figure, and its range under ``range``.
-    ``interval_s``: the gateway's metrics scrape period in the real run; ``policy_params`` its policy's options."""
+    ``interval_s``: the gateway's metrics scrape period in the real run; ``policy_params`` its policy's options;
+    ``history``: what the (one) replica answered before the run (``Simulation``)."""
     repeats, jitter = noise if noise[1] > 0 else (1, 0.0)
     threads = split_threads(n, cores)[-1]
     runs = []
@@ -72,8 +76,8 @@ def _simulate(reqs: list[SimRequest], policy: str, cost: CostModel, n: int, engi
         fleet = FleetConfig(replicas=n, threads=threads, replicas_per_machine=n, engine=engine,
                             concurrency=concurrency, startup_s=0.0, step_jitter=jitter, seed=seed,
                             interval_s=interval_s)
-        res = result(Simulation(copy.deepcopy(reqs), make_policy(policy, **(policy_params or {})), cost, fleet).run(),
-                     None)
+        res = result(Simulation(copy.deepcopy(reqs), make_policy(policy, **(policy_params or {})), cost, fleet,
+                                copy.deepcopy(history)).run(), None)
         s = res["summary"]
         runs.append({"requests_per_s": s["requests_per_s"], "output_tok_s": s["output_tok_s"],
                      "ttft_p50_ms": s["ttft_ms"]["p50"], "hit_rate": res["prefix_cache_hit_rate"]})
@@ -146,28 +150,70 @@ def _fleet_rows(path: Path, cost: CostModel, tokens: _Tokens, cores: int, log,  
     return rows
 
 
+def _serve_work(data: dict) -> list:
+    """The requests of one ``bench serve`` file, as it sent them (trace arrivals from 0, time-scaled)."""
+    c = data["config"]
+    opts = {k: c.get(k) for k in ("num_prefixes", "prefix_tokens", "rate_scale", "length_scale", "window",
+                                  "tokens_per_hash", "max_prompt_tokens", "vocab_size")}
+    work = make_workload(c["workload"], c["num_requests"], c["seed"], c["max_tokens"], **opts)
+    if c.get("arrival_mode") == "trace":
+        first = min(w.arrival_s for w in work)
+        for i, w in enumerate(work):
+            work[i] = type(w)(**{**w.__dict__, "arrival_s": (w.arrival_s - first) * (c.get("time_scale") or 1.0)})
+    return work
+
+
+def _server_history(path: Path, data: dict, tokens: _Tokens, log) -> list[SimRequest]:  # noqa: ANN001
+    """What the run's server answered before it: the ``bench serve`` files beside ``path`` whose
+    ``server_requests_before`` is smaller (the earlier runs of one server, as ``scripts/bench_report_runs.sh``
+    and ``scripts/sim_validation_serve_runs.sh`` write them), in that order, with their real output lengths.
+    Empty for a fresh server; a warning when those files do not add up to the count the run recorded."""
+    before = data["summary"].get("server_requests_before") or 0
+    if not before:
+        return []
+    earlier = []
+    for other in sorted(path.parent.glob("*.json")):
+        if other == path:
+            continue
+        try:
+            d = json.loads(other.read_text())
+        except (OSError, ValueError):
+            continue
+        if d.get("kind") != "bench-serve":
+            continue
+        n = d.get("summary", {}).get("server_requests_before")
+        if n is not None and n < before:
+            earlier.append((n, d))
+    earlier.sort(key=lambda x: x[0])
+    hist: list[SimRequest] = []
+    for _, d in earlier:
+        hist += _sim_requests(_serve_work(d), tokens, _outputs(d.get("requests", [])) or d["config"]["max_tokens"])
+    if len(hist) != before:
+        log(f"warning: {path}: its server answered {before:.0f} requests before it, the files beside it "
+            f"hold {len(hist)}; simulating those")
+    return hist
+
+
 def _serve_rows(path: Path, cost: CostModel, tokens: _Tokens, cores: int, log,  # noqa: ANN001
                 noise: tuple[int, float] = (1, 0.0), fresh_cost: CostModel | None = None) -> list[dict]:
     """One row for a ``bench serve`` file; ``fresh_cost`` (with a fresh server's cold start) replaces ``cost``
-    when the file says its server had answered no request before the run (``server_requests_before`` 0)."""
+    when the file says its server had answered no request before the run (``server_requests_before`` 0).
+    A server that had answered requests runs them first, untimed (``_server_history``): its prefix cache
+    holds what they left."""
     data = json.loads(path.read_text())
     c, s = data["config"], data["summary"]
     fresh = s.get("server_requests_before") == 0
     if fresh and fresh_cost is not None:
         cost = fresh_cost
-    opts = {k: c.get(k) for k in ("num_prefixes", "prefix_tokens", "rate_scale", "length_scale", "window",
-                                  "tokens_per_hash", "max_prompt_tokens", "vocab_size")}
-    work = make_workload(c["workload"], c["num_requests"], c["seed"], c["max_tokens"], **opts)
+    work = _serve_work(data)
     outs = _outputs(data.get("requests", []))
     trace = c.get("arrival_mode") == "trace"
-    if trace:
-        first = min(w.arrival_s for w in work)
-        for i, w in enumerate(work):
-            work[i] = type(w)(**{**w.__dict__, "arrival_s": (w.arrival_s - first) * (c.get("time_scale") or 1.0)})
+    history = _server_history(path, data, tokens, log)
     sim = _simulate(_sim_requests(work, tokens, outs), "least_loaded", cost, 1, tokens.engine(None, 128),
-                    None if trace else c["concurrency"], cores, noise)
+                    None if trace else c["concurrency"], cores, noise, history=history)
     row = {"source": str(path), "run": f"serve {c['workload']} {'trace' if trace else 'c=' + str(c['concurrency'])}",
-           "fresh_server": fresh, "real": {"requests_per_s": s["requests_per_s"], "ttft_p50_ms": s["ttft_ms"]["p50"],
+           "fresh_server": fresh, "history_requests": len(history),
+           "real": {"requests_per_s": s["requests_per_s"], "ttft_p50_ms": s["ttft_ms"]["p50"],
                     "hit_rate": s.get("prefix_cache_hit_rate")}, "sim": sim}
     log(_line(row))
     return [row]
