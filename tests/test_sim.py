@@ -409,8 +409,12 @@ def test_co_run_and_serving_measurements_on_a_tiny_model(tiny_llama) -> None:
                          prefill=[(16, 0), (32, 64)], decode=[(1, 32)], mixed=[])
     assert co["copies"] == 2 and co["steps"] >= 8 and co["slowdown"] >= 0
     got = measure_serving(str(tiny_llama), 1, num_requests=4, concurrency=2, max_tokens=8,
-                          max_prompt_tokens=60, log=lambda _: None)
+                          max_prompt_tokens=60, log=lambda _: None, fit=Fit(a=0.001, b=1e-5, c=1e-4),
+                          step_scenarios=[(1, 32), (2, 32)])
     assert got["requests"] == 4 and 4 <= got["tokens"] <= 32
+    # the direct run's decode-only steps, logged by the replica itself (rows decoding beside a prompt chunk
+    # are not counted): at most one row per token after each request's first
+    assert got["step"] >= 0 and got["step_drift"] > 0 and 1 <= got["step_rows"] <= got["tokens"] - 4
     # /proc counts CPU in 10 ms ticks: a thread of this tiny run may show none, the three together do
     assert min(got["replica"], got["client"], got["gateway"]) >= 0
     assert sum(got["cpu_s"].values()) > 0 and got["cpu_s"]["replica"] == pytest.approx(got["replica"] * got["tokens"])
@@ -532,3 +536,77 @@ def test_a_primed_replica_starts_with_the_cache_its_history_left() -> None:
     assert s.steps == 1
     with pytest.raises(ValueError, match="history needs a fixed fleet of 1 replica"):
         Simulation([], make_policy("round_robin"), ONE_SECOND, FleetConfig(replicas=2), history=hist)
+
+
+def test_served_step_excess_is_exact_and_the_engine_reports_its_steps(tiny_llama, tmp_path) -> None:
+    from treadle.config import EngineConfig
+    from treadle.engine.llm_engine import LLMEngine
+    from treadle.sim.serving_overhead import StepLog, read_steps, step_excess
+
+    fit = Fit(a=0.004, b=0.001, c=0.002, d=1e-6)
+    shapes = [StepShape(decode_rows=r, decode_context=100 * r) for r in (1, 4, 16)]
+    alone = [(s, 1.1 * fit.seconds(s)) for s in shapes]  # the machine 10% slower than the fit now
+    served = [(s, 1.1 * fit.seconds(s) + 0.0007 * s.decode_rows) for s in shapes]
+    served.append((StepShape(prefill_tokens=50, decode_rows=3), 9.0))  # steps with a prompt chunk do not count
+    got = step_excess(served, alone, fit)
+    assert got["step"] == pytest.approx(0.0007) and got["step_drift"] == pytest.approx(1.1)
+    assert (got["step_steps"], got["step_rows"]) == (3, 21)
+    with pytest.raises(ValueError, match="decode-only steps"):
+        step_excess(served[-1:], alone, fit)
+    engine = LLMEngine(EngineConfig(model=str(tiny_llama), num_kv_blocks=64, max_num_seqs=4))
+    log_path = tmp_path / "steps.jsonl"
+    engine.step_observer = StepLog(str(log_path))
+    engine.add_request("a", list(range(10, 40)), SamplingParams(max_tokens=5, ignore_eos=True))
+    while engine.has_unfinished_requests():
+        engine.step()
+    steps = read_steps(log_path)
+    assert [s.prefill_tokens for s, _ in steps] == [30, 0, 0, 0, 0] and all(t > 0 for _, t in steps)
+    assert [s.decode_rows for s, _ in steps] == [0, 1, 1, 1, 1]
+
+
+def test_validate_gives_serve_runs_the_served_step_excess_in_place_of_replica_and_client(tmp_path, tiny_llama) -> None:
+    """With ``step`` in the file, serve runs add it per decode row and nothing of the replica's and the client's
+    CPU; without it, those two."""
+    from treadle.cli import main
+
+    _serve_file(tmp_path / "run.json", 0.0, n=3)
+    sims = {}
+    for name, serving in (("step0", {"replica": 0.004, "client": 0.006, "step": 0.0}), ("none", {}),
+                          ("step10", {"replica": 0.0, "client": 0.0, "step": 0.01}),
+                          ("cpu10", {"replica": 0.004, "client": 0.006})):
+        cost = tmp_path / f"{name}.json"
+        cost.write_text(json.dumps({"cores": 2, "fits": {"2": {"a": 0.05, "b": 0.001, "c": 0.002}},
+                                    "serving": serving}))
+        out = tmp_path / f"v-{name}.json"
+        assert main(["sim", "validate", "--model", str(tiny_llama), "--cost", str(cost), "--fleet", "",
+                     "--serve", str(tmp_path / "run.json"), "--out", str(out)]) == 0
+        sims[name] = json.loads(out.read_text())["rows"][0]["sim"]["requests_per_s"]
+    assert sims["step0"] == pytest.approx(sims["none"]) and sims["step10"] == pytest.approx(sims["cpu10"])
+    assert sims["step10"] < sims["step0"]
+
+
+def test_validate_gives_a_one_replica_scaling_run_the_served_step_excess(tmp_path, tiny_llama) -> None:
+    """A scaling run's single replica takes both cores' threads: with ``step`` in the file it gets ``step`` and
+    the gateway's CPU; the 2-replica run (1 thread each) keeps replica + gateway + client."""
+    from treadle.cli import main
+
+    _fleet_file(tmp_path / "f.json", 1.0, 100.0, 0.2)
+    data = json.loads((tmp_path / "f.json").read_text())
+    data["runs"] = []
+    data["scaling"] = [{"replicas": n, "num_requests": 3, "requests_per_s": 1.0, "output_tok_s": 12.0}
+                       for n in (1, 2)]
+    (tmp_path / "f.json").write_text(json.dumps(data))
+    fits = {"1": {"a": 0.05, "b": 0.001, "c": 0.002}, "2": {"a": 0.03, "b": 0.0005, "c": 0.001}}
+    sims = {}
+    for name, serving in (("step", {"replica": 0.001, "gateway": 0.002, "client": 0.003, "step": 0.02}),
+                          ("none", {"replica": 0.001, "gateway": 0.002, "client": 0.003}),
+                          ("same", {"replica": 0.02, "gateway": 0.002, "client": 0.0})):
+        cost = tmp_path / f"{name}.json"
+        cost.write_text(json.dumps({"cores": 2, "fits": fits, "serving": serving}))
+        out = tmp_path / f"v-{name}.json"
+        assert main(["sim", "validate", "--model", str(tiny_llama), "--cost", str(cost), "--fleet",
+                     str(tmp_path / "f.json"), "--out", str(out)]) == 0
+        sims[name] = [r["sim"]["output_tok_s"] for r in json.loads(out.read_text())["rows"]]
+    assert sims["step"][0] == pytest.approx(sims["same"][0])  # x1: step + gateway (= replica 0.02 + gateway)
+    assert sims["step"][0] < sims["none"][0]
+    assert sims["step"][1] == pytest.approx(sims["none"][1])  # x2: the CPU parts, step unused

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -17,7 +18,7 @@ from treadle.config import EngineConfig
 from treadle.engine.lora_registry import LoraInfo, LoraRegistry
 from treadle.engine.model_runner import ModelRunner
 from treadle.engine.output_processor import OutputProcessor
-from treadle.engine.outputs import RequestOutput
+from treadle.engine.outputs import RequestOutput, SchedulerOutput
 from treadle.engine.request import FinishReason, Request
 from treadle.engine.scheduler import Scheduler, SchedulerConfig
 from treadle.models.loader import attach_decode_kernel, load_model, read_generation_eos
@@ -33,6 +34,7 @@ class LLMEngine:
     def __init__(self, config: EngineConfig) -> None:
         t0 = time.perf_counter()
         self.config = config
+        self.step_observer: Callable[[SchedulerOutput, float], None] | None = None  # see step()
         torch.set_num_threads(config.num_threads)
         self.model_path, self.model_name = resolve_model(config.model)
         dtype = getattr(torch, config.dtype)
@@ -233,6 +235,9 @@ class LLMEngine:
 
     # ---------------------------------------------------------------- the loop
     def step(self) -> list[RequestOutput]:
+        """Schedule -> run -> update. ``step_observer``, when set, gets each step's plan and its wall seconds
+        (schedule to output processing: what ``treadle sim calibrate`` times), after the step."""
+        t0 = time.perf_counter()
         scheduled = self.scheduler.schedule()
         result = self.runner.execute(scheduled)
         updated = self.scheduler.update_from_output(scheduled, result)
@@ -240,6 +245,8 @@ class LLMEngine:
         for rid in stopped:
             self.scheduler.finish_request(rid, FinishReason.STOP)
         self._retire_adapters()
+        if self.step_observer is not None and scheduled.scheduled:
+            self.step_observer(scheduled, time.perf_counter() - t0)
         return outputs
 
     def get_stats(self) -> dict[str, float]:

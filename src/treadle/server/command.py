@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 import time
@@ -22,6 +23,8 @@ from treadle.commands.engine_args import add_engine_args, engine_config_from_arg
 from treadle.config_args import add_dataclass_args, dataclass_from_args
 from treadle.server.middleware import ServerState
 from treadle.server.settings import ListenSettings, ServerSettings
+
+STEP_LOG_ENV = "TREADLE_STEP_LOG"  # a file: the replica appends every engine step's shape and seconds to it
 
 log = logging.getLogger("treadle.server")
 
@@ -67,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
 
     def on_ready(engine) -> None:  # noqa: ANN001
         e = engine.engine
+        if os.environ.get(STEP_LOG_ENV):  # treadle sim calibrate --serving: every step's shape and time
+            from treadle.sim.serving_overhead import StepLog
+
+            e.step_observer = StepLog(os.environ[STEP_LOG_ENV])
         source = "bundled default, converted cache" if args.model in ("default", e.model_name) else "local folder"
         print(f"[treadle] serving {settings.served_model_name} from {e.model_path} ({source}); "
               f"loaded in {e.load_seconds:.2f} s, ready {time.perf_counter() - t0:.2f} s after start; "

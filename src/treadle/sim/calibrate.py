@@ -236,8 +236,8 @@ def calibrate(model: str, threads: list[int], num_kv_blocks: int = 2048, seed: i
     if serving:
         from treadle.sim.serving_overhead import PARTS, measure_serving
 
-        report["serving"] = measure_serving(model, max(fits), seed=seed, log=log)
-        per_token = {p: report["serving"][p] for p in PARTS}
+        report["serving"] = measure_serving(model, max(fits), seed=seed, log=log, fit=fits[max(fits)])
+        per_token = {p: report["serving"][p] for p in (*PARTS, "step")}
         latency = dict(report["serving"]["latency"])
     engine_cfg = dict(base.engine) if base else {"max_num_seqs": 8, "max_num_batched_tokens": 512,
                                                  "num_blocks": 300, "max_model_len": 2048, "block_size": 16}

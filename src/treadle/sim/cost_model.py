@@ -65,7 +65,8 @@ from treadle.engine.outputs import SchedulerOutput
 
 COEFFS = ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j")
 PREFILL_KNEE = 256
-SERVING_PARTS = ("replica", "gateway", "client")
+CPU_PARTS = ("replica", "gateway", "client")  # CPU per output token of each thread (serving_overhead)
+SERVING_PARTS = (*CPU_PARTS, "step")  # and a served step's excess per decode row (serving_overhead)
 LATENCY_PATHS = ("direct", "gateway")
 COLD_START_KEYS = ("first_request_extra", "first_step_extra")
 LATENCY_KEYS = (*LATENCY_PATHS, *COLD_START_KEYS)

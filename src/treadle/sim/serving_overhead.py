@@ -33,17 +33,69 @@ first run of the model: allocations, kernel set-up). At the end the same prompt 
 the first one computed; against their means, the first request's excess outside the engine is
 ``first_request_extra`` (client TTFT minus engine TTFT) and inside it ``first_step_extra`` (engine TTFT). The
 simulator lengthens a fresh replica's first step by both (``CostModel.cold_start_s``).
+
+Then, when given the thread count's ``fit``, the **served step excess** (``step``): the CPU above, taken by
+other threads while a replica's own threads fill the machine's cores, slows its steps by more than its own
+time (a straggling OpenMP thread holds up the whole step). The same workload is sent again directly to the
+replica (as ``treadle bench serve`` does: the load generator on the same machine), whose engine logs every
+step's shape and wall seconds (``TREADLE_STEP_LOG``, ``StepLog``). Right after, with the replica stopped, the
+calibration's decode scenarios (1, 4 and 16 rows at 256 tokens) are timed on an engine alone: the median ratio
+of their times to the fit, ``step_drift``, is the machine's speed now against the fit's (it drifts by up to 20%
+in an hour here). ``step`` = (sum over the served decode-only steps of measured - ``step_drift`` x fit) / their
+decode rows: seconds per decode row that a served step takes beyond the engine alone. Validation adds it (in
+place of ``replica`` and ``client``) to the ``bench serve`` runs, which are this setup.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shutil
+import tempfile
 import threading
 import time
 from pathlib import Path
 
-from treadle.sim.cost_model import SERVING_PARTS as PARTS
+from treadle.sim.cost_model import CPU_PARTS as PARTS
+from treadle.sim.cost_model import Fit, StepShape, shape_of
+
+STEP_SCENARIOS = [(1, 256), (4, 256), (16, 256)]  # decode scenarios timed alone for ``step_drift``
+
+
+class StepLog:
+    """An ``LLMEngine.step_observer`` appending one JSON line per step to ``path``: the step's shape as
+    ``calibrate`` stores points (``[prefill tokens, decode rows, decode context, attention, chunks, gather]``)
+    and its wall seconds."""
+
+    def __init__(self, path: str) -> None:
+        self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the replica's lifetime
+
+    def __call__(self, plan, seconds: float) -> None:  # noqa: ANN001 - a SchedulerOutput
+        s = shape_of(plan)
+        self.file.write(json.dumps([s.prefill_tokens, s.decode_rows, s.decode_context, s.prefill_attention,
+                                    s.prefill_chunks, s.prefill_gather, seconds]) + "\n")
+        self.file.flush()
+
+
+def read_steps(path: Path, skip: int = 0) -> list[tuple[StepShape, float]]:
+    """The steps a ``StepLog`` wrote to ``path``, from line ``skip`` on."""
+    lines = path.read_text().splitlines()[skip:]
+    return [(StepShape(int(p), int(r), int(dc), att, int(k), g), t)
+            for p, r, dc, att, k, g, t in (json.loads(x) for x in lines)]
+
+
+def step_excess(served: list[tuple[StepShape, float]], alone: list[tuple[StepShape, float]], fit: Fit) -> dict:
+    """``step`` (seconds per decode row) and ``step_drift`` from served and engine-alone steps (module
+    docstring); only decode-only steps count. Raises ValueError when either has none."""
+    dec = [(s, t) for s, t in served if s.prefill_tokens == 0 and s.decode_rows]
+    ref = sorted(t / fit.seconds(s) for s, t in alone if s.prefill_tokens == 0 and s.decode_rows)
+    if not dec or not ref:
+        raise ValueError(f"served step excess: needs decode-only steps, got {len(dec)} served and {len(ref)} alone")
+    drift = float(ref[len(ref) // 2])
+    excess = sum(t - drift * fit.seconds(s) for s, t in dec) / sum(s.decode_rows for s, _ in dec)
+    return {"step": max(0.0, excess), "step_drift": drift, "step_steps": len(dec),
+            "step_rows": sum(s.decode_rows for s, _ in dec)}
 
 
 def thread_cpu_s(pid: int, tid: int) -> float:
@@ -54,9 +106,12 @@ def thread_cpu_s(pid: int, tid: int) -> float:
 
 def measure_serving(model: str, threads: int, num_requests: int = 32, concurrency: int = 4, max_tokens: int = 64,
                     seed: int = 0, max_prompt_tokens: int = 512, latency_requests: int = 8, warm_repeats: int = 3,
-                    log=print) -> dict:  # noqa: ANN001 - a print-like function
+                    log=print, fit: Fit | None = None,  # noqa: ANN001 - a print-like function
+                    step_scenarios: list[tuple[int, int]] | None = None) -> dict:
     """Run the workload above; returns ``{part: s per output token}`` plus ``tokens``, ``requests`` and the
-    settings. Raises RuntimeError when the replica does not become ready or a request fails."""
+    settings, and with ``fit`` (the fit for ``threads``) the served step excess (``step``, ``step_drift``; the
+    engine alone runs ``step_scenarios``, default ``STEP_SCENARIOS``).
+    Raises RuntimeError when the replica does not become ready or a request fails."""
     from treadle.bench.arrivals import Arrival
     from treadle.bench.loadgen import run_load
     from treadle.bench.workloads import make_workload
@@ -65,10 +120,12 @@ def measure_serving(model: str, threads: int, num_requests: int = 32, concurrenc
     from treadle.fleet.launchers.local import LocalLauncher
     from treadle.gateway.app import Gateway, GatewaySettings
     from treadle.gateway.policies import make_policy
-    from treadle.server.command import served_name
+    from treadle.server.command import STEP_LOG_ENV, served_name
 
     served = served_name(model, None)
-    launcher = LocalLauncher(ReplicaSpec(model, threads, ("--max-queue", "-1")))
+    step_log = Path(tempfile.mkdtemp(prefix="treadle-steps-")) / "steps.jsonl"
+    step_log.touch()
+    launcher = LocalLauncher(ReplicaSpec(model, threads, ("--max-queue", "-1"), env={STEP_LOG_ENV: str(step_log)}))
     gw = Gateway(make_policy("least_loaded"), GatewaySettings(health_interval_s=0.5), None)
     srv = _GatewayThread(gw)
     try:
@@ -97,20 +154,42 @@ def measure_serving(model: str, threads: int, num_requests: int = 32, concurrenc
         hot = (sum(c for c, _ in again) / warm_repeats, sum(e for _, e in again) / warm_repeats)
         latency["first_request_extra"] = max(0.0, (cold[0] - cold[1]) - (hot[0] - hot[1]))
         latency["first_step_extra"] = max(0.0, cold[1] - hot[1])
+        if fit is not None:  # the same workload directly, its steps logged by the replica
+            skip = len(step_log.read_text().splitlines())
+            records += asyncio.run(run_load(rep.url, served, work, arrival=Arrival(concurrency=concurrency)))
+            served_steps = read_steps(step_log, skip)
     finally:
         srv.stop()
         asyncio.run(launcher.close())
+        shutil.rmtree(step_log.parent, ignore_errors=True)
     bad = [r for r in records if not r.ok]
     if bad:
         raise RuntimeError(f"serving overhead: {len(bad)} of {len(records)} requests failed: {bad[0].error}")
-    tokens = sum(r.output_tokens for r in records)
+    excess = {}
+    if fit is not None:
+        excess = step_excess(served_steps, _alone_steps(model, threads, seed, step_scenarios or STEP_SCENARIOS), fit)
+    tokens = sum(r.output_tokens for r in records[: len(work)])
     out = {p: (after[p] - before[p]) / tokens for p in PARTS}
-    out.update(tokens=tokens, requests=len(records), threads=threads, concurrency=concurrency, max_tokens=max_tokens,
+    out.update(tokens=tokens, requests=len(work), threads=threads, concurrency=concurrency, max_tokens=max_tokens,
                cpu_s={p: after[p] - before[p] for p in PARTS}, latency=latency, latency_requests=latency_requests)
+    out.update(excess)
     log("serving overhead per output token: " + ", ".join(f"{p} {out[p] * 1000:.3f} ms" for p in PARTS)
-        + f" ({tokens} tokens, {len(records)} requests); request latency outside the engine: "
-        + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in latency.items()))
+        + f" ({tokens} tokens, {len(work)} requests); request latency outside the engine: "
+        + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in latency.items())
+        + (f"; served step excess {excess['step'] * 1000:.3f} ms per decode row over {excess['step_steps']} "
+           f"decode steps (the machine at {excess['step_drift']:.2f}x the fit)" if excess else ""))
     return out
+
+
+def _alone_steps(model: str, threads: int, seed: int, scenarios: list[tuple[int, int]]) -> list[tuple[StepShape, float]]:
+    """The decode ``scenarios`` (rows, shared prefix) on an engine alone, by the wall clock (``step_drift``)."""
+    from treadle.config import EngineConfig
+    from treadle.engine.llm_engine import LLMEngine
+    from treadle.sim.calibrate import measure
+
+    engine = LLMEngine(EngineConfig(model=model, threads=threads, num_kv_blocks=2048, max_num_seqs=64))
+    measure(engine, seed + 99, "wall", [], scenarios[:1], [])  # warm-up
+    return measure(engine, seed, "wall", [], scenarios, [])
 
 
 def _latency(base_url: str, served: str, work: list, replica_url: str) -> float:

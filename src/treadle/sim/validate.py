@@ -114,7 +114,9 @@ def fleet_workload(cfg: dict, workload: str) -> list:
 
 
 def _fleet_rows(path: Path, cost: CostModel, tokens: _Tokens, cores: int, log,  # noqa: ANN001
-                noise: tuple[int, float] = (1, 0.0)) -> list[dict]:
+                noise: tuple[int, float] = (1, 0.0), filling_cost: CostModel | None = None) -> list[dict]:
+    """The rows of a ``bench fleet`` file; ``filling_cost`` (default ``cost``) for a run whose replicas run
+    several threads each (one replica filling the machine's cores)."""
     from treadle.fleet import bench_fleet
 
     data = json.loads(path.read_text())
@@ -142,7 +144,8 @@ def _fleet_rows(path: Path, cost: CostModel, tokens: _Tokens, cores: int, log,  
         work = make_workload("sharegpt", sc.get("num_requests", 24), cfg["seed"], cfg["max_tokens"] * 4)
         mean_out = round(sc["output_tok_s"] / sc["requests_per_s"])
         reqs = _sim_requests(work, tokens, _outputs(sc.get("requests", [])) or mean_out)
-        sim = _simulate(reqs, "least_loaded", cost, n, engine, cfg["concurrency"], cores, noise,
+        run_cost = filling_cost if filling_cost is not None and split_threads(n, cores)[-1] > 1 else cost
+        sim = _simulate(reqs, "least_loaded", run_cost, n, engine, cfg["concurrency"], cores, noise,
                         bench_fleet.HEALTH_INTERVAL_S)
         rows.append({"source": str(path), "run": f"fleet scaling sharegpt least_loaded x{n}",
                      "real": {"requests_per_s": sc["requests_per_s"], "output_tok_s": sc["output_tok_s"]}, "sim": sim})
@@ -246,14 +249,21 @@ def validate(args: argparse.Namespace, log) -> int:  # noqa: ANN001
     # the serving work that shared the real runs' cores: bench fleet runs the gateway and the client in one
     # process beside the replicas; bench serve runs the client beside the replica
     fleet_cost = base.with_overhead(("replica", "gateway", "client"), "gateway")
+    # a replica of several threads filling the machine's cores (a one-replica scaling run) is slowed by that CPU
+    # beyond its own time (a straggling thread holds up its step): the served step excess, when measured, in
+    # place of the replica's and the client's CPU (the gateway's is not in that measurement)
+    filling = base.with_overhead(("step", "gateway"), "gateway") if "step" in base.serving else fleet_cost
     # bench serve runs one after another against one long-lived server (scripts/bench_report_runs.sh,
     # scripts/sim_validation_serve_runs.sh): only a set's first run meets a fresh server (its file says so since
     # 2026-12-03: server_requests_before 0), and only that one gets the cold start (bench fleet starts fresh
     # replicas for every run: those keep it)
-    fresh_serve = base.with_overhead(("replica", "client"), "direct")
+    # a file with the served step excess (``step``, measured in the bench serve setup: one replica
+    # filling the cores, the client beside it) uses it in place of the replica's and the client's CPU per token
+    serve_parts = ("step",) if "step" in base.serving else ("replica", "client")
+    fresh_serve = base.with_overhead(serve_parts, "direct")
     serve_cost = replace(fresh_serve, cold_start_s=0.0)
     for f in [x for x in args.fleet.split(",") if x]:
-        rows += _fleet_rows(Path(f), fleet_cost, tokens, cores, log, noise)
+        rows += _fleet_rows(Path(f), fleet_cost, tokens, cores, log, noise, filling)
     for f in [x for x in args.serve.split(",") if x]:
         rows += _serve_rows(Path(f), serve_cost, tokens, cores, log, noise, fresh_serve)
     for row in rows:
