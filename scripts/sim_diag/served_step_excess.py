@@ -1,0 +1,75 @@
+"""How much longer a served replica's own steps take than the cost file's fit, by load (docs/SIMULATION.md,
+"Validation against reality (2026-12-03, third session)"): `treadle serve --model default` with its engine's
+step log (`TREADLE_STEP_LOG`), `treadle bench serve` ShareGPT runs at 1, 4 and 16 in flight (the larger
+validation runs' settings, fewer requests), then the decode scenarios on an engine alone for the machine's speed
+against the fit (`step_drift`, as `treadle sim calibrate --serving` does). Per level: the excess per decode row of
+the decode-only steps, and a least-squares split of every step's excess into per decode row + per prefill token.
+
+Usage: flock /tmp/treadle-cpu.lock .venv/bin/python scripts/sim_diag/served_step_excess.py [COST]   (~2 min)
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from treadle.sim.cost_model import load_cost_model
+from treadle.sim.serving_overhead import STEP_SCENARIOS, _alone_steps, read_steps
+
+URL = "http://127.0.0.1:8000"
+T = str(Path(sys.executable).parent / "treadle")
+
+
+def _ready() -> bool:
+    try:
+        return urllib.request.urlopen(URL + "/ready", timeout=2).status == 200
+    except OSError:
+        return False
+
+
+def main() -> None:
+    fit = load_cost_model(sys.argv[1] if len(sys.argv) > 1 else "cpu-smollm2").fits[2]
+    log = Path(tempfile.mkdtemp()) / "steps.jsonl"
+    log.touch()
+    srv = subprocess.Popen([T, "serve", "--model", "default", "--host", "127.0.0.1", "--port", "8000",
+                            "--log-level", "warning"], env={**os.environ, "TREADLE_STEP_LOG": str(log)},
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marks = []
+    try:
+        while not _ready():
+            if srv.poll() is not None:
+                raise SystemExit("treadle serve exited")
+            time.sleep(0.5)
+        for c in (1, 4, 16):
+            marks.append((c, len(log.read_text().splitlines())))
+            subprocess.run([T, "bench", "serve", "--base-url", URL, "--max-tokens", "64", "--no-progress",
+                            "--workload", "sharegpt", "--num-requests", str(max(24, 6 * c)), "--concurrency", str(c),
+                            "--seed", str(c), "--max-prompt-tokens", "512", "--out", str(log.parent / f"c{c}.json")],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        marks.append((0, len(log.read_text().splitlines())))
+    finally:
+        srv.terminate()
+        srv.wait()
+    alone = _alone_steps("default", 2, 0, STEP_SCENARIOS)
+    drift = float(np.median([t / fit.seconds(s) for s, t in alone if s.prefill_tokens == 0]))
+    steps = read_steps(log)
+    print(f"machine at {drift:.2f}x the fit (engine alone, decode scenarios)")
+    for (c, a), (_, b) in zip(marks, marks[1:], strict=False):
+        seg = steps[a:b]
+        x = np.array([[s.decode_rows, s.prefill_tokens] for s, _ in seg], float)
+        y = np.array([t - drift * fit.seconds(s) for s, t in seg])
+        dec = x[:, 1] == 0
+        per_row, per_tok = np.linalg.lstsq(x, y, rcond=None)[0]
+        print(f"{c:2d} in flight: {len(seg)} steps; decode-only steps {y[dec].sum() / x[dec, 0].sum() * 1e3:.3f} ms "
+              f"per decode row; all steps: {per_row * 1e3:.3f} ms per decode row + {per_tok * 1e3:.4f} ms per "
+              f"prefill token ({per_tok / fit.b:.0%} of b); steps with a prompt chunk "
+              f"{(y[~dec] / np.array([drift * fit.seconds(s) for (s, _), d in zip(seg, dec, strict=True) if not d])).mean():+.0%}")
+
+
+if __name__ == "__main__":
+    main()
