@@ -321,7 +321,7 @@ def test_validate_replays_per_request_outputs_and_groups_repeats(tmp_path, tiny_
 
 def test_within_bar_counts_repeated_runs_against_the_issues_bar() -> None:
     """15% on throughput (output tokens/s where a run has it) and median TTFT, 5 points on hit rate."""
-    from treadle.sim.validate import within_bar
+    from treadle.sim.validate_groups import within_bar
 
     groups = [{"metrics": {"requests_per_s": {"error": 0.149}, "ttft_p50_ms": {"error": -0.16},
                            "hit_rate": {"error": -5.0}}},

@@ -7,7 +7,7 @@ Usage: .venv/bin/python scripts/sim_diag/validation_table.py sim-validation.json
 import json
 import sys
 
-from treadle.sim.validate import within_bar
+from treadle.sim.validate_groups import within_bar
 
 
 def fmt(x: float) -> str:

@@ -33,6 +33,7 @@ from treadle.gateway.policies import make_policy
 from treadle.sim.cost_model import CostModel, load_cost_model
 from treadle.sim.results import result
 from treadle.sim.simulator import FleetConfig, Simulation
+from treadle.sim.validate_groups import _group_line, relative_error, repeated, within_bar
 from treadle.sim.workload import SimRequest
 
 
@@ -222,17 +223,13 @@ def _serve_rows(path: Path, cost: CostModel, tokens: _Tokens, cores: int, log,  
     return [row]
 
 
-def _err(sim: float | None, real: float | None) -> float | None:
-    return None if sim is None or not real else sim / real - 1.0
-
-
 def _line(row: dict) -> str:
     r, s = row["real"], row["sim"]
     key = "output_tok_s" if "output_tok_s" in r else "requests_per_s"
-    parts = [f"{row['run']}: {key} {s[key]:.3f} vs {r[key]:.3f} ({_err(s[key], r[key]):+.0%})"]
+    parts = [f"{row['run']}: {key} {s[key]:.3f} vs {r[key]:.3f} ({relative_error(s[key], r[key]):+.0%})"]
     if r.get("ttft_p50_ms"):
         parts.append(f"TTFT p50 {s['ttft_p50_ms']:,.0f} vs {r['ttft_p50_ms']:,.0f} ms "
-                     f"({_err(s['ttft_p50_ms'], r['ttft_p50_ms']):+.0%})")
+                     f"({relative_error(s['ttft_p50_ms'], r['ttft_p50_ms']):+.0%})")
     if r.get("hit_rate") is not None and s.get("hit_rate") is not None:
         parts.append(f"hit {s['hit_rate']:.1%} vs {r['hit_rate']:.1%} ({(s['hit_rate'] - r['hit_rate']) * 100:+.1f} pt)")
     return "; ".join(parts)
@@ -268,9 +265,9 @@ def validate(args: argparse.Namespace, log) -> int:  # noqa: ANN001
         rows += _serve_rows(Path(f), serve_cost, tokens, cores, log, noise, fresh_serve)
     for row in rows:
         r, s = row["real"], row["sim"]
-        row["error"] = {"requests_per_s": _err(s["requests_per_s"], r.get("requests_per_s")),
-                        "output_tok_s": _err(s["output_tok_s"], r.get("output_tok_s")),
-                        "ttft_p50": _err(s.get("ttft_p50_ms"), r.get("ttft_p50_ms")),
+        row["error"] = {"requests_per_s": relative_error(s["requests_per_s"], r.get("requests_per_s")),
+                        "output_tok_s": relative_error(s["output_tok_s"], r.get("output_tok_s")),
+                        "ttft_p50": relative_error(s.get("ttft_p50_ms"), r.get("ttft_p50_ms")),
                         "hit_rate_points": None if r.get("hit_rate") is None or s["hit_rate"] is None
                         else (s["hit_rate"] - r["hit_rate"]) * 100}
     groups = repeated(rows)
@@ -289,63 +286,3 @@ def validate(args: argparse.Namespace, log) -> int:  # noqa: ANN001
     log(f"wrote {args.out}")
     return 0
 
-
-METRICS = ("requests_per_s", "output_tok_s", "ttft_p50_ms", "hit_rate")
-
-
-def repeated(rows: list[dict]) -> list[dict]:
-    """Group the rows of the same run (same name) from several files: per metric the real values, their mean,
-    min, max and spread ((max - min) / mean), the simulation's mean and its error against the real mean
-    (hit rate in points). Runs seen once are left out."""
-    by_run: dict[str, list[dict]] = {}
-    for row in rows:
-        by_run.setdefault(row["run"], []).append(row)
-    groups = []
-    for run, rs in by_run.items():
-        if len(rs) < 2:
-            continue
-        g: dict = {"run": run, "repeats": len(rs), "metrics": {}}
-        for m in METRICS:
-            real = [r["real"][m] for r in rs if r["real"].get(m) is not None]
-            sim = [r["sim"][m] for r in rs if r["sim"].get(m) is not None]
-            if len(real) < 2 or not sim:
-                continue
-            mean, sim_mean = sum(real) / len(real), sum(sim) / len(sim)
-            ranges = [r["sim"]["range"][m] for r in rs if (r["sim"].get("range") or {}).get(m)]
-            g["metrics"][m] = {"real": real, "real_mean": mean, "real_min": min(real), "real_max": max(real),
-                               "spread": (max(real) - min(real)) / mean if mean else None, "sim_mean": sim_mean,
-                               "sim_min": min([x[0] for x in ranges] or sim), "sim_max": max([x[1] for x in ranges] or sim),
-                               "error": ((sim_mean - mean) * 100 if m == "hit_rate" else _err(sim_mean, mean))}
-        groups.append(g)
-    return groups
-
-
-BAR = {"throughput": 0.15, "ttft_p50": 0.15, "hit_rate_points": 5.0}
-
-
-def within_bar(groups: list[dict]) -> dict[str, list[int]]:
-    """Per figure of the issue's bar, [repeated runs within it, repeated runs measured]: throughput (output
-    tokens/s where the run has it, else requests/s) and median TTFT within 15% of the real mean, hit rate within 5
-    points."""
-    out = {k: [0, 0] for k in BAR}
-    for g in groups:
-        m = g["metrics"]
-        for key, metric in (("throughput", "output_tok_s" if "output_tok_s" in m else "requests_per_s"),
-                            ("ttft_p50", "ttft_p50_ms"), ("hit_rate_points", "hit_rate")):
-            if metric in m and m[metric]["error"] is not None:
-                out[key][0] += abs(m[metric]["error"]) <= BAR[key]
-                out[key][1] += 1
-    return out
-
-
-def _group_line(g: dict) -> str:
-    parts = []
-    for m, v in g["metrics"].items():
-        if m == "hit_rate":
-            parts.append(f"hit real {v['real_min']:.1%}-{v['real_max']:.1%}, sim {v['sim_mean']:.1%} "
-                         f"({v['error']:+.1f} pt vs mean)")
-        else:
-            parts.append(f"{m} real {v['real_min']:,.3g}-{v['real_max']:,.3g} (spread {v['spread']:.0%}), "
-                         f"sim {v['sim_mean']:,.3g} [{v['sim_min']:,.3g}-{v['sim_max']:,.3g}] "
-                         f"({v['error']:+.0%} vs mean)")
-    return f"{g['run']} x{g['repeats']}: " + "; ".join(parts)
