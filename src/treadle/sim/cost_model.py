@@ -231,7 +231,8 @@ class CostModel:
 
 def load_cost_model(spec: str | Path) -> CostModel:
     """A cost model from a file path, or a bundled one by name (``cpu-smollm2``,
-    ``cpu-smollm2-before-fused-decode``, ``cpu-smollm2-2026-12-02``, ``cpu-smollm2-v1``, ``gpu-h100-llama3-8b``)."""
+    ``cpu-smollm2-sampled-before-inverse-cdf``, ``cpu-smollm2-before-fused-decode``, ``cpu-smollm2-2026-12-02``,
+    ``cpu-smollm2-v1``, ``gpu-h100-llama3-8b``)."""
     path = Path(spec)
     if not path.exists():
         path = BUNDLED / f"{spec}.json"
