@@ -536,6 +536,13 @@ def test_a_primed_replica_starts_with_the_cache_its_history_left() -> None:
     assert s.steps == 1
     with pytest.raises(ValueError, match="history needs a fixed fleet of 1 replica"):
         Simulation([], make_policy("round_robin"), ONE_SECOND, FleetConfig(replicas=2), history=hist)
+    # a history request the engine can never hold is an error, not a hang
+    from treadle.engine.request import Request
+    from treadle.sim.replica import SimReplica
+
+    small = SimReplica("r0", SchedulerConfig(num_blocks=2, max_model_len=2048), ONE_SECOND, Machine(0))
+    with pytest.raises(ValueError, match="prime cannot schedule 1 waiting request"):
+        small.prime([Request("x", list(range(100, 200)), SamplingParams(max_tokens=2, ignore_eos=True))])
 
 
 def test_served_step_excess_is_exact_and_the_engine_reports_its_steps(tiny_llama, tmp_path) -> None:

@@ -129,8 +129,13 @@ class SimReplica:
         for i in range(0, len(requests), batch):
             for req in requests[i : i + batch]:
                 sched.add_request(req)
+            idle = 0
             while sched.has_unfinished():
                 out = sched.schedule()
+                idle = 0 if out.scheduled else idle + 1
+                if idle > 1:  # twice nothing to run with requests left: they can never fit this engine
+                    raise ValueError(f"replica {self.replica_id}: prime cannot schedule "
+                                     f"{sched.num_waiting} waiting request(s) (longer than its KV blocks hold?)")
                 sampled = {s.request_id: SIM_TOKEN for s in out.scheduled if s.sample}
                 sched.update_from_output(out, RunnerOutput(sampled))
         sched.kv.hit_tokens = sched.kv.queried_tokens = sched.num_preemptions = 0
