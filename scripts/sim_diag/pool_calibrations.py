@@ -13,12 +13,11 @@ import json
 import sys
 
 from treadle.sim.calibrate import errors, fit
-from treadle.sim.cost_model import COEFFS, StepShape
+from treadle.sim.cost_model import COEFFS, StepShape, from_step_point, step_point
 
 
 def _steps(raw: dict, threads: str) -> list[tuple[StepShape, float]]:
-    return [(StepShape(int(p), int(r), int(dc), att, int(k), g), t)
-            for p, r, dc, att, k, g, t in raw["fit_error"][threads]["points"]]
+    return [from_step_point(pt) for pt in raw["fit_error"][threads]["points"]]
 
 
 def main() -> None:
@@ -30,8 +29,7 @@ def main() -> None:
     report = {"pooled_from": inputs, "in_sample": errors(f, pooled),
               "per_input": {path: errors(f, pts) for path, pts in per_file.items()},
               "clock": base["fit_error"].get(threads, {}).get("clock"),
-              "points": [[s.prefill_tokens, s.decode_rows, s.decode_context, s.prefill_attention, s.prefill_chunks,
-                          s.prefill_gather, t] for s, t in pooled]}
+              "points": [step_point(s, t) for s, t in pooled]}
     base["fits"][threads] = {k: getattr(f, k) for k in COEFFS} | {"knee": f.knee}
     base["fit_error"][threads] = report
     base["source"] += f"; the {threads}-thread fit pooled from {', '.join(inputs)} (scripts/sim_diag/pool_calibrations.py)"

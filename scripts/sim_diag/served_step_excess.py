@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from treadle.sim.cost_model import load_cost_model
-from treadle.sim.serving_overhead import STEP_SCENARIOS, _alone_steps, read_steps
+from treadle.sim.serving_overhead import STEP_SCENARIOS, alone_steps, read_steps
 
 URL = "http://127.0.0.1:8000"
 T = str(Path(sys.executable).parent / "treadle")
@@ -55,7 +55,7 @@ def main() -> None:
     finally:
         srv.terminate()
         srv.wait()
-    alone = _alone_steps("default", 2, 0, STEP_SCENARIOS)
+    alone = alone_steps("default", 2, 0, STEP_SCENARIOS)
     drift = float(np.median([t / fit.seconds(s) for s, t in alone if s.prefill_tokens == 0]))
     steps = read_steps(log)
     print(f"machine at {drift:.2f}x the fit (engine alone, decode scenarios)")

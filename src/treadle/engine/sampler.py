@@ -13,8 +13,8 @@ Order of operations per row (as vLLM and transformers apply them):
    (cumulative sums in float32), from the request's own generator when it has a seed (so a seeded
    request samples the same tokens whatever else is in the batch). A token of probability 0 is
    never drawn. One random number per row, not one per vocabulary entry: the exponential race
-   ``argmax(p / E)`` that GPU samplers use drew 49,152 exponentials per row, 0.76 ms per row on
-   this CPU (a quarter of a 16-row decode step); the cumulative sum and search take ~0.03 ms.
+   ``argmax(p / E)`` that GPU samplers use drew 49,152 exponentials per row: 12.2 ms for 16 rows on
+   this CPU against 0.36 ms for the inverse-CDF draw (``scripts/sampler_draw_bench.py``).
 Log-probabilities are those of the model (log-softmax of the raw logits), as vLLM reports them.
 """
 
@@ -73,9 +73,9 @@ class Sampler:
 def draw(probs: torch.Tensor, generators: list[torch.Generator | None]) -> torch.Tensor:
     """One token per row of ``probs`` (float32 rows summing to ~1, no row all zero) by inverse CDF; row ``j``'s
     uniform comes from ``generators[j]`` when it is not None, else from torch's global generator.
-    Changes only those generators' states (one draw per row). The cumulative sums are float32 (float64's
-    took 3.5 ms for 16 rows here, float32's 0.3): a zero-mass token adds exactly 0, so it is never drawn;
-    a token's mass is resolved to ~1e-7 of the row's."""
+    Changes only those generators' states (one draw per row). The cumulative sums are float32 (torch's
+    float64 cumulative sum is several times slower on this CPU): a zero-mass token adds exactly 0, so it is
+    never drawn; a token's mass is resolved to ~1e-7 of the row's."""
     cdf = probs.float().cumsum(dim=-1)
     total = cdf[:, -1:]
     u = torch.empty(len(generators), 1)

@@ -19,7 +19,8 @@ One fit for every workload: nothing here knows what will be simulated.
 
 Sampling (``--temperature``, default 0: greedy, what ``treadle bench`` sends): the steps are timed with every
 request sampling at that temperature. Greedy rows take an argmax; sampled rows also pay a softmax and an
-inverse-CDF draw, 0.14 ms more per row here at 2 threads (16 rows: 2.2 ms, ~6% of the step). A file predicts
+inverse-CDF draw: a 16-row decode step 1.6 ms (4%) longer at 2 threads (docs/BENCHMARKS.md, "Sampled
+decoding"). A file predicts
 traffic that samples as it was calibrated (its ``fit_error`` records the temperature).
 
 ``--co-run`` (``co_run_slowdown``, ``oversubscribed_slowdown``): after the fits, ``cores`` copies of a 1-thread
@@ -40,7 +41,16 @@ import time
 
 import numpy as np
 
-from treadle.sim.cost_model import COEFFS, CostModel, Fit, StepShape, shape_of
+from treadle.sim.cost_model import (
+    COEFFS,
+    SERVING_PARTS,
+    CostModel,
+    Fit,
+    StepShape,
+    from_step_point,
+    shape_of,
+    step_point,
+)
 
 PREFILL = [(p, s) for s in (0, 48, 512, 1024) for p in (32, 128, 256, 320, 384, 448, 512)]
 DECODE = [(b, ln) for ln in (64, 256, 1024) for b in (1, 2, 4, 8, 16, 32)]
@@ -122,14 +132,7 @@ def _co_run_worker(model: str, num_kv_blocks: int, seed: int, clock: str, barrie
     engine = LLMEngine(EngineConfig(model=model, threads=1, num_kv_blocks=num_kv_blocks, max_num_seqs=64))
     measure(engine, seed + 99, clock, (prefill or PREFILL)[:2], (decode or DECODE)[:1], [], temperature)
     barrier.wait()
-    results.put([_point(s, t) for s, t in measure(engine, seed, clock, prefill, decode, mixed, temperature)])
-
-
-def _point(s: StepShape, seconds: float) -> list[float]:
-    """A measured step as stored in reports: [prefill tokens, decode rows, decode context, attention,
-    prefill chunks, gathered context, seconds]."""
-    return [s.prefill_tokens, s.decode_rows, s.decode_context, s.prefill_attention, s.prefill_chunks,
-            s.prefill_gather, seconds]
+    results.put([step_point(s, t) for s, t in measure(engine, seed, clock, prefill, decode, mixed, temperature)])
 
 
 def co_run_slowdown(model: str, solo: Fit, copies: int, cores: int, num_kv_blocks: int = 2048,
@@ -149,8 +152,7 @@ def co_run_slowdown(model: str, solo: Fit, copies: int, cores: int, num_kv_block
     points = [pt for _ in procs for pt in results.get(timeout=7200)]
     for proc in procs:
         proc.join()
-    ratios = np.array([t / solo.seconds(StepShape(int(p), int(d), int(dc), att, int(k), g))
-                       for p, d, dc, att, k, g, t in points])
+    ratios = np.array([t / solo.seconds(s) for s, t in map(from_step_point, points)])
     share = max(1.0, copies / cores)  # processor sharing's own slowdown when the copies oversubscribe the cores
     return {"slowdown": max(0.0, float(np.median(ratios)) / share - 1.0), "copies": copies, "steps": len(ratios),
             "ratio_p10": float(np.percentile(ratios, 10)), "ratio_p90": float(np.percentile(ratios, 90)),
@@ -213,7 +215,7 @@ def calibrate(model: str, threads: list[int], num_kv_blocks: int = 2048, seed: i
         fits[t] = f
         report[str(t)] = {"in_sample": errors(f, train), "held_out": errors(f, test), "clock": clock,
                           "repeats": repeats, "temperature": temperature,
-                          "points": [_point(s, round(x, 6)) for s, x in train]}
+                          "points": [step_point(s, round(x, 6)) for s, x in train]}
         log(f"threads {t}: " + ", ".join(f"{k}={getattr(f, k):.3g}" for k in COEFFS) + f" (knee {f.knee})"
             + f"; mean abs error {report[str(t)]['in_sample']['mape']:.1%} in sample, "
             f"{report[str(t)]['held_out']['mape']:.1%} held out (max {report[str(t)]['held_out']['max_ape']:.0%})")
@@ -234,10 +236,10 @@ def calibrate(model: str, threads: list[int], num_kv_blocks: int = 2048, seed: i
     per_token = dict(base.serving) if base else {}
     latency = dict(base.latency) if base else {}
     if serving:
-        from treadle.sim.serving_overhead import PARTS, measure_serving
+        from treadle.sim.serving_overhead import measure_serving
 
         report["serving"] = measure_serving(model, max(fits), seed=seed, log=log, fit=fits[max(fits)])
-        per_token = {p: report["serving"][p] for p in (*PARTS, "step")}
+        per_token = {p: report["serving"][p] for p in SERVING_PARTS}
         latency = dict(report["serving"]["latency"])
     engine_cfg = dict(base.engine) if base else {"max_num_seqs": 8, "max_num_batched_tokens": 512,
                                                  "num_blocks": 300, "max_model_len": 2048, "block_size": 16}

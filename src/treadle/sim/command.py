@@ -38,8 +38,10 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-load-gap", type=int, default=None, help="prefix_affinity's load bound (default: the policy's)")
     p.add_argument("--index-blocks", type=int, default=None, help="prefix_affinity's index size (default: the policy's)")
     p.add_argument("--balance", choices=("gap", "cost"), default=None, help="prefix_affinity's balance rule")
+    from treadle.sim.cost_model import bundled_names
+
     p.add_argument("--cost", default="cpu-smollm2", help="cost model file (JSON/YAML) or bundled name "
-                   "(cpu-smollm2, cpu-smollm2-before-fused-decode, cpu-smollm2-2026-12-02, cpu-smollm2-v1, gpu-h100-llama3-8b)")
+                   f"({', '.join(bundled_names())})")
     p.add_argument("--threads", type=int, default=1, help="threads per replica (picks the cost model's fit)")
     p.add_argument("--replicas-per-machine", type=int, default=0, help="replicas sharing one machine of the cost "
                    "model's cores (0: as many as it has cores for)")

@@ -111,6 +111,24 @@ def shape_of(out: SchedulerOutput) -> StepShape:
     return StepShape(p, d, dc, att / 1000.0, chunks, gather / 1000.0)
 
 
+def step_point(s: StepShape, seconds: float) -> list[float]:
+    """A measured step as calibration files and step logs store it: [prefill tokens, decode rows, decode
+    context, attention, prefill chunks, gathered context, seconds]."""
+    return [s.prefill_tokens, s.decode_rows, s.decode_context, s.prefill_attention, s.prefill_chunks,
+            s.prefill_gather, seconds]
+
+
+def from_step_point(pt: list[float]) -> tuple[StepShape, float]:
+    """The inverse of ``step_point``."""
+    p, d, dc, att, k, g, t = pt
+    return StepShape(int(p), int(d), int(dc), att, int(k), g), t
+
+
+def bundled_names() -> list[str]:
+    """The names of the cost files shipped in ``BUNDLED``."""
+    return sorted(p.stem for p in BUNDLED.glob("*.json"))
+
+
 @dataclass(frozen=True)
 class Fit:
     a: float
@@ -230,16 +248,14 @@ class CostModel:
 
 
 def load_cost_model(spec: str | Path) -> CostModel:
-    """A cost model from a file path, or a bundled one by name (``cpu-smollm2``,
-    ``cpu-smollm2-sampled-before-inverse-cdf``, ``cpu-smollm2-before-fused-decode``, ``cpu-smollm2-2026-12-02``,
-    ``cpu-smollm2-v1``, ``gpu-h100-llama3-8b``)."""
+    """A cost model from a file path, or a bundled one by name (``bundled_names()``: ``cpu-smollm2``,
+    ``gpu-h100-llama3-8b`` and the earlier CPU calibrations)."""
     path = Path(spec)
     if not path.exists():
         path = BUNDLED / f"{spec}.json"
         if not path.exists():
-            names = sorted(p.stem for p in BUNDLED.glob("*.json"))
             raise ValueError(f"cost model {spec!r}: no such file, and no bundled model of that name "
-                             f"(bundled: {', '.join(names)})")
+                             f"(bundled: {', '.join(bundled_names())})")
     text = path.read_text()
     if path.suffix in (".yaml", ".yml"):
         import yaml

@@ -58,31 +58,26 @@ import time
 from pathlib import Path
 
 from treadle.sim.cost_model import CPU_PARTS as PARTS
-from treadle.sim.cost_model import Fit, StepShape, shape_of
+from treadle.sim.cost_model import Fit, StepShape, from_step_point, shape_of, step_point
 
 STEP_SCENARIOS = [(1, 256), (4, 256), (16, 256)]  # decode scenarios timed alone for ``step_drift``
 
 
 class StepLog:
-    """An ``LLMEngine.step_observer`` appending one JSON line per step to ``path``: the step's shape as
-    ``calibrate`` stores points (``[prefill tokens, decode rows, decode context, attention, chunks, gather]``)
-    and its wall seconds."""
+    """An ``LLMEngine.step_observer`` appending one JSON line per step to ``path``: its ``step_point``
+    (shape and wall seconds, as calibration files store steps)."""
 
     def __init__(self, path: str) -> None:
         self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the replica's lifetime
 
     def __call__(self, plan, seconds: float) -> None:  # noqa: ANN001 - a SchedulerOutput
-        s = shape_of(plan)
-        self.file.write(json.dumps([s.prefill_tokens, s.decode_rows, s.decode_context, s.prefill_attention,
-                                    s.prefill_chunks, s.prefill_gather, seconds]) + "\n")
+        self.file.write(json.dumps(step_point(shape_of(plan), seconds)) + "\n")
         self.file.flush()
 
 
 def read_steps(path: Path, skip: int = 0) -> list[tuple[StepShape, float]]:
     """The steps a ``StepLog`` wrote to ``path``, from line ``skip`` on."""
-    lines = path.read_text().splitlines()[skip:]
-    return [(StepShape(int(p), int(r), int(dc), att, int(k), g), t)
-            for p, r, dc, att, k, g, t in (json.loads(x) for x in lines)]
+    return [from_step_point(json.loads(x)) for x in path.read_text().splitlines()[skip:]]
 
 
 def step_excess(served: list[tuple[StepShape, float]], alone: list[tuple[StepShape, float]], fit: Fit) -> dict:
@@ -167,7 +162,7 @@ def measure_serving(model: str, threads: int, num_requests: int = 32, concurrenc
         raise RuntimeError(f"serving overhead: {len(bad)} of {len(records)} requests failed: {bad[0].error}")
     excess = {}
     if fit is not None:
-        excess = step_excess(served_steps, _alone_steps(model, threads, seed, step_scenarios or STEP_SCENARIOS), fit)
+        excess = step_excess(served_steps, alone_steps(model, threads, seed, step_scenarios or STEP_SCENARIOS), fit)
     tokens = sum(r.output_tokens for r in records[: len(work)])
     out = {p: (after[p] - before[p]) / tokens for p in PARTS}
     out.update(tokens=tokens, requests=len(work), threads=threads, concurrency=concurrency, max_tokens=max_tokens,
@@ -181,7 +176,7 @@ def measure_serving(model: str, threads: int, num_requests: int = 32, concurrenc
     return out
 
 
-def _alone_steps(model: str, threads: int, seed: int, scenarios: list[tuple[int, int]]) -> list[tuple[StepShape, float]]:
+def alone_steps(model: str, threads: int, seed: int, scenarios: list[tuple[int, int]]) -> list[tuple[StepShape, float]]:
     """The decode ``scenarios`` (rows, shared prefix) on an engine alone, by the wall clock (``step_drift``)."""
     from treadle.config import EngineConfig
     from treadle.engine.llm_engine import LLMEngine

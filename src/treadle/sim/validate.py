@@ -33,7 +33,7 @@ from treadle.gateway.policies import make_policy
 from treadle.sim.cost_model import CostModel, load_cost_model
 from treadle.sim.results import result
 from treadle.sim.simulator import FleetConfig, Simulation
-from treadle.sim.validate_groups import _group_line, relative_error, repeated, within_bar
+from treadle.sim.validate_groups import group_line, relative_error, repeated, within_bar
 from treadle.sim.workload import SimRequest
 
 
@@ -272,7 +272,7 @@ def validate(args: argparse.Namespace, log) -> int:  # noqa: ANN001
                         else (s["hit_rate"] - r["hit_rate"]) * 100}
     groups = repeated(rows)
     for g in groups:
-        log(_group_line(g))
+        log(group_line(g))
     bar = within_bar(groups)
     if groups:
         log("within the bar (15% on throughput and median TTFT, 5 points on hit rate, against the real mean): "

@@ -58,7 +58,7 @@ def within_bar(groups: list[dict]) -> dict[str, list[int]]:
     return out
 
 
-def _group_line(g: dict) -> str:
+def group_line(g: dict) -> str:
     parts = []
     for m, v in g["metrics"].items():
         if m == "hit_rate":
