@@ -15,7 +15,17 @@ from treadle.fleet.autoscaler import AutoscalerConfig
 from treadle.gateway.policies import POLICIES, make_policy
 from treadle.gateway.policies.base import RoutingPolicy
 from treadle.sampling_params import SamplingParams
-from treadle.sim.cost_model import COEFFS, CostModel, Fit, StepShape, load_cost_model, shape_of
+from treadle.sim.cost_model import (
+    COEFFS,
+    CostModel,
+    Fit,
+    StepShape,
+    distinct_kv,
+    from_step_point,
+    load_cost_model,
+    shape_of,
+    step_point,
+)
 from treadle.sim.machine import Machine
 from treadle.sim.results import result
 from treadle.sim.simulator import FleetConfig, Simulation
@@ -65,14 +75,24 @@ def test_shape_of_and_fit() -> None:
     shape = shape_of(out)
     assert shape == StepShape(prefill_tokens=16, decode_rows=1, decode_context=40,
                               prefill_attention=(10 * (20 + 5.5) + 6 * 3.5) / 1000, prefill_chunks=2,
-                              prefill_gather=30 / 1000)  # only the chunk at 20 copies its context (20 + 10)
-    f = Fit(a=1, b=2, c=3, d=4, e=5, f=7, g=11, h=13, i=17, j=19)
-    assert f.seconds(shape) == pytest.approx(1 + 32 + 3 + 160 + 5 * 0.276 + 11 + 13 * 0.03 + 17)  # below the knee
+                              prefill_gather=30 / 1000,  # only the chunk at 20 copies its context (20 + 10)
+                              decode_kv=41)  # the decode row's 40 tokens of context and its new one
+    # rows sharing a cached prefix read its blocks once: two rows at positions 40 and 35 (41 and 36 tokens over
+    # blocks of 16) share their first two blocks (32 tokens)
+    two = SchedulerOutput([ScheduledRequest("x", [1], 40, [7, 8, 9], True, p, [], 30),
+                           ScheduledRequest("y", [1], 35, [7, 8, 4], True, p, [], 30)], [], [])
+    assert shape_of(two).decode_kv == 41 + 36 - 32 == distinct_kv([(41, [7, 8, 9]), (36, [7, 8, 4])], 16)
+    assert distinct_kv([(16, [7, 8])], 16) == 16  # only the blocks its tokens fill count
+    assert from_step_point(step_point(shape_of(two), 0.5)) == (shape_of(two), 0.5)
+    # a point written before decode_kv (7 numbers) reads its rows' KV as their own
+    assert from_step_point([0, 2, 75, 0.0, 0, 0.0, 0.5])[0].decode_kv == 77
+    f = Fit(a=1, b=2, c=3, d=4, e=5, f=7, g=11, h=13, i=17, j=19, k=23)
+    assert f.seconds(shape) == pytest.approx(1 + 32 + 3 + 160 + 5 * 0.276 + 11 + 13 * 0.03 + 17 + 23 * 41)
     assert f.seconds(StepShape(prefill_tokens=300, prefill_chunks=1)) == pytest.approx(1 + 600 + 7 * (300 - 256) + 17)
     # decode-only steps: one row pays ``a`` alone (the one-row fused step), two or more rows ``a + j``
     assert f.seconds(StepShape(decode_rows=1, decode_context=10)) == pytest.approx(1 + 3 + 40)
-    assert f.seconds(StepShape(decode_rows=3, decode_context=30)) == pytest.approx(1 + 9 + 120 + 19)
-    assert StepShape(decode_rows=3).features()[-2:] == (0.0, 1.0) and shape.features()[-2:] == (1.0, 0.0)
+    assert f.seconds(StepShape(decode_rows=3, decode_context=30, decode_kv=33)) == pytest.approx(1 + 9 + 120 + 19 + 23 * 33)
+    assert StepShape(decode_rows=3).features()[-3:-1] == (0.0, 1.0) and shape.features()[-3:-1] == (1.0, 0.0)
     assert Fit(a=1, f=7, knee=384).seconds(StepShape(prefill_tokens=400)) == pytest.approx(1 + 7 * 16)
 
 
@@ -130,7 +150,7 @@ def _mixed_workload(n: int = 60) -> list[SimRequest]:
 @pytest.mark.parametrize("policy", sorted(POLICIES))
 def test_fast_forward_is_exact(policy: str) -> None:
     # binary fractions: step-by-step sums and the stretch's closed form are then both exact
-    cost = CostModel({1: Fit(a=2**-4, b=2**-10, c=2**-7, d=2**-13)})
+    cost = CostModel({1: Fit(a=2**-4, b=2**-10, c=2**-7, d=2**-13, k=2**-12)})
     eng = SchedulerConfig(max_num_batched_tokens=64, num_blocks=16, max_num_seqs=6)  # small: preemptions
     outcomes = []
     for fast in (False, True):
@@ -229,10 +249,11 @@ def test_fit_recovers_known_coefficients() -> None:
     from treadle.sim.calibrate import errors, fit
 
     truth = Fit(a=0.02, b=0.001, c=0.004, d=0.00001, e=0.0005, f=0.0003, g=0.002, h=0.006, i=0.003, j=0.0015,
-                knee=384)
-    shapes = [StepShape(p * k, d, d * ctx, k * p * (s + (p + 1) / 2) / 1000, k, k * (s + p) / 1000 if s else 0.0)
+                knee=384, k=0.000004)
+    shapes = [StepShape(p * k, d, d * ctx, k * p * (s + (p + 1) / 2) / 1000, k, k * (s + p) / 1000 if s else 0.0,
+                        d * (ctx + 1) - share * (d - 1) * ctx)  # ``share``: the rows' contexts are one prefix
               for p in (0, 16, 64, 384, 512) for k in (1, 2) for d in (0, 1, 4) for ctx in (32, 256)
-              for s in (0, 128) if p or (d and k == 1)]
+              for s in (0, 128) for share in (0, 1) if (p or (d and k == 1)) and not (share and d < 2)]
     points = [(sh, truth.seconds(sh)) for sh in shapes]
     got = fit(points, knee=384)
     assert got.knee == 384
@@ -245,16 +266,23 @@ def test_calibrate_runs_the_engine_on_a_tiny_model(tiny_llama) -> None:
     from treadle.sim.calibrate import calibrate
 
     model = calibrate(str(tiny_llama), [1], num_kv_blocks=64, log=lambda _: None,
-                      prefill=[(16, 0), (32, 64)], decode=[(1, 32), (4, 32)], mixed=[(2, 24)])
+                      prefill=[(16, 0), (32, 64)], decode=[(1, 32), (4, 32)], mixed=[(2, 24)], distinct=[(2, 24)])
     f = model.fits[1]
     assert f.a > 0 and model.cores >= 1
     err = model.fit_error["1"]
     assert err["in_sample"]["steps"] >= 8 and err["held_out"]["mape"] >= 0
+    steps = [from_step_point(pt)[0] for pt in err["points"]]
+    # two-row decode steps: the distinct scenario's rows read their own KV; the mixed scenario's two rows share
+    # its 256-token prefix (16 full blocks), read once. The decode scenario's four rows share 32 tokens.
+    two_rows = {s.decode_context + 2 - s.decode_kv for s in steps if s.prefill_tokens == 0 and s.decode_rows == 2}
+    assert 0 in two_rows and two_rows <= {0, 256}
+    four_rows = [s for s in steps if s.prefill_tokens == 0 and s.decode_rows == 4]
+    assert four_rows and all(s.decode_kv == s.decode_context + 4 - 3 * 32 for s in four_rows)
     back = CostModel.from_json(json.loads(json.dumps(model.to_json())))
     assert back.fits == model.fits
     # --repeats 2: twice the steps in one fit, the held-out repetition unchanged in size
     two = calibrate(str(tiny_llama), [1], num_kv_blocks=64, log=lambda _: None, repeats=2,
-                    prefill=[(16, 0), (32, 64)], decode=[(1, 32), (4, 32)], mixed=[(2, 24)])
+                    prefill=[(16, 0), (32, 64)], decode=[(1, 32), (4, 32)], mixed=[(2, 24)], distinct=[(2, 24)])
     e2 = two.fit_error["1"]
     assert e2["in_sample"]["steps"] == 2 * err["in_sample"]["steps"] and e2["held_out"]["steps"] == err["held_out"]["steps"]
     assert e2["repeats"] == 2 and "--repeats 2" in two.source
@@ -270,7 +298,7 @@ def test_calibrate_times_requests_at_the_temperature_asked(tiny_llama, monkeypat
     add = LLMEngine.add_request
     monkeypatch.setattr(LLMEngine, "add_request", lambda self, rid, prompt, params, *a, **k: (
         seen.append(params.temperature), add(self, rid, prompt, params, *a, **k))[1])
-    scenarios = {"prefill": [(16, 0)], "decode": [(2, 32)], "mixed": []}
+    scenarios = {"prefill": [(16, 0)], "decode": [(2, 32)], "mixed": [], "distinct": []}
     greedy = calibrate(str(tiny_llama), [1], num_kv_blocks=64, log=lambda _: None, **scenarios)
     assert seen and set(seen) == {0.0} and greedy.fit_error["1"]["temperature"] == 0.0
     seen.clear()

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         if os.environ.get(STEP_LOG_ENV):  # treadle sim calibrate --serving: every step's shape and time
             from treadle.sim.serving_overhead import StepLog
 
-            e.step_observer = StepLog(os.environ[STEP_LOG_ENV])
+            e.step_observer = StepLog(os.environ[STEP_LOG_ENV], e.config.block_size)
         source = "bundled default, converted cache" if args.model in ("default", e.model_name) else "local folder"
         print(f"[treadle] serving {settings.served_model_name} from {e.model_path} ({source}); "
               f"loaded in {e.load_seconds:.2f} s, ready {time.perf_counter() - t0:.2f} s after start; "

@@ -8,6 +8,11 @@ model, update, output processing: what a replica's loop pays) and recording its 
   made cached by a previous request with the same prefix;
 - decode: B requests (1, 2, 4, 8, 16, 32) that share an L-token prefix (64, 256, 1024) and then
   generate 8 tokens each (their prefill steps are recorded too: many short chunks after a cached prefix);
+- distinct decode: B requests (4, 16, 32 with L = 256; 4, 16 with L = 768) with prompts of their own (L + 16
+  tokens, nothing shared), added at once: their prefill steps (whole chunks from position 0, and chunks mixed
+  with the decode rows of the requests prefilled before) and then 8 decode steps of all B rows (each asks for
+  8 tokens more than the steps its batch's prefill takes). What a loaded replica decodes: every row reads its
+  own KV (``decode_kv``; the shared-prefix rows above read theirs once);
 - mixed: B requests (4, 16, 32) decoding after a 256-token prefix while one new request prefills a chunk of
   P tokens (128, 256, 448; at most 512 - B), the step continuous batching makes when a request arrives.
 A few small scenarios are run first unrecorded (warm-up). Then the coefficients of the linear model
@@ -55,6 +60,7 @@ from treadle.sim.cost_model import (
 PREFILL = [(p, s) for s in (0, 48, 512, 1024) for p in (32, 128, 256, 320, 384, 448, 512)]
 DECODE = [(b, ln) for ln in (64, 256, 1024) for b in (1, 2, 4, 8, 16, 32)]
 MIXED = [(b, p) for b in (4, 16, 32) for p in (128, 256, 448)]
+DISTINCT = [(4, 256), (16, 256), (32, 256), (4, 768), (16, 768)]
 MIXED_PREFIX = 256
 KNEE = 384
 
@@ -82,14 +88,16 @@ def _timed_steps(engine, out: list[tuple[StepShape, float]], clock: str = "cpu")
             sched.finish_request(rid, FinishReason.STOP)
         dt = now() - t0
         if plan.scheduled:
-            out.append((shape_of(plan), dt))
+            out.append((shape_of(plan, engine.config.block_size), dt))
 
 
 def measure(engine, seed: int = 0, clock: str = "cpu", prefill: list[tuple[int, int]] | None = None,  # noqa: ANN001
             decode: list[tuple[int, int]] | None = None,
-            mixed: list[tuple[int, int]] | None = None, temperature: float = 0.0) -> list[tuple[StepShape, float]]:
+            mixed: list[tuple[int, int]] | None = None, temperature: float = 0.0,
+            distinct: list[tuple[int, int]] = ()) -> list[tuple[StepShape, float]]:
     """Run the scenarios once through ``engine``, every request sampling at ``temperature``; (shape, seconds)
-    of every step."""
+    of every step. ``None`` runs a kind's default scenarios (``PREFILL``, ``DECODE``, ``MIXED``), ``[]`` none of
+    it; the distinct decode scenarios run only when given (``calibrate`` passes ``DISTINCT``)."""
     from treadle.sampling_params import SamplingParams
 
     rng = np.random.default_rng(seed)
@@ -111,6 +119,12 @@ def measure(engine, seed: int = 0, clock: str = "cpu", prefill: list[tuple[int, 
             engine.add_request(None, prefix + _ids(rng, 16, vocab), SamplingParams(max_tokens=8, ignore_eos=True, temperature=temperature))
         _timed_steps(engine, out, clock)
     budget = engine.config.max_num_batched_tokens
+    for b, ln in distinct:
+        steps = -(-b * (ln + 16) // budget)  # the batch's prefill steps: each request decodes through them
+        for _ in range(b):
+            engine.add_request(None, _ids(rng, ln + 16, vocab),
+                               SamplingParams(max_tokens=steps + 8, ignore_eos=True, temperature=temperature))
+        _timed_steps(engine, out, clock)
     for b, p in MIXED if mixed is None else mixed:
         prefix = _ids(rng, MIXED_PREFIX, vocab)
         engine.add_request(None, prefix + _ids(rng, 1, vocab), one)
@@ -131,7 +145,7 @@ def _co_run_worker(model: str, num_kv_blocks: int, seed: int, clock: str, barrie
 
     engine = LLMEngine(EngineConfig(model=model, threads=1, num_kv_blocks=num_kv_blocks, max_num_seqs=64))
     measure(engine, seed + 99, clock, (prefill or PREFILL)[:2], (decode or DECODE)[:1], [], temperature)
-    barrier.wait()
+    barrier.wait()  # the co-run copies run the shared-prefix scenarios only (distinct ones: minutes more each)
     results.put([step_point(s, t) for s, t in measure(engine, seed, clock, prefill, decode, mixed, temperature)])
 
 
@@ -188,7 +202,8 @@ def calibrate(model: str, threads: list[int], num_kv_blocks: int = 2048, seed: i
               log=print, prefill: list[tuple[int, int]] | None = None,  # noqa: ANN001 - a print-like function
               decode: list[tuple[int, int]] | None = None, co_run: bool = False, serving: bool = False,
               base: CostModel | None = None, mixed: list[tuple[int, int]] | None = None,
-              repeats: int = 1, temperature: float = 0.0) -> CostModel:
+              repeats: int = 1, temperature: float = 0.0,
+              distinct: list[tuple[int, int]] | None = None) -> CostModel:
     """Measure and fit one ``Fit`` per thread count (keeping ``base``'s fits for the other counts), then the
     co-run slowdown and the serving overhead when asked; returns the model (cores = this machine's).
     ``repeats``: the scenarios are measured that many times (seeds ``seed``, ``seed + 2``, ...; the held-out
@@ -202,6 +217,7 @@ def calibrate(model: str, threads: list[int], num_kv_blocks: int = 2048, seed: i
     from treadle.config import EngineConfig
     from treadle.engine.llm_engine import LLMEngine
 
+    distinct = DISTINCT if distinct is None else distinct
     fits: dict[int, Fit] = dict(base.fits) if base else {}
     report: dict = dict(base.fit_error) if base else {}
     for t in threads:
@@ -209,8 +225,9 @@ def calibrate(model: str, threads: list[int], num_kv_blocks: int = 2048, seed: i
         warm = ((prefill or PREFILL)[:2], (decode or DECODE)[:1], [])
         measure(engine, seed + 99, clock, *warm, temperature)  # warm-up, not recorded
         seeds = [seed] + [seed + 1 + k for k in range(1, repeats)]  # seed + 1 is the held-out repetition's
-        train = [pt for s in seeds for pt in measure(engine, s, clock, prefill, decode, mixed, temperature)]
-        test = measure(engine, seed + 1, clock, prefill, decode, mixed, temperature)
+        train = [pt for s in seeds for pt in measure(engine, s, clock, prefill, decode, mixed, temperature,
+                                                     distinct)]
+        test = measure(engine, seed + 1, clock, prefill, decode, mixed, temperature, distinct)
         f = fit(train)
         fits[t] = f
         report[str(t)] = {"in_sample": errors(f, train), "held_out": errors(f, test), "clock": clock,

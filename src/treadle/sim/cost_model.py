@@ -4,7 +4,7 @@ Model (one replica, ``threads`` threads, nothing else on its cores)::
 
     seconds = a + b * prefill_tokens + c * decode_rows + d * decode_context + e * prefill_attention
               + f * max(0, prefill_tokens - knee) + g * max(0, prefill_chunks - 1) + h * prefill_gather
-              + i * [prefill_tokens > 0] + j * [prefill_tokens == 0 and decode_rows >= 2]
+              + i * [prefill_tokens > 0] + j * [prefill_tokens == 0 and decode_rows >= 2] + k * decode_kv
 
 - ``prefill_tokens``: tokens of prompt chunks computed this step (cached tokens are not computed);
 - ``decode_rows``: requests generating one token this step;
@@ -27,6 +27,12 @@ Model (one replica, ``threads`` threads, nothing else on its cores)::
   chunk runs layer by layer (Python dispatch per layer, the tiled or dense kernels). ``a`` is then the fixed
   cost of a one-row decode step, ``a + j`` of a decode step with more rows, ``a + i`` of a step that prefills.
   Files written before 2026-12-03's fused decode step have ``i = j = 0`` (one fixed cost for every step).
+- ``decode_kv``: the KV the decode rows read, in distinct tokens (each row's context and its new token, a prefix-cached block that several rows share counted once: ``distinct_kv``). ``d`` prices a row's
+  attention over its context; ``k`` what reading distinct KV from memory adds. At 46 KB of fp32 KV per token
+  (SmolLM2-135M), 16 rows of 300-token contexts read 220 MB per step, more than the weights; rows that share
+  a prefix read it once, from cache. Measured (2026-12-03, fourth session): the fit without ``k``, calibrated
+  on rows sharing their prefix, predicted the decode steps of a loaded replica (distinct ShareGPT contexts)
+  17-28% too fast at 16 rows. Files written before have ``k = 0``.
 Coefficients are fitted per thread count by ``treadle sim calibrate`` (or written by hand for other hardware);
 ``threads`` picks the fit with the closest thread count at or below (else the smallest).
 
@@ -58,12 +64,13 @@ Files are JSON (or YAML when PyYAML is installed) with keys ``name``, ``source``
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from treadle.engine.outputs import SchedulerOutput
 
-COEFFS = ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j")
+COEFFS = ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k")
 PREFILL_KNEE = 256
 CPU_PARTS = ("replica", "gateway", "client")  # CPU per output token of each thread (serving_overhead)
 SERVING_PARTS = (*CPU_PARTS, "step")  # and a served step's excess per decode row (serving_overhead)
@@ -83,6 +90,7 @@ class StepShape:
     prefill_attention: float = 0.0  # thousands of query-key pairs
     prefill_chunks: int = 0
     prefill_gather: float = 0.0  # thousands of context tokens copied out of the cache by prefill chunks
+    decode_kv: int = 0  # distinct KV tokens the decode rows read (``distinct_kv``)
 
     def features(self, knee: int = PREFILL_KNEE) -> tuple[float, ...]:
         """The regressors of ``COEFFS``, in order."""
@@ -90,38 +98,55 @@ class StepShape:
         return (1.0, float(self.prefill_tokens), float(self.decode_rows), float(self.decode_context),
                 self.prefill_attention, float(max(0, self.prefill_tokens - knee)),
                 float(max(0, self.prefill_chunks - 1)), self.prefill_gather,
-                float(per_op), float(not per_op and self.decode_rows >= 2))
+                float(per_op), float(not per_op and self.decode_rows >= 2), float(self.decode_kv))
 
 
-def shape_of(out: SchedulerOutput) -> StepShape:
-    """The shape of a scheduled step: a one-token chunk past the prompt is a decode row, the rest prefill."""
+def distinct_kv(rows: Iterable[tuple[int, Sequence[int]]], block_size: int) -> int:
+    """Distinct KV tokens read by ``rows`` of (tokens attended, the request's block ids): the tokens summed,
+    less ``block_size`` for every repeat of a block (a block several rows hold is a full, prefix-cached one)."""
+    tokens, blocks = 0, []
+    for n, ids in rows:
+        tokens += n
+        blocks += ids[: -(-n // block_size)]
+    return tokens - (len(blocks) - len(set(blocks))) * block_size
+
+
+def shape_of(out: SchedulerOutput, block_size: int = 16) -> StepShape:
+    """The shape of a scheduled step: a one-token chunk past the prompt is a decode row, the rest prefill.
+    ``block_size``: the KV cache's tokens per block (``decode_kv``)."""
     p = d = dc = chunks = 0
     att = gather = 0.0
+    rows = []
     for s in out.scheduled:
         n, start = len(s.token_ids), s.start_pos
         if n == 1 and start >= s.num_prompt_tokens:
             d += 1
             dc += start
+            rows.append((start + 1, s.block_ids))
         else:
             p += n
             chunks += 1
             att += n * (start + (n + 1) / 2)
             if start > 0:
                 gather += start + n
-    return StepShape(p, d, dc, att / 1000.0, chunks, gather / 1000.0)
+    return StepShape(p, d, dc, att / 1000.0, chunks, gather / 1000.0, distinct_kv(rows, block_size))
 
 
 def step_point(s: StepShape, seconds: float) -> list[float]:
     """A measured step as calibration files and step logs store it: [prefill tokens, decode rows, decode
-    context, attention, prefill chunks, gathered context, seconds]."""
+    context, attention, prefill chunks, gathered context, decode KV, seconds]."""
     return [s.prefill_tokens, s.decode_rows, s.decode_context, s.prefill_attention, s.prefill_chunks,
-            s.prefill_gather, seconds]
+            s.prefill_gather, s.decode_kv, seconds]
 
 
 def from_step_point(pt: list[float]) -> tuple[StepShape, float]:
-    """The inverse of ``step_point``."""
-    p, d, dc, att, k, g, t = pt
-    return StepShape(int(p), int(d), int(dc), att, int(k), g), t
+    """The inverse of ``step_point``. Points written before ``decode_kv`` (7 numbers) read it as the rows'
+    context plus their new tokens, all distinct: what those files did not record."""
+    if len(pt) == 7:
+        p, d, dc, att, ch, g, t = pt
+        return StepShape(int(p), int(d), int(dc), att, int(ch), g, int(dc + d)), t
+    p, d, dc, att, ch, g, kv, t = pt
+    return StepShape(int(p), int(d), int(dc), att, int(ch), g, int(kv)), t
 
 
 def bundled_names() -> list[str]:
@@ -141,6 +166,7 @@ class Fit:
     h: float = 0.0
     i: float = 0.0  # steps with a prompt chunk (layer by layer) over a one-row decode step
     j: float = 0.0  # decode-only steps of two or more rows over a one-row decode step
+    k: float = 0.0  # per distinct KV token read by decode rows
     knee: int = PREFILL_KNEE  # prefill tokens of a step beyond which ``f`` applies
 
     def seconds(self, shape: StepShape) -> float:
@@ -148,7 +174,8 @@ class Fit:
                 + self.d * shape.decode_context + self.e * shape.prefill_attention
                 + self.f * max(0, shape.prefill_tokens - self.knee)
                 + self.g * max(0, shape.prefill_chunks - 1) + self.h * shape.prefill_gather
-                + (self.i if shape.prefill_tokens > 0 else self.j if shape.decode_rows >= 2 else 0.0))
+                + (self.i if shape.prefill_tokens > 0 else self.j if shape.decode_rows >= 2 else 0.0)
+                + self.k * shape.decode_kv)
 
 
 @dataclass(frozen=True)

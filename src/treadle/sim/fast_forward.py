@@ -14,7 +14,8 @@ prefill, a preemption or an admission, goes through the real ``schedule()``/``up
 What (``advance``): for each step, for each running request in the scheduler's order, exactly what the
 scheduler and ``update_from_output`` do for a one-token decode: ``kv.allocate_slots(req, 1)`` (called only
 when it has an effect: a block is started or filled; otherwise it changes nothing), ``num_computed_tokens
-+= 1``, ``append_output_token``. Step ``j`` lasts ``cost.seconds(decode rows R, context C0 + R*j)``.
++= 1``, ``append_output_token``. Step ``j`` lasts ``cost.seconds(decode rows R, context C0 + R*j, decode KV
+V0 + R*j)``: the new tokens' KV is each row's own, never shared.
 
 Arrivals: the stretch's state is applied lazily. Nothing outside the replica reads it meanwhile (its waiting
 and running counts and the gateway's in-flight count do not change during it, and it emits no first
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 from treadle.engine.request import Request, RequestStatus
 from treadle.engine.scheduler import Scheduler
-from treadle.sim.cost_model import Fit, StepShape
+from treadle.sim.cost_model import Fit, StepShape, distinct_kv
 
 MIN_STEPS = 4  # shorter stretches are stepped normally
 
@@ -82,7 +83,9 @@ def stretch(s: Scheduler, fit: Fit, k: int, now: float) -> Stretch:
     """The ``k`` steps starting at ``now`` (``fit``: the cost model's fit for the replica's threads)."""
     rows = len(s.running)
     c0 = sum(r.num_computed_tokens for r in s.running)
-    return Stretch(now, fit.seconds(StepShape(0, rows, c0, 0.0)), fit.d * rows, k)
+    bs = s.config.block_size
+    kv0 = distinct_kv(((r.num_computed_tokens + 1, s.kv.block_ids(r.request_id)) for r in s.running), bs)
+    return Stretch(now, fit.seconds(StepShape(0, rows, c0, 0.0, decode_kv=kv0)), (fit.d + fit.k) * rows, k)
 
 
 def advance(s: Scheduler, steps: int, token: int) -> None:

@@ -67,11 +67,12 @@ class StepLog:
     """An ``LLMEngine.step_observer`` appending one JSON line per step to ``path``: its ``step_point``
     (shape and wall seconds, as calibration files store steps)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, block_size: int = 16) -> None:
         self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the replica's lifetime
+        self.block_size = block_size
 
     def __call__(self, plan, seconds: float) -> None:  # noqa: ANN001 - a SchedulerOutput
-        self.file.write(json.dumps(step_point(shape_of(plan), seconds)) + "\n")
+        self.file.write(json.dumps(step_point(shape_of(plan, self.block_size), seconds)) + "\n")
         self.file.flush()
 
 
