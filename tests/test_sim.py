@@ -430,15 +430,15 @@ def test_serving_overhead_is_added_per_decode_row() -> None:
 
 
 def test_co_run_and_serving_measurements_on_a_tiny_model(tiny_llama) -> None:
-    from treadle.sim.calibrate import co_run_slowdown
+    from treadle.sim.calibrate import co_run_slowdowns
     from treadle.sim.serving_overhead import measure_serving
 
-    co = co_run_slowdown(str(tiny_llama), Fit(a=0.001, b=1e-5, c=1e-4), 2, 2, num_kv_blocks=64,
-                         prefill=[(16, 0), (32, 64)], decode=[(1, 32)], mixed=[])
-    assert co["copies"] == 2 and co["steps"] >= 8 and co["slowdown"] >= 0
+    co = co_run_slowdowns(str(tiny_llama), [2, 4], 2, num_kv_blocks=64, prefill=[(16, 0), (32, 64)],
+                          decode=[(1, 32)], mixed=[])
+    assert [c["copies"] for c in co] == [2, 4] and co[0]["steps"] >= 8 and co[1]["steps"] == 2 * co[0]["steps"]
+    assert min(c["slowdown"] for c in co) >= 0 and co[0]["solo_after_over_before"] > 0
     got = measure_serving(str(tiny_llama), 1, num_requests=4, concurrency=2, max_tokens=8,
-                          max_prompt_tokens=60, log=lambda _: None, fit=Fit(a=0.001, b=1e-5, c=1e-4),
-                          step_scenarios=[(1, 32), (2, 32)])
+                          max_prompt_tokens=60, log=lambda _: None, fit=Fit(a=0.001, b=1e-5, c=1e-4), cold_repeats=2)
     assert got["requests"] == 4 and 4 <= got["tokens"] <= 32
     # the direct run's decode-only steps, logged by the replica itself (rows decoding beside a prompt chunk
     # are not counted): at most one row per token after each request's first
@@ -447,6 +447,7 @@ def test_co_run_and_serving_measurements_on_a_tiny_model(tiny_llama) -> None:
     assert min(got["replica"], got["client"], got["gateway"]) >= 0
     assert sum(got["cpu_s"].values()) > 0 and got["cpu_s"]["replica"] == pytest.approx(got["replica"] * got["tokens"])
     assert set(got["latency"]) == {"direct", "gateway", "first_request_extra", "first_step_extra"}
+    assert len(got["cold_samples"]) == 2  # two fresh replicas' first requests; the latency is their median
     assert min(got["latency"].values()) >= 0
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from treadle.sim.cost_model import load_cost_model
-from treadle.sim.serving_overhead import STEP_SCENARIOS, alone_steps, read_steps
+from treadle.sim.serving_overhead import read_steps
 
 URL = "http://127.0.0.1:8000"
 T = str(Path(sys.executable).parent / "treadle")
@@ -30,6 +30,18 @@ def _ready() -> bool:
         return urllib.request.urlopen(URL + "/ready", timeout=2).status == 200
     except OSError:
         return False
+
+
+def alone_steps() -> list:
+    """The decode scenarios of 1, 4 and 16 rows sharing a 256-token prefix on a 2-thread engine alone, by the
+    wall clock (the reference `treadle sim calibrate --serving` used until 2026-12-03's fourth session)."""
+    from treadle.config import EngineConfig
+    from treadle.engine.llm_engine import LLMEngine
+    from treadle.sim.calibrate import measure
+
+    engine = LLMEngine(EngineConfig(model="default", threads=2, num_kv_blocks=2048, max_num_seqs=64))
+    measure(engine, 99, "wall", [], [(1, 256)], [])  # warm-up
+    return measure(engine, 0, "wall", [], [(1, 256), (4, 256), (16, 256)], [])
 
 
 def main() -> None:
@@ -55,7 +67,7 @@ def main() -> None:
     finally:
         srv.terminate()
         srv.wait()
-    alone = alone_steps("default", 2, 0, STEP_SCENARIOS)
+    alone = alone_steps()
     drift = float(np.median([t / fit.seconds(s) for s, t in alone if s.prefill_tokens == 0]))
     steps = read_steps(log)
     print(f"machine at {drift:.2f}x the fit (engine alone, decode scenarios)")

@@ -29,10 +29,11 @@ decoding"). A file predicts
 traffic that samples as it was calibrated (its ``fit_error`` records the temperature).
 
 ``--co-run`` (``co_run_slowdown``, ``oversubscribed_slowdown``): after the fits, ``cores`` copies of a 1-thread
-engine run the same scenarios at once, one process each, released together after their warm-up; the slowdown
-is the median over their steps of (measured seconds / the solo 1-thread fit's seconds) - 1. Then ``2 * cores``
-copies the same way; their slowdown is that median divided by 2 (what processor sharing already gives) - 1. Time it by the wall clock: CPU time
-does not see the contention. ``--serving``: the serving path's CPU per output token (``serving_overhead``).
+engine run the same (shared-prefix) scenarios at once, one process each, released together after their warm-up;
+the slowdown is the median over their steps of (measured seconds / the same step's seconds on one engine alone,
+the mean of a solo pass right before and one right after) - 1. Then ``2 * cores`` copies the same way; their
+slowdown is that median divided by 2 (what processor sharing already gives) - 1 (``co_run_slowdowns``). Time it
+by the wall clock: CPU time does not see the contention. ``--serving``: the serving path's CPU per output token (``serving_overhead``).
 
 Clock (``--clock``): ``cpu`` (default) times a step by the process's CPU time divided by its threads, which
 is what the step would take with its cores to itself and barely moves when other work shares the machine;
@@ -52,7 +53,6 @@ from treadle.sim.cost_model import (
     CostModel,
     Fit,
     StepShape,
-    from_step_point,
     shape_of,
     step_point,
 )
@@ -149,11 +149,11 @@ def _co_run_worker(model: str, num_kv_blocks: int, seed: int, clock: str, barrie
     results.put([step_point(s, t) for s, t in measure(engine, seed, clock, prefill, decode, mixed, temperature)])
 
 
-def co_run_slowdown(model: str, solo: Fit, copies: int, cores: int, num_kv_blocks: int = 2048,
-                    seed: int = 0, clock: str = "wall", prefill: list[tuple[int, int]] | None = None,
-                    decode: list[tuple[int, int]] | None = None, mixed: list[tuple[int, int]] | None = None,
-                    temperature: float = 0.0) -> dict:
-    """Run ``copies`` 1-thread engines at once (see the module docstring); the slowdown against ``solo``."""
+def run_copies(model: str, copies: int, num_kv_blocks: int = 2048, seed: int = 0, clock: str = "wall",
+               prefill: list[tuple[int, int]] | None = None, decode: list[tuple[int, int]] | None = None,
+               mixed: list[tuple[int, int]] | None = None, temperature: float = 0.0) -> list[list[list[float]]]:
+    """``copies`` 1-thread engines, one process each, run the scenarios at once (released together after their
+    warm-up); each copy's ``step_point``s, in step order. Every copy runs the same seed: the same steps."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
@@ -163,14 +163,41 @@ def co_run_slowdown(model: str, solo: Fit, copies: int, cores: int, num_kv_block
              for _ in range(copies)]
     for proc in procs:
         proc.start()
-    points = [pt for _ in procs for pt in results.get(timeout=7200)]
+    out = [results.get(timeout=7200) for _ in procs]
     for proc in procs:
         proc.join()
-    ratios = np.array([t / solo.seconds(s) for s, t in map(from_step_point, points)])
-    share = max(1.0, copies / cores)  # processor sharing's own slowdown when the copies oversubscribe the cores
-    return {"slowdown": max(0.0, float(np.median(ratios)) / share - 1.0), "copies": copies, "steps": len(ratios),
-            "ratio_p10": float(np.percentile(ratios, 10)), "ratio_p90": float(np.percentile(ratios, 90)),
-            "clock": clock}
+    return out
+
+
+def co_run_slowdowns(model: str, counts: list[int], cores: int, num_kv_blocks: int = 2048, seed: int = 0,
+                     clock: str = "wall", prefill: list[tuple[int, int]] | None = None,
+                     decode: list[tuple[int, int]] | None = None, mixed: list[tuple[int, int]] | None = None,
+                     temperature: float = 0.0) -> list[dict]:
+    """For each copy count in ``counts``: that many 1-thread engines at once (``run_copies``), bracketed by one
+    engine alone running the same steps right before and right after (the solo passes between two counts are
+    shared). A step's ratio is its co-run seconds over the mean of the two solo passes' seconds for the same
+    step; the slowdown is the median ratio, divided by what processor sharing gives (``copies / cores`` when
+    above 1), minus 1. The solo passes, seconds apart, follow the machine's drift (up to 30% in an hour here),
+    which a comparison with a fit made earlier cannot (the method until 2026-12-03's fourth session)."""
+    args = (num_kv_blocks, seed, clock, prefill, decode, mixed, temperature)
+    solos = [run_copies(model, 1, *args)[0]]
+    out = []
+    for copies in counts:
+        co = run_copies(model, copies, *args)
+        solos.append(run_copies(model, 1, *args)[0])
+        before, after = solos[-2], solos[-1]
+        if any(len(c) != len(before) or len(after) != len(before) for c in co) or any(
+                x[:-1] != y[:-1] for c in (*co, after) for x, y in zip(c, before, strict=True)):
+            raise RuntimeError("bug: co-run copies and solo passes of one seed ran different steps")
+        ref = [(x[-1] + y[-1]) / 2 for x, y in zip(before, after, strict=True)]
+        ratios = np.array([pt[-1] / r for c in co for pt, r in zip(c, ref, strict=True)])
+        share = max(1.0, copies / cores)  # processor sharing's own slowdown when the copies oversubscribe the cores
+        drift = float(np.median([y[-1] / x[-1] for x, y in zip(before, after, strict=True)]))
+        out.append({"slowdown": max(0.0, float(np.median(ratios)) / share - 1.0), "copies": copies,
+                    "steps": len(ratios), "ratio_p10": float(np.percentile(ratios, 10)),
+                    "ratio_p90": float(np.percentile(ratios, 90)), "clock": clock, "reference": "solo passes",
+                    "solo_after_over_before": drift})
+    return out
 
 
 def fit(points: list[tuple[StepShape, float]], knee: int = KNEE) -> Fit:
@@ -241,14 +268,14 @@ def calibrate(model: str, threads: list[int], num_kv_blocks: int = 2048, seed: i
     slowdown = base.co_run_slowdown if base else 0.0
     over = base.oversubscribed_slowdown if base else 0.0
     if co_run:
-        if 1 not in fits:
-            raise ValueError("--co-run needs the 1-thread fit: include 1 in --calibrate-threads (or in --base)")
-        for key, copies in (("co_run", cores), ("co_run_oversubscribed", 2 * cores)):
-            report[key] = r = co_run_slowdown(model, fits[1], copies, cores, num_kv_blocks, seed, clock, prefill,
-                                              decode, mixed, temperature)
-            log(f"co-run: {copies} 1-thread engines on {cores} cores run {r['slowdown']:.1%} slower than "
-                f"{'alone' if copies <= cores else 'processor sharing gives'} (median over {r['steps']} steps; "
-                f"p10-p90 ratio to the solo fit {r['ratio_p10']:.2f}-{r['ratio_p90']:.2f})")
+        measured = co_run_slowdowns(model, [cores, 2 * cores], cores, num_kv_blocks, seed, clock, prefill, decode,
+                                    mixed, temperature)
+        for key, r in zip(("co_run", "co_run_oversubscribed"), measured, strict=True):
+            report[key] = r
+            log(f"co-run: {r['copies']} 1-thread engines on {cores} cores run {r['slowdown']:.1%} slower than "
+                f"{'alone' if r['copies'] <= cores else 'processor sharing gives'} (median over {r['steps']} steps; "
+                f"p10-p90 ratio to the solo passes {r['ratio_p10']:.2f}-{r['ratio_p90']:.2f}; the solo pass after "
+                f"ran {r['solo_after_over_before']:.2f}x the one before)")
         slowdown, over = report["co_run"]["slowdown"], report["co_run_oversubscribed"]["slowdown"]
     per_token = dict(base.serving) if base else {}
     latency = dict(base.latency) if base else {}

@@ -31,19 +31,26 @@ template rendering, first tokenizer call, first request through the web framewor
 first run of the model: allocations, kernel set-up). At the end the same prompt is sent again
 ``warm_repeats`` times, each with its own ``cache_salt`` so that nothing of it is cached and it computes what
 the first one computed; against their means, the first request's excess outside the engine is
-``first_request_extra`` (client TTFT minus engine TTFT) and inside it ``first_step_extra`` (engine TTFT). The
-simulator lengthens a fresh replica's first step by both (``CostModel.cold_start_s``).
+``first_request_extra`` (client TTFT minus engine TTFT) and inside it ``first_step_extra`` (engine TTFT). One
+first request is one sample, and it varies (0, 100 and 400 ms inside the engine in three calibrations on
+2026-12-03): ``cold_repeats`` - 1 more fresh replicas (default 3 in all) each give one more, and each part is
+their median (the result's ``cold_samples`` keeps them all). The simulator lengthens a fresh replica's first step by both
+(``CostModel.cold_start_s``).
 
-Then, when given the thread count's ``fit``, the **served step excess** (``step``): the CPU above, taken by
-other threads while a replica's own threads fill the machine's cores, slows its steps by more than its own
-time (a straggling OpenMP thread holds up the whole step). The same workload is sent again directly to the
-replica (as ``treadle bench serve`` does: the load generator on the same machine), whose engine logs every
-step's shape and wall seconds (``TREADLE_STEP_LOG``, ``StepLog``). Right after, with the replica stopped, the
-calibration's decode scenarios (1, 4 and 16 rows at 256 tokens) are timed on an engine alone: the median ratio
-of their times to the fit, ``step_drift``, is the machine's speed now against the fit's (it drifts by up to 20%
-in an hour here). ``step`` = (sum over the served decode-only steps of measured - ``step_drift`` x fit) / their
-decode rows: seconds per decode row that a served step takes beyond the engine alone. Validation adds it (in
-place of ``replica`` and ``client``) to the ``bench serve`` runs, which are this setup.
+Then, when given the thread count's ``fit``, the **served step excess** (``step``): how much longer a served
+replica's own steps take than the same steps on the engine alone. The same workload is sent again directly to
+the replica (as ``treadle bench serve`` does: the load generator on the same machine), whose engine logs every
+step's shape and wall seconds (``TREADLE_STEP_LOG``, ``StepLog``); right before and right after, with the
+replica idle, an engine alone in this process (the replica's settings) runs the same requests in the same
+closed loop (``closed_loop``), every step timed. ``step_drift`` = the engine alone's decode-only seconds over
+the fit's for the same shapes, both passes summed: the machine's speed of the moment against the fit's (it
+drifts by up to 30% within an hour here), taken on the loaded shapes themselves, seconds from the served
+run. ``step`` = (sum over the served decode-only steps of measured - ``step_drift`` x fit) / their decode
+rows. Until 2026-12-03's fourth session the reference was fixed decode scenarios whose rows shared a
+256-token prefix, timed once after the run: it could not follow the drift and, with a fit that priced shared
+and distinct KV alike, it counted the fit's own error on a loaded replica's distinct contexts (17-28% at 16
+rows) as served excess (docs/SIMULATION.md). Validation adds ``step`` (in place of ``replica`` and ``client``)
+to the ``bench serve`` runs, which are this setup.
 """
 
 from __future__ import annotations
@@ -57,10 +64,8 @@ import threading
 import time
 from pathlib import Path
 
+from treadle.sim.cost_model import COLD_START_KEYS, Fit, StepShape, from_step_point, shape_of, step_point
 from treadle.sim.cost_model import CPU_PARTS as PARTS
-from treadle.sim.cost_model import Fit, StepShape, from_step_point, shape_of, step_point
-
-STEP_SCENARIOS = [(1, 256), (4, 256), (16, 256)]  # decode scenarios timed alone for ``step_drift``
 
 
 class StepLog:
@@ -85,10 +90,10 @@ def step_excess(served: list[tuple[StepShape, float]], alone: list[tuple[StepSha
     """``step`` (seconds per decode row) and ``step_drift`` from served and engine-alone steps (module
     docstring); only decode-only steps count. Raises ValueError when either has none."""
     dec = [(s, t) for s, t in served if s.prefill_tokens == 0 and s.decode_rows]
-    ref = sorted(t / fit.seconds(s) for s, t in alone if s.prefill_tokens == 0 and s.decode_rows)
+    ref = [(s, t) for s, t in alone if s.prefill_tokens == 0 and s.decode_rows]
     if not dec or not ref:
         raise ValueError(f"served step excess: needs decode-only steps, got {len(dec)} served and {len(ref)} alone")
-    drift = float(ref[len(ref) // 2])
+    drift = sum(t for _, t in ref) / sum(fit.seconds(s) for s, _ in ref)
     excess = sum(t - drift * fit.seconds(s) for s, t in dec) / sum(s.decode_rows for s, _ in dec)
     return {"step": max(0.0, excess), "step_drift": drift, "step_steps": len(dec),
             "step_rows": sum(s.decode_rows for s, _ in dec)}
@@ -103,10 +108,9 @@ def thread_cpu_s(pid: int, tid: int) -> float:
 def measure_serving(model: str, threads: int, num_requests: int = 32, concurrency: int = 4, max_tokens: int = 64,
                     seed: int = 0, max_prompt_tokens: int = 512, latency_requests: int = 8, warm_repeats: int = 3,
                     log=print, fit: Fit | None = None,  # noqa: ANN001 - a print-like function
-                    step_scenarios: list[tuple[int, int]] | None = None) -> dict:
+                    cold_repeats: int = 3) -> dict:
     """Run the workload above; returns ``{part: s per output token}`` plus ``tokens``, ``requests`` and the
-    settings, and with ``fit`` (the fit for ``threads``) the served step excess (``step``, ``step_drift``; the
-    engine alone runs ``step_scenarios``, default ``STEP_SCENARIOS``).
+    settings, and with ``fit`` (the fit for ``threads``) the served step excess (``step``, ``step_drift``).
     Raises RuntimeError when the replica does not become ready or a request fails."""
     from treadle.bench.arrivals import Arrival
     from treadle.bench.loadgen import run_load
@@ -119,6 +123,12 @@ def measure_serving(model: str, threads: int, num_requests: int = 32, concurrenc
     from treadle.server.command import STEP_LOG_ENV, served_name
 
     served = served_name(model, None)
+    alone = None
+    if fit is not None:  # the engine alone, loaded before the replica starts (the replica's settings)
+        from treadle.config import EngineConfig
+        from treadle.engine.llm_engine import LLMEngine
+
+        alone = LLMEngine(EngineConfig(model=model, threads=threads))
     step_log = Path(tempfile.mkdtemp(prefix="treadle-steps-")) / "steps.jsonl"
     step_log.touch()
     launcher = LocalLauncher(ReplicaSpec(model, threads, ("--max-queue", "-1"), env={STEP_LOG_ENV: str(step_log)}))
@@ -146,28 +156,38 @@ def measure_serving(model: str, threads: int, num_requests: int = 32, concurrenc
                  "client": thread_cpu_s(os.getpid(), me)}
         latency = {path: _latency(base, served, short, rep.url) for path, base in
                    (("direct", rep.url), ("gateway", srv.base))}
-        again = [_ttfts(rep.url, served, short[:1], rep.url, {"cache_salt": f"warm-{k}"}) for k in range(warm_repeats)]
-        hot = (sum(c for c, _ in again) / warm_repeats, sum(e for _, e in again) / warm_repeats)
-        latency["first_request_extra"] = max(0.0, (cold[0] - cold[1]) - (hot[0] - hot[1]))
-        latency["first_step_extra"] = max(0.0, cold[1] - hot[1])
-        if fit is not None:  # the same workload directly, its steps logged by the replica
+        colds = [_cold_excess(cold, rep.url, served, short[0], warm_repeats)]
+        if alone is not None:  # the same workload directly, its steps logged by the replica, between two passes
+            closed_loop(alone, warm, concurrency)  # of the engine alone (warmed up as the replica was)
+            alone_steps = closed_loop(alone, work, concurrency)
             skip = len(step_log.read_text().splitlines())
             records += asyncio.run(run_load(rep.url, served, work, arrival=Arrival(concurrency=concurrency)))
             served_steps = read_steps(step_log, skip)
+            alone_steps += closed_loop(alone, work, concurrency)
     finally:
         srv.stop()
         asyncio.run(launcher.close())
         shutil.rmtree(step_log.parent, ignore_errors=True)
+    for _ in range(cold_repeats - 1):  # more fresh replicas: one first request each is a noisy sample
+        fresh = LocalLauncher(ReplicaSpec(model, threads, ("--max-queue", "-1")))
+        try:
+            rep = asyncio.run(fresh.start())
+            _wait_ready(rep.url)
+            colds.append(_cold_excess(_ttfts(rep.url, served, short[:1], rep.url), rep.url, served, short[0],
+                                      warm_repeats))
+        finally:
+            asyncio.run(fresh.close())
+    for k in COLD_START_KEYS:
+        latency[k] = float(sorted(c[k] for c in colds)[len(colds) // 2])
     bad = [r for r in records if not r.ok]
     if bad:
         raise RuntimeError(f"serving overhead: {len(bad)} of {len(records)} requests failed: {bad[0].error}")
-    excess = {}
-    if fit is not None:
-        excess = step_excess(served_steps, alone_steps(model, threads, seed, step_scenarios or STEP_SCENARIOS), fit)
+    excess = step_excess(served_steps, alone_steps, fit) if fit is not None else {}
     tokens = sum(r.output_tokens for r in records[: len(work)])
     out = {p: (after[p] - before[p]) / tokens for p in PARTS}
     out.update(tokens=tokens, requests=len(work), threads=threads, concurrency=concurrency, max_tokens=max_tokens,
-               cpu_s={p: after[p] - before[p] for p in PARTS}, latency=latency, latency_requests=latency_requests)
+               cpu_s={p: after[p] - before[p] for p in PARTS}, latency=latency, latency_requests=latency_requests,
+               cold_samples=colds)
     out.update(excess)
     log("serving overhead per output token: " + ", ".join(f"{p} {out[p] * 1000:.3f} ms" for p in PARTS)
         + f" ({tokens} tokens, {len(work)} requests); request latency outside the engine: "
@@ -177,15 +197,53 @@ def measure_serving(model: str, threads: int, num_requests: int = 32, concurrenc
     return out
 
 
-def alone_steps(model: str, threads: int, seed: int, scenarios: list[tuple[int, int]]) -> list[tuple[StepShape, float]]:
-    """The decode ``scenarios`` (rows, shared prefix) on an engine alone, by the wall clock (``step_drift``)."""
-    from treadle.config import EngineConfig
-    from treadle.engine.llm_engine import LLMEngine
-    from treadle.sim.calibrate import measure
+def closed_loop(engine, work: list, concurrency: int) -> list[tuple[StepShape, float]]:  # noqa: ANN001
+    """``work`` (``WorkloadRequest``s) through ``engine`` alone, ``concurrency`` in flight (the next request added
+    as one finishes, as a closed-loop client does), each with its own ``max_tokens`` and ``ignore_eos``,
+    greedy; (shape, wall seconds) of every step, from ``step_observer`` (restored after)."""
+    from treadle.sampling_params import SamplingParams
 
-    engine = LLMEngine(EngineConfig(model=model, threads=threads, num_kv_blocks=2048, max_num_seqs=64))
-    measure(engine, seed + 99, "wall", [], scenarios[:1], [])  # warm-up
-    return measure(engine, seed, "wall", [], scenarios, [])
+    steps: list[tuple[StepShape, float]] = []
+    before = engine.step_observer
+    engine.step_observer = lambda plan, t: steps.append((shape_of(plan, engine.config.block_size), t))
+    pending, inflight, n = list(work), 0, 0
+    try:
+        while pending or inflight:
+            while pending and inflight < concurrency:
+                w = pending.pop(0)
+                params = SamplingParams(max_tokens=w.max_tokens, temperature=0.0, ignore_eos=w.ignore_eos)
+                engine.add_request(f"closed-loop-{n}", w.messages if w.messages is not None else w.prompt, params)
+                inflight, n = inflight + 1, n + 1
+            inflight -= sum(1 for out in engine.step() if out.finished)
+    finally:
+        engine.step_observer = before
+    return steps
+
+
+def _wait_ready(url: str, timeout_s: float = 600.0) -> None:
+    """Until ``url``/ready answers 200; RuntimeError after ``timeout_s``."""
+    import urllib.request
+
+    t0 = time.monotonic()
+    while True:
+        try:
+            if urllib.request.urlopen(url + "/ready", timeout=2).status == 200:
+                return
+        except OSError:
+            pass
+        if time.monotonic() - t0 > timeout_s:
+            raise RuntimeError(f"serving overhead: the replica at {url} was not ready within {timeout_s:.0f} s")
+        time.sleep(0.1)
+
+
+def _cold_excess(cold: tuple[float, float], url: str, served: str, prompt, warm_repeats: int) -> dict:  # noqa: ANN001
+    """A fresh replica's first request (``cold``: client and engine TTFT) against the same ``prompt`` sent
+    again ``warm_repeats`` times, each with its own ``cache_salt``: ``first_request_extra`` and
+    ``first_step_extra`` (module docstring)."""
+    again = [_ttfts(url, served, [prompt], url, {"cache_salt": f"warm-{k}"}) for k in range(warm_repeats)]
+    hot = (sum(c for c, _ in again) / warm_repeats, sum(e for _, e in again) / warm_repeats)
+    return {"first_request_extra": max(0.0, (cold[0] - cold[1]) - (hot[0] - hot[1])),
+            "first_step_extra": max(0.0, cold[1] - hot[1])}
 
 
 def _latency(base_url: str, served: str, work: list, replica_url: str) -> float:
