@@ -29,7 +29,8 @@ decoding"). A file predicts
 traffic that samples as it was calibrated (its ``fit_error`` records the temperature).
 
 ``--co-run`` (``co_run_slowdown``, ``oversubscribed_slowdown``): after the fits, ``cores`` copies of a 1-thread
-engine run the same (shared-prefix) scenarios at once, one process each, released together after their warm-up;
+engine run the same scenarios at once (the distinct decode scenarios too, since 2026-12-03's fourth session:
+rows reading their own KV contend for memory bandwidth more than rows reading one cached prefix), one process each, released together after their warm-up;
 the slowdown is the median over their steps of (measured seconds / the same step's seconds on one engine alone,
 the mean of a solo pass right before and one right after) - 1. Then ``2 * cores`` copies the same way; their
 slowdown is that median divided by 2 (what processor sharing already gives) - 1 (``co_run_slowdowns``). Time it
@@ -139,19 +140,22 @@ def measure(engine, seed: int = 0, clock: str = "cpu", prefill: list[tuple[int, 
 
 def _co_run_worker(model: str, num_kv_blocks: int, seed: int, clock: str, barrier, results,  # noqa: ANN001
                    prefill: list[tuple[int, int]] | None, decode: list[tuple[int, int]] | None,
-                   mixed: list[tuple[int, int]] | None, temperature: float = 0.0) -> None:
+                   mixed: list[tuple[int, int]] | None, temperature: float = 0.0,
+                   distinct: list[tuple[int, int]] = ()) -> None:
     from treadle.config import EngineConfig
     from treadle.engine.llm_engine import LLMEngine
 
     engine = LLMEngine(EngineConfig(model=model, threads=1, num_kv_blocks=num_kv_blocks, max_num_seqs=64))
     measure(engine, seed + 99, clock, (prefill or PREFILL)[:2], (decode or DECODE)[:1], [], temperature)
-    barrier.wait()  # the co-run copies run the shared-prefix scenarios only (distinct ones: minutes more each)
-    results.put([step_point(s, t) for s, t in measure(engine, seed, clock, prefill, decode, mixed, temperature)])
+    barrier.wait()
+    results.put([step_point(s, t) for s, t in measure(engine, seed, clock, prefill, decode, mixed, temperature,
+                                                      distinct)])
 
 
 def run_copies(model: str, copies: int, num_kv_blocks: int = 2048, seed: int = 0, clock: str = "wall",
                prefill: list[tuple[int, int]] | None = None, decode: list[tuple[int, int]] | None = None,
-               mixed: list[tuple[int, int]] | None = None, temperature: float = 0.0) -> list[list[list[float]]]:
+               mixed: list[tuple[int, int]] | None = None, temperature: float = 0.0,
+               distinct: list[tuple[int, int]] = ()) -> list[list[list[float]]]:
     """``copies`` 1-thread engines, one process each, run the scenarios at once (released together after their
     warm-up); each copy's ``step_point``s, in step order. Every copy runs the same seed: the same steps."""
     import multiprocessing
@@ -159,7 +163,7 @@ def run_copies(model: str, copies: int, num_kv_blocks: int = 2048, seed: int = 0
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(copies), ctx.Queue()
     procs = [ctx.Process(target=_co_run_worker, args=(model, num_kv_blocks, seed, clock, barrier, results,
-                                                      prefill, decode, mixed, temperature))
+                                                      prefill, decode, mixed, temperature, distinct))
              for _ in range(copies)]
     for proc in procs:
         proc.start()
@@ -172,14 +176,14 @@ def run_copies(model: str, copies: int, num_kv_blocks: int = 2048, seed: int = 0
 def co_run_slowdowns(model: str, counts: list[int], cores: int, num_kv_blocks: int = 2048, seed: int = 0,
                      clock: str = "wall", prefill: list[tuple[int, int]] | None = None,
                      decode: list[tuple[int, int]] | None = None, mixed: list[tuple[int, int]] | None = None,
-                     temperature: float = 0.0) -> list[dict]:
+                     temperature: float = 0.0, distinct: list[tuple[int, int]] = ()) -> list[dict]:
     """For each copy count in ``counts``: that many 1-thread engines at once (``run_copies``), bracketed by one
     engine alone running the same steps right before and right after (the solo passes between two counts are
     shared). A step's ratio is its co-run seconds over the mean of the two solo passes' seconds for the same
     step; the slowdown is the median ratio, divided by what processor sharing gives (``copies / cores`` when
     above 1), minus 1. The solo passes, seconds apart, follow the machine's drift (up to 30% in an hour here),
     which a comparison with a fit made earlier cannot (the method until 2026-12-03's fourth session)."""
-    args = (num_kv_blocks, seed, clock, prefill, decode, mixed, temperature)
+    args = (num_kv_blocks, seed, clock, prefill, decode, mixed, temperature, distinct)
     solos = [run_copies(model, 1, *args)[0]]
     out = []
     for copies in counts:
@@ -269,7 +273,7 @@ def calibrate(model: str, threads: list[int], num_kv_blocks: int = 2048, seed: i
     over = base.oversubscribed_slowdown if base else 0.0
     if co_run:
         measured = co_run_slowdowns(model, [cores, 2 * cores], cores, num_kv_blocks, seed, clock, prefill, decode,
-                                    mixed, temperature)
+                                    mixed, temperature, distinct)
         for key, r in zip(("co_run", "co_run_oversubscribed"), measured, strict=True):
             report[key] = r
             log(f"co-run: {r['copies']} 1-thread engines on {cores} cores run {r['slowdown']:.1%} slower than "

@@ -59,9 +59,12 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clock", choices=("cpu", "wall"), default="cpu", help="calibrate: time steps by CPU time / "
                    "threads (robust on a shared machine) or by the wall clock")
     p.add_argument("--co-run", action="store_true", help="calibrate: also measure the slowdown of 1-thread "
-                   "engines running at once, one per core (use --clock wall)")
+                   "engines running at once, one per core, then two per core, each step against the same step on "
+                   "one engine alone right before and after (use --clock wall)")
     p.add_argument("--serving", action="store_true", help="calibrate: also measure the serving path's CPU per "
-                   "output token (replica event loop, gateway, client) on a real replica")
+                   "output token (replica event loop, gateway, client) on a real replica, its request latency and "
+                   "cold start (median of three fresh replicas), and its steps' excess over the same requests on "
+                   "an engine alone (step)")
     p.add_argument("--repeats", type=int, default=1, help="calibrate: measure the scenarios this many times per "
                    "thread count and fit all their steps together (the held-out repetition stays one)")
     p.add_argument("--temperature", type=float, default=0.0, help="calibrate: the timed requests sample at this "
@@ -69,7 +72,7 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base", default=None, help="calibrate: start from this cost file (its fits for thread counts "
                    "not in --calibrate-threads are kept)")
     p.add_argument("--serving-overhead", default="replica", help="the cost file's serving parts added to each "
-                   "decode row: comma list of replica,gateway,client ('' for none; validate adds those that "
+                   "decode row: comma list of replica,gateway,client,step ('' for none; validate adds those that "
                    "shared the real runs' machine)")
     p.add_argument("--request-latency", choices=("gateway", "direct", ""), default="gateway", help="the cost "
                    "file's request latency outside the engine to apply: through a gateway (default), direct, or "
