@@ -12,24 +12,15 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 
 from treadle.sim.cost_model import load_cost_model
-from treadle.sim.serving_overhead import read_steps
+from treadle.sim.serving_overhead import read_steps, wait_ready
 
 URL = "http://127.0.0.1:8000"
 T = str(Path(sys.executable).parent / "treadle")
-
-
-def _ready() -> bool:
-    try:
-        return urllib.request.urlopen(URL + "/ready", timeout=2).status == 200
-    except OSError:
-        return False
 
 
 def alone_steps() -> list:
@@ -53,10 +44,7 @@ def main() -> None:
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     marks = []
     try:
-        while not _ready():
-            if srv.poll() is not None:
-                raise SystemExit("treadle serve exited")
-            time.sleep(0.5)
+        wait_ready(URL, proc=srv)
         for c in (1, 4, 16):
             marks.append((c, len(log.read_text().splitlines())))
             subprocess.run([T, "bench", "serve", "--base-url", URL, "--max-tokens", "64", "--no-progress",

@@ -27,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from treadle.bench.arrivals import Arrival
@@ -37,19 +36,12 @@ from treadle.config import EngineConfig
 from treadle.engine.llm_engine import LLMEngine
 from treadle.server.command import served_name
 from treadle.sim.cost_model import load_cost_model
-from treadle.sim.serving_overhead import closed_loop, read_steps
+from treadle.sim.serving_overhead import closed_loop, read_steps, wait_ready
 
 URL = "http://127.0.0.1:8000"
 T = str(Path(sys.executable).parent / "treadle")
 LEVELS = (1, 4, 16)
 MAX_TOKENS, MAX_PROMPT = 64, 512
-
-
-def _ready() -> bool:
-    try:
-        return urllib.request.urlopen(URL + "/ready", timeout=2).status == 200
-    except OSError:
-        return False
 
 
 def _work(c: int, seed: int) -> list:
@@ -78,10 +70,7 @@ def main() -> None:
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rows = []
     try:
-        while not _ready():
-            if srv.poll() is not None:
-                raise SystemExit("treadle serve exited")
-            time.sleep(0.5)
+        wait_ready(URL, proc=srv)
         warm = _work(4, 1000)[:8]  # both sides: first runs of the model, templates, tokenizer
         asyncio.run(run_load(URL, served_name("default", None), warm, arrival=Arrival(concurrency=4)))
         closed_loop(engine, warm, 4)

@@ -172,7 +172,7 @@ def measure_serving(model: str, threads: int, num_requests: int = 32, concurrenc
         fresh = LocalLauncher(ReplicaSpec(model, threads, ("--max-queue", "-1")))
         try:
             rep = asyncio.run(fresh.start())
-            _wait_ready(rep.url)
+            wait_ready(rep.url)
             colds.append(_cold_excess(_ttfts(rep.url, served, short[:1], rep.url), rep.url, served, short[0],
                                       warm_repeats))
         finally:
@@ -220,8 +220,9 @@ def closed_loop(engine, work: list, concurrency: int) -> list[tuple[StepShape, f
     return steps
 
 
-def _wait_ready(url: str, timeout_s: float = 600.0) -> None:
-    """Until ``url``/ready answers 200; RuntimeError after ``timeout_s``."""
+def wait_ready(url: str, timeout_s: float = 600.0, proc=None) -> None:  # noqa: ANN001 - a subprocess.Popen
+    """Until ``url``/ready answers 200; RuntimeError after ``timeout_s``, or as soon as ``proc`` (the server's
+    process, when given) has exited."""
     import urllib.request
 
     t0 = time.monotonic()
@@ -231,6 +232,8 @@ def _wait_ready(url: str, timeout_s: float = 600.0) -> None:
                 return
         except OSError:
             pass
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"serving overhead: the server for {url} exited with {proc.returncode}")
         if time.monotonic() - t0 > timeout_s:
             raise RuntimeError(f"serving overhead: the replica at {url} was not ready within {timeout_s:.0f} s")
         time.sleep(0.1)
