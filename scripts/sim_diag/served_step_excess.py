@@ -8,7 +8,6 @@ the decode-only steps, and a least-squares split of every step's excess into per
 Usage: flock /tmp/treadle-cpu.lock .venv/bin/python scripts/sim_diag/served_step_excess.py [COST]   (~2 min)
 """
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -16,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from treadle.bench.http_throughput import free_port, start_server, stop_server
+from treadle.server.command import STEP_LOG_ENV
 from treadle.sim.cost_model import load_cost_model
-from treadle.sim.serving_overhead import read_steps, wait_ready
+from treadle.sim.serving_overhead import read_steps
 
-URL = "http://127.0.0.1:8000"
 T = str(Path(sys.executable).parent / "treadle")
 
 
@@ -39,22 +39,20 @@ def main() -> None:
     fit = load_cost_model(sys.argv[1] if len(sys.argv) > 1 else "cpu-smollm2").fits[2]
     log = Path(tempfile.mkdtemp()) / "steps.jsonl"
     log.touch()
-    srv = subprocess.Popen([T, "serve", "--model", "default", "--host", "127.0.0.1", "--port", "8000",
-                            "--log-level", "warning"], env={**os.environ, "TREADLE_STEP_LOG": str(log)},
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    srv, _ = start_server("default", 2, port, env={STEP_LOG_ENV: str(log)})
     marks = []
     try:
-        wait_ready(URL, proc=srv)
         for c in (1, 4, 16):
             marks.append((c, len(log.read_text().splitlines())))
-            subprocess.run([T, "bench", "serve", "--base-url", URL, "--max-tokens", "64", "--no-progress",
+            subprocess.run([T, "bench", "serve", "--base-url", url, "--max-tokens", "64", "--no-progress",
                             "--workload", "sharegpt", "--num-requests", str(max(24, 6 * c)), "--concurrency", str(c),
                             "--seed", str(c), "--max-prompt-tokens", "512", "--out", str(log.parent / f"c{c}.json")],
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         marks.append((0, len(log.read_text().splitlines())))
     finally:
-        srv.terminate()
-        srv.wait()
+        stop_server(srv)
     alone = alone_steps()
     drift = float(np.median([t / fit.seconds(s) for s, t in alone if s.prefill_tokens == 0]))
     steps = read_steps(log)

@@ -23,23 +23,21 @@ Usage: [COST=cpu-smollm2] flock /tmp/treadle-cpu.lock .venv/bin/python scripts/s
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from treadle.bench.arrivals import Arrival
+from treadle.bench.http_throughput import free_port, start_server, stop_server
 from treadle.bench.loadgen import run_load
 from treadle.bench.workloads import make_workload
 from treadle.config import EngineConfig
 from treadle.engine.llm_engine import LLMEngine
-from treadle.server.command import served_name
+from treadle.server.command import STEP_LOG_ENV, served_name
 from treadle.sim.cost_model import load_cost_model
-from treadle.sim.serving_overhead import closed_loop, read_steps, wait_ready
+from treadle.sim.serving_overhead import closed_loop, read_steps
 
-URL = "http://127.0.0.1:8000"
-T = str(Path(sys.executable).parent / "treadle")
 LEVELS = (1, 4, 16)
 MAX_TOKENS, MAX_PROMPT = 64, 512
 
@@ -65,21 +63,20 @@ def main() -> None:
     engine = LLMEngine(EngineConfig(model="default", threads=2))
     log = Path(tempfile.mkdtemp()) / "steps.jsonl"
     log.touch()
-    srv = subprocess.Popen([T, "serve", "--model", "default", "--threads", "2", "--host", "127.0.0.1", "--port",
-                            "8000", "--log-level", "warning"], env={**os.environ, "TREADLE_STEP_LOG": str(log)},
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    srv, _ = start_server("default", 2, port, env={STEP_LOG_ENV: str(log)})
     rows = []
     try:
-        wait_ready(URL, proc=srv)
         warm = _work(4, 1000)[:8]  # both sides: first runs of the model, templates, tokenizer
-        asyncio.run(run_load(URL, served_name("default", None), warm, arrival=Arrival(concurrency=4)))
+        asyncio.run(run_load(url, served_name("default", None), warm, arrival=Arrival(concurrency=4)))
         closed_loop(engine, warm, 4)
         for r in range(rounds):
             for c in LEVELS:
                 work = _work(c, 100 * r + c)
                 a = len(log.read_text().splitlines())
                 t0 = time.perf_counter()
-                recs = asyncio.run(run_load(URL, served_name("default", None), work, arrival=Arrival(concurrency=c)))
+                recs = asyncio.run(run_load(url, served_name("default", None), work, arrival=Arrival(concurrency=c)))
                 t_served = time.perf_counter() - t0
                 if not all(x.ok for x in recs):
                     raise SystemExit(f"served requests failed: {[x.error for x in recs if not x.ok][:1]}")
@@ -100,8 +97,7 @@ def main() -> None:
                       f"(busy {al['busy']:.0%}); served wall / fit's steps {1 / s['fit_busy']:.3f}",
                       flush=True)
     finally:
-        srv.terminate()
-        srv.wait()
+        stop_server(srv)
     if len(sys.argv) > 2:
         Path(sys.argv[2]).write_text(json.dumps(rows, indent=1))
 

@@ -24,24 +24,40 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model: str, threads: int, port: int, extra: list[str] | None = None) -> tuple[subprocess.Popen, float]:
-    """Start ``treadle serve`` on 127.0.0.1; return (process, seconds from spawn to /ready)."""
+def start_server(model: str, threads: int, port: int, extra: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> tuple[subprocess.Popen, float]:
+    """Start ``treadle serve`` on 127.0.0.1 (``env`` added to this process's environment); return (process,
+    seconds from spawn to /ready). RuntimeError (the process killed) when it is not ready within 300 s."""
+    import os
+
     cmd = [sys.executable, "-m", "treadle.cli", "serve", "--model", model, "--port", str(port),
            "--threads", str(threads), "--log-level", "warning", *(extra or [])]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = t0 + 300
-    while time.perf_counter() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode} before it was ready: {' '.join(cmd)}")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", 300.0, proc)
+    except RuntimeError:
+        proc.kill()
+        raise
+    return proc, time.perf_counter() - t0
+
+
+def wait_ready(url: str, timeout_s: float = 600.0, proc: subprocess.Popen | None = None) -> None:
+    """Until ``url``/ready answers 200. RuntimeError after ``timeout_s``, or as soon as ``proc`` (the server's
+    process, when given) has exited."""
+    deadline = time.perf_counter() + timeout_s
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the server for {url} exited with {proc.returncode} before it was ready: "
+                               f"{' '.join(map(str, proc.args))}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1.0).status_code == 200:
-                return proc, time.perf_counter() - t0
+            if httpx.get(f"{url}/ready", timeout=1.0).status_code == 200:
+                return
         except httpx.HTTPError:
             pass
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"the server at {url} was not ready within {timeout_s:.0f} s")
         time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("server not ready within 300 s")
 
 
 def stop_server(proc: subprocess.Popen) -> None:

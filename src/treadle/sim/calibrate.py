@@ -30,11 +30,12 @@ traffic that samples as it was calibrated (its ``fit_error`` records the tempera
 
 ``--co-run`` (``co_run_slowdown``, ``oversubscribed_slowdown``): after the fits, ``cores`` copies of a 1-thread
 engine run the same scenarios at once (the distinct decode scenarios too, since 2026-12-03's fourth session:
-rows reading their own KV contend for memory bandwidth more than rows reading one cached prefix), one process each, released together after their warm-up;
-the slowdown is the median over their steps of (measured seconds / the same step's seconds on one engine alone,
-the mean of a solo pass right before and one right after) - 1. Then ``2 * cores`` copies the same way; their
-slowdown is that median divided by 2 (what processor sharing already gives) - 1 (``co_run_slowdowns``). Time it
-by the wall clock: CPU time does not see the contention. ``--serving``: the serving path's CPU per output token (``serving_overhead``).
+rows reading their own KV contend for memory bandwidth more than rows reading one cached prefix), one process
+each, released together after their warm-up; the slowdown is the median over their steps of (measured seconds /
+the same step's seconds on one engine alone, the mean of a solo pass right before and one right after) - 1.
+Then ``2 * cores`` copies the same way; their slowdown is that median divided by 2 (what processor sharing
+already gives) - 1 (``co_run_slowdowns``). Time it by the wall clock: CPU time does not see the contention.
+``--serving``: the serving path's CPU per output token (``serving_overhead``).
 
 Clock (``--clock``): ``cpu`` (default) times a step by the process's CPU time divided by its threads, which
 is what the step would take with its cores to itself and barely moves when other work shares the machine;
@@ -190,8 +191,8 @@ def co_run_slowdowns(model: str, counts: list[int], cores: int, num_kv_blocks: i
         co = run_copies(model, copies, *args)
         solos.append(run_copies(model, 1, *args)[0])
         before, after = solos[-2], solos[-1]
-        if any(len(c) != len(before) or len(after) != len(before) for c in co) or any(
-                x[:-1] != y[:-1] for c in (*co, after) for x, y in zip(c, before, strict=True)):
+        shapes = [pt[:-1] for pt in before]
+        if any([pt[:-1] for pt in run] != shapes for run in (*co, after)):
             raise RuntimeError("bug: co-run copies and solo passes of one seed ran different steps")
         ref = [(x[-1] + y[-1]) / 2 for x, y in zip(before, after, strict=True)]
         ratios = np.array([pt[-1] / r for c in co for pt, r in zip(c, ref, strict=True)])

@@ -27,8 +27,9 @@ Model (one replica, ``threads`` threads, nothing else on its cores)::
   chunk runs layer by layer (Python dispatch per layer, the tiled or dense kernels). ``a`` is then the fixed
   cost of a one-row decode step, ``a + j`` of a decode step with more rows, ``a + i`` of a step that prefills.
   Files written before 2026-12-03's fused decode step have ``i = j = 0`` (one fixed cost for every step).
-- ``decode_kv``: the KV the decode rows read, in distinct tokens (each row's context and its new token, a prefix-cached block that several rows share counted once: ``distinct_kv``). ``d`` prices a row's
-  attention over its context; ``k`` what reading distinct KV from memory adds. At 46 KB of fp32 KV per token
+- ``decode_kv``: the KV the decode rows read, in distinct tokens (each row's context and its new token, a
+  prefix-cached block that several rows share counted once: ``distinct_kv``). ``d`` prices a row's attention
+  over its context; ``k`` what reading distinct KV from memory adds. At 46 KB of fp32 KV per token
   (SmolLM2-135M), 16 rows of 300-token contexts read 220 MB per step, more than the weights; rows that share
   a prefix read it once, from cache. Measured (2026-12-03, fourth session): the fit without ``k``, calibrated
   on rows sharing their prefix, predicted the decode steps of a loaded replica (distinct ShareGPT contexts)

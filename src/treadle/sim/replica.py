@@ -92,7 +92,8 @@ class SimReplica:
         if not out.scheduled:  # only finished-id bookkeeping: nothing to compute
             return None
         self.current = out
-        work = self.fit.seconds(shape_of(out, self.scheduler.config.block_size)) * (self.jitter() if self.jitter else 1.0) + self._cold_extra
+        shape = shape_of(out, self.scheduler.config.block_size)
+        work = self.fit.seconds(shape) * (self.jitter() if self.jitter else 1.0) + self._cold_extra
         self._cold_extra = 0.0
         if not self.machine.cores:
             return {self.replica_id: now + work}

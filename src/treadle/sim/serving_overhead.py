@@ -113,6 +113,7 @@ def measure_serving(model: str, threads: int, num_requests: int = 32, concurrenc
     settings, and with ``fit`` (the fit for ``threads``) the served step excess (``step``, ``step_drift``).
     Raises RuntimeError when the replica does not become ready or a request fails."""
     from treadle.bench.arrivals import Arrival
+    from treadle.bench.http_throughput import wait_ready
     from treadle.bench.loadgen import run_load
     from treadle.bench.workloads import make_workload
     from treadle.fleet.bench_fleet import _GatewayThread
@@ -218,25 +219,6 @@ def closed_loop(engine, work: list, concurrency: int) -> list[tuple[StepShape, f
     finally:
         engine.step_observer = before
     return steps
-
-
-def wait_ready(url: str, timeout_s: float = 600.0, proc=None) -> None:  # noqa: ANN001 - a subprocess.Popen
-    """Until ``url``/ready answers 200; RuntimeError after ``timeout_s``, or as soon as ``proc`` (the server's
-    process, when given) has exited."""
-    import urllib.request
-
-    t0 = time.monotonic()
-    while True:
-        try:
-            if urllib.request.urlopen(url + "/ready", timeout=2).status == 200:
-                return
-        except OSError:
-            pass
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"serving overhead: the server for {url} exited with {proc.returncode}")
-        if time.monotonic() - t0 > timeout_s:
-            raise RuntimeError(f"serving overhead: the replica at {url} was not ready within {timeout_s:.0f} s")
-        time.sleep(0.1)
 
 
 def _cold_excess(cold: tuple[float, float], url: str, served: str, prompt, warm_repeats: int) -> dict:  # noqa: ANN001

@@ -162,8 +162,7 @@ def _serve_work(data: dict) -> list:
     work = make_workload(c["workload"], c["num_requests"], c["seed"], c["max_tokens"], **opts)
     if c.get("arrival_mode") == "trace":
         first = min(w.arrival_s for w in work)
-        for i, w in enumerate(work):
-            work[i] = type(w)(**{**w.__dict__, "arrival_s": (w.arrival_s - first) * (c.get("time_scale") or 1.0)})
+        work = [replace(w, arrival_s=(w.arrival_s - first) * (c.get("time_scale") or 1.0)) for w in work]
     return work
 
 
