@@ -10,15 +10,13 @@ Usage: flock /tmp/treadle-cpu.lock .venv/bin/python scripts/sim_diag/served_step
 
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from treadle.bench.http_throughput import free_port, start_server, stop_server
-from treadle.server.command import STEP_LOG_ENV
+from treadle.bench.http_throughput import stop_server
 from treadle.sim.cost_model import load_cost_model
-from treadle.sim.serving_overhead import read_steps
+from treadle.sim.serving_overhead import read_steps, start_logged_server
 
 T = str(Path(sys.executable).parent / "treadle")
 
@@ -37,11 +35,7 @@ def alone_steps() -> list:
 
 def main() -> None:
     fit = load_cost_model(sys.argv[1] if len(sys.argv) > 1 else "cpu-smollm2").fits[2]
-    log = Path(tempfile.mkdtemp()) / "steps.jsonl"
-    log.touch()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    srv, _ = start_server("default", 2, port, env={STEP_LOG_ENV: str(log)})
+    srv, url, log = start_logged_server()
     marks = []
     try:
         for c in (1, 4, 16):

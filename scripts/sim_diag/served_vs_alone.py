@@ -24,19 +24,18 @@ import asyncio
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from treadle.bench.arrivals import Arrival
-from treadle.bench.http_throughput import free_port, start_server, stop_server
+from treadle.bench.http_throughput import stop_server
 from treadle.bench.loadgen import run_load
 from treadle.bench.workloads import make_workload
 from treadle.config import EngineConfig
 from treadle.engine.llm_engine import LLMEngine
-from treadle.server.command import STEP_LOG_ENV, served_name
+from treadle.server.command import served_name
 from treadle.sim.cost_model import load_cost_model
-from treadle.sim.serving_overhead import closed_loop, read_steps
+from treadle.sim.serving_overhead import closed_loop, read_steps, start_logged_server
 
 LEVELS = (1, 4, 16)
 MAX_TOKENS, MAX_PROMPT = 64, 512
@@ -61,11 +60,7 @@ def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 2
     fit = load_cost_model(os.environ.get("COST", "cpu-smollm2")).fits[2]
     engine = LLMEngine(EngineConfig(model="default", threads=2))
-    log = Path(tempfile.mkdtemp()) / "steps.jsonl"
-    log.touch()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    srv, _ = start_server("default", 2, port, env={STEP_LOG_ENV: str(log)})
+    srv, url, log = start_logged_server()
     rows = []
     try:
         warm = _work(4, 1000)[:8]  # both sides: first runs of the model, templates, tokenizer

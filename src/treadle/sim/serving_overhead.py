@@ -81,6 +81,20 @@ class StepLog:
         self.file.flush()
 
 
+def start_logged_server(model: str = "default", threads: int = 2):  # noqa: ANN201 - (Popen, str, Path)
+    """``treadle serve`` of ``model`` on a free 127.0.0.1 port, its engine's steps logged to a fresh file
+    (``StepLog``); returns (process, base URL, log path) once it is ready (``bench.http_throughput``;
+    stop it with ``stop_server``)."""
+    from treadle.bench.http_throughput import free_port, start_server
+    from treadle.server.command import STEP_LOG_ENV
+
+    log = Path(tempfile.mkdtemp(prefix="treadle-steps-")) / "steps.jsonl"
+    log.touch()
+    port = free_port()
+    proc, _ = start_server(model, threads, port, env={STEP_LOG_ENV: str(log)})
+    return proc, f"http://127.0.0.1:{port}", log
+
+
 def read_steps(path: Path, skip: int = 0) -> list[tuple[StepShape, float]]:
     """The steps a ``StepLog`` wrote to ``path``, from line ``skip`` on."""
     return [from_step_point(json.loads(x)) for x in path.read_text().splitlines()[skip:]]
