@@ -3,6 +3,7 @@ the real policy/autoscaler objects, trace loading and the command."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import pkgutil
 
@@ -598,6 +599,9 @@ def test_served_step_excess_is_exact_and_the_engine_reports_its_steps(tiny_llama
     steps = read_steps(log_path)
     assert [s.prefill_tokens for s, _ in steps] == [30, 0, 0, 0, 0] and all(t > 0 for _, t in steps)
     assert [s.decode_rows for s, _ in steps] == [0, 1, 1, 1, 1]
+    gz = tmp_path / "steps.jsonl.gz"  # a kept log, gzipped, reads the same
+    gz.write_bytes(gzip.compress(log_path.read_bytes()))
+    assert read_steps(gz) == steps and read_steps(gz, skip=1) == steps[1:]
 
 
 def test_validate_gives_serve_runs_the_served_step_excess_in_place_of_replica_and_client(tmp_path, tiny_llama) -> None:

@@ -20,13 +20,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from step_log_vs_fit import read_log
 
 import treadle.sim.simulator as simulator
 from treadle.gateway.policies import make_policy
 from treadle.sim import validate
 from treadle.sim.cost_model import load_cost_model, shape_of
 from treadle.sim.replica import SimReplica
+from treadle.sim.serving_overhead import read_steps
 
 
 def serial_arrivals() -> None:
@@ -91,7 +91,7 @@ def main() -> None:
               f"mean {rows[:, col].mean():.0f}")
     print("sim prompt steps (chunks, decode rows): count", prompt_steps(shapes))
     if a.real_steps:
-        steps = [s for s, _ in read_log(a.real_steps)]
+        steps = [s for s, _ in read_steps(Path(a.real_steps))]
         last_big = max((i for i, s in enumerate(steps) if s.decode_rows > a.rows), default=-1)
         print("real prompt steps (chunks, decode rows): count", prompt_steps(steps[last_big + 1:]))
 

@@ -6,13 +6,13 @@ measured / sum of predicted: what a run's time sees) and the median ratio.
 Usage: .venv/bin/python scripts/sim_diag/step_log_vs_fit.py THREADS COST[,COST...] LOG [LOG...]   (LOG may be .gz)
 """
 
-import gzip
-import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
-from treadle.sim.cost_model import StepShape, from_step_point, load_cost_model
+from treadle.sim.cost_model import StepShape, load_cost_model
+from treadle.sim.serving_overhead import read_steps
 
 KINDS = (
     ("decode-only, 1 row", lambda s: s.prefill_tokens == 0 and s.decode_rows == 1),
@@ -36,15 +36,9 @@ def table(steps: list[tuple[StepShape, float]], fit) -> list[str]:  # noqa: ANN0
     return rows
 
 
-def read_log(path: str) -> list[tuple[StepShape, float]]:
-    """The steps of a ``StepLog`` file, plain or gzipped."""
-    with (gzip.open(path, "rt") if path.endswith(".gz") else open(path)) as f:
-        return [from_step_point(json.loads(line)) for line in f if line.strip()]
-
-
 def main() -> None:
     threads, costs, *logs = sys.argv[1:]
-    steps = [st for log in logs for st in read_log(log)]
+    steps = [st for log in logs for st in read_steps(Path(log))]
     for cost in costs.split(","):
         fit = load_cost_model(cost).fits[int(threads)]
         print(f"\n{cost} ({threads} threads), {len(steps)} steps from {len(logs)} logs\n")

@@ -56,6 +56,7 @@ to the ``bench serve`` runs, which are this setup.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import os
 import shutil
@@ -96,8 +97,9 @@ def start_logged_server(model: str = "default", threads: int = 2):  # noqa: ANN2
 
 
 def read_steps(path: Path, skip: int = 0) -> list[tuple[StepShape, float]]:
-    """The steps a ``StepLog`` wrote to ``path``, from line ``skip`` on."""
-    return [from_step_point(json.loads(x)) for x in path.read_text().splitlines()[skip:]]
+    """The steps a ``StepLog`` wrote to ``path`` (or its gzipped copy, ``*.gz``), from line ``skip`` on."""
+    text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+    return [from_step_point(json.loads(x)) for x in text.splitlines()[skip:] if x.strip()]
 
 
 def step_excess(served: list[tuple[StepShape, float]], alone: list[tuple[StepShape, float]], fit: Fit) -> dict:
