@@ -1,6 +1,7 @@
 """One real `treadle bench serve` run against its simulation, request by request (docs/SIMULATION.md, "fifth
 session"): the TTFT percentiles of both, the prompt tokens and cached tokens both saw, and how the simulated
-replica batched the prompt chunks (steps by (prompt chunks, decode rows)); with `--real-steps LOG`, the same
+replica batched the prompt chunks (steps by (prompt chunks, decode rows)), and how many requests the clients sent
+within 1 ms of the one before (a closed loop's successors of requests that ended together); with `--real-steps LOG`, the same
 count over the real replica's step log (`TREADLE_STEP_LOG`, plain or .gz) for a run that was the last of its
 server and ran at most `--rows` in flight (the steps after the last step with more decode rows than that).
 
@@ -89,6 +90,9 @@ def main() -> None:
     for name, col in (("real", 0), ("sim", 1)):
         print(f"TTFT ms {name:4s} p10/25/50/75/90: {np.percentile(rows[:, col], [10, 25, 50, 75, 90]).round()}, "
               f"mean {rows[:, col].mean():.0f}")
+    sends = {"real": [real[r.id]["start_s"] for r in sim.done if r.id in real], "sim": [r.sent_s for r in sim.done]}
+    print("requests sent within 1 ms of the one before: " + ", ".join(
+        f"{k} {int((np.diff(np.sort(v)) < 1e-3).sum())}" for k, v in sends.items()))
     print("sim prompt steps (chunks, decode rows): count", prompt_steps(shapes))
     if a.real_steps:
         steps = [s for s, _ in read_steps(Path(a.real_steps))]
