@@ -17,7 +17,6 @@ import argparse
 import copy
 import json
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -62,8 +61,8 @@ def main() -> None:
     path = Path(a.run)
     data = json.loads(path.read_text())
     c = data["config"]
-    # as validate prices a bench serve run on a server that answered requests before (no cold start)
-    cost = replace(load_cost_model(a.cost).with_overhead(("step",), "direct"), cold_start_s=0.0)
+    reused, fresh = validate.serve_costs(load_cost_model(a.cost))  # as validate prices the run
+    cost = fresh if data["summary"].get("server_requests_before") == 0 else reused
     tokens = validate._Tokens("default")
     reqs = validate._sim_requests(validate._serve_work(data), tokens, validate._outputs(data["requests"]))
     history = validate._server_history(path, data, tokens, print)

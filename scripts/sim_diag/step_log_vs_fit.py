@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from treadle.sim.cost_model import StepShape, load_cost_model
+from treadle.sim.cost_model import Fit, StepShape, load_cost_model
 from treadle.sim.serving_overhead import read_steps
 
 KINDS = (
@@ -24,7 +24,7 @@ KINDS = (
 )
 
 
-def table(steps: list[tuple[StepShape, float]], fit) -> list[str]:  # noqa: ANN001 - a StepCostFit
+def table(steps: list[tuple[StepShape, float]], fit: Fit) -> list[str]:
     rows = []
     for name, member in (*KINDS, ("all steps", lambda s: True)):
         sel = [(s, t) for s, t in steps if member(s)]

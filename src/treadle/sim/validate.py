@@ -197,6 +197,18 @@ def _server_history(path: Path, data: dict, tokens: _Tokens, log) -> list[SimReq
     return hist
 
 
+def serve_costs(base: CostModel) -> tuple[CostModel, CostModel]:
+    """How ``validate`` prices a ``bench serve`` run: (on a server that answered requests before, on a fresh
+    server). bench serve runs one after another against one long-lived server (scripts/bench_report_runs.sh,
+    scripts/sim_validation_serve_runs.sh): only a set's first run meets a fresh server (its file says so since
+    2026-12-03: ``server_requests_before`` 0), and only that one gets the cold start. A file with the served step
+    excess (``step``, measured in the bench serve setup: one replica filling the cores, the client beside it)
+    uses it in place of the replica's and the client's CPU per token."""
+    parts = ("step",) if "step" in base.serving else ("replica", "client")
+    fresh = base.with_overhead(parts, "direct")
+    return replace(fresh, cold_start_s=0.0), fresh
+
+
 def _serve_rows(path: Path, cost: CostModel, tokens: _Tokens, cores: int, log,  # noqa: ANN001
                 noise: tuple[int, float] = (1, 0.0), fresh_cost: CostModel | None = None) -> list[dict]:
     """One row for a ``bench serve`` file; ``fresh_cost`` (with a fresh server's cold start) replaces ``cost``
@@ -249,15 +261,7 @@ def validate(args: argparse.Namespace, log) -> int:  # noqa: ANN001
     # beyond its own time (a straggling thread holds up its step): the served step excess, when measured, in
     # place of the replica's and the client's CPU (the gateway's is not in that measurement)
     filling = base.with_overhead(("step", "gateway"), "gateway") if "step" in base.serving else fleet_cost
-    # bench serve runs one after another against one long-lived server (scripts/bench_report_runs.sh,
-    # scripts/sim_validation_serve_runs.sh): only a set's first run meets a fresh server (its file says so since
-    # 2026-12-03: server_requests_before 0), and only that one gets the cold start (bench fleet starts fresh
-    # replicas for every run: those keep it)
-    # a file with the served step excess (``step``, measured in the bench serve setup: one replica
-    # filling the cores, the client beside it) uses it in place of the replica's and the client's CPU per token
-    serve_parts = ("step",) if "step" in base.serving else ("replica", "client")
-    fresh_serve = base.with_overhead(serve_parts, "direct")
-    serve_cost = replace(fresh_serve, cold_start_s=0.0)
+    serve_cost, fresh_serve = serve_costs(base)
     for f in [x for x in args.fleet.split(",") if x]:
         rows += _fleet_rows(Path(f), fleet_cost, tokens, cores, log, noise, filling)
     for f in [x for x in args.serve.split(",") if x]:
