@@ -447,7 +447,8 @@ def test_co_run_and_serving_measurements_on_a_tiny_model(tiny_llama) -> None:
     # /proc counts CPU in 10 ms ticks: a thread of this tiny run may show none, the three together do
     assert min(got["replica"], got["client"], got["gateway"]) >= 0
     assert sum(got["cpu_s"].values()) > 0 and got["cpu_s"]["replica"] == pytest.approx(got["replica"] * got["tokens"])
-    assert set(got["latency"]) == {"direct", "gateway", "first_request_extra", "first_step_extra"}
+    assert set(got["latency"]) == {"direct", "gateway", "first_request_extra", "first_step_extra", "step_gap"}
+    assert got["step_gaps"]["n"] >= 1 and got["latency"]["step_gap"] == got["step_gaps"]["mean_s"] >= 0
     assert len(got["cold_samples"]) == 2  # two fresh replicas' first requests; the latency is their median
     assert min(got["latency"].values()) >= 0
 

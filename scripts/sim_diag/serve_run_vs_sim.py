@@ -15,6 +15,7 @@ Usage: .venv/bin/python scripts/sim_diag/serve_run_vs_sim.py RUN.json COST [--ar
 
 import argparse
 import copy
+import dataclasses
 import json
 from collections import Counter
 from pathlib import Path
@@ -53,6 +54,7 @@ def main() -> None:
     p.add_argument("run")
     p.add_argument("cost")
     p.add_argument("--arrivals", choices=("const", "serial"), default="const")
+    p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--real-steps")
     p.add_argument("--rows", type=int, default=4)
     a = p.parse_args()
@@ -78,8 +80,14 @@ def main() -> None:
     SimReplica.begin_step = recording
     fleet = simulator.FleetConfig(replicas=1, threads=2, replicas_per_machine=1, engine=tokens.engine(None, 128),
                                   concurrency=c["concurrency"], startup_s=0.0, seed=0)
-    sim = simulator.Simulation(copy.deepcopy(reqs), make_policy("least_loaded"), cost, fleet, copy.deepcopy(history))
-    sim.run()
+    medians = []
+    for seed in range(a.seeds):
+        fleet = dataclasses.replace(fleet, seed=seed)
+        sim = simulator.Simulation(copy.deepcopy(reqs), make_policy("least_loaded"), cost, fleet,
+                                   copy.deepcopy(history)).run()
+        medians.append(float(np.median([(r.first_token_s - r.sent_s) * 1e3 for r in sim.done])))
+    print(f"sim median TTFT ms by seed (spread {len(cost.latency_spread)} factors, step gap {cost.step_gap_s * 1e3:.2f} ms): {np.round(medians)}, "
+          f"mean {np.mean(medians):.0f}")
     real = {r["id"]: r for r in data["requests"]}
     rows = np.array([(real[r.id]["ttft_s"] * 1e3, (r.first_token_s - r.sent_s) * 1e3, real[r.id]["prompt_tokens"],
                       r.prompt_tokens, real[r.id]["cached_tokens"], r.cached_tokens) for r in sim.done if r.id in real])

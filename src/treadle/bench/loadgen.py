@@ -46,6 +46,9 @@ class RequestRecord:
     scheduled_s: float | None = None
     session: str | None = None
     turn: int = 0
+    # this process's time.perf_counter() at the send: the system's monotonic clock, which other processes' logs
+    # share (``treadle sim calibrate --serving`` pairs sends with a replica's hand-overs); not written to files
+    sent_clock: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -62,6 +65,7 @@ class RequestRecord:
         """The record as a dict (with its ``tpot_s``), times rounded to 10 microseconds (keeps files small)."""
         r = lambda x: None if x is None else round(x, 5)  # noqa: E731
         d = asdict(self)
+        del d["sent_clock"]
         d.update(start_s=r(self.start_s), ttft_s=r(self.ttft_s), e2e_s=r(self.e2e_s), tpot_s=r(self.tpot_s),
                  scheduled_s=r(self.scheduled_s), itl_s=[r(x) for x in self.itl_s])
         return d
@@ -127,7 +131,7 @@ async def _send(client: httpx.AsyncClient, run: _Run, req: WorkloadRequest, hist
             prompt_tokens=int(usage.get("prompt_tokens") or (len(req.prompt) if isinstance(req.prompt, list) else 0)),
             output_tokens=int(usage.get("completion_tokens") or len(times)),
             cached_tokens=int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0),
-            status=status, error=error, scheduled_s=scheduled, session=req.session, turn=req.turn)
+            status=status, error=error, scheduled_s=scheduled, session=req.session, turn=req.turn, sent_clock=start)
         run.records.append(rec)
         run.bar(rec)
         return rec

@@ -19,7 +19,8 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from treadle.config import EngineConfig
@@ -45,6 +46,9 @@ class AsyncEngine:
         self._built = threading.Event()
         self._load_error: BaseException | None = None
         self.engine: LLMEngine = engine  # type: ignore[assignment]  # set by the engine thread when None
+        # called on the event loop with (request id, time.monotonic()) as each add is queued for the engine
+        # thread (``TREADLE_ENQUEUE_LOG``: how far apart a replica's front end hands requests over)
+        self.enqueue_observer: Callable[[str, float], None] | None = None
         self._thread = threading.Thread(
             target=self._run, args=(config or EngineConfig(),), name="treadle-engine", daemon=True
         )
@@ -90,6 +94,8 @@ class AsyncEngine:
         self._streams[request_id] = (loop, q)
         kwargs = dict(adapter_id=adapter_id, cache_salt=cache_salt, prompt_token_ids=prompt_token_ids,
                       lora_name=lora_name)
+        if self.enqueue_observer is not None:
+            self.enqueue_observer(request_id, time.monotonic())
         self._commands.put(("add", (request_id, prompt, params, kwargs, loop, accepted)))
         finished = False
         try:

@@ -25,6 +25,7 @@ from treadle.server.middleware import ServerState
 from treadle.server.settings import ListenSettings, ServerSettings
 
 STEP_LOG_ENV = "TREADLE_STEP_LOG"  # a file: the replica appends every engine step's shape and seconds to it
+ENQUEUE_LOG_ENV = "TREADLE_ENQUEUE_LOG"  # a file: the replica appends each request's hand-over to its engine
 
 log = logging.getLogger("treadle.server")
 
@@ -74,6 +75,10 @@ def run(args: argparse.Namespace) -> int:
             from treadle.sim.serving_overhead import StepLog
 
             e.step_observer = StepLog(os.environ[STEP_LOG_ENV], e.config.block_size)
+        if os.environ.get(ENQUEUE_LOG_ENV):  # treadle sim calibrate --serving: the front end's pace
+            from treadle.sim.serving_overhead import EnqueueLog
+
+            engine.enqueue_observer = EnqueueLog(os.environ[ENQUEUE_LOG_ENV])
         source = "bundled default, converted cache" if args.model in ("default", e.model_name) else "local folder"
         print(f"[treadle] serving {settings.served_model_name} from {e.model_path} ({source}); "
               f"loaded in {e.load_seconds:.2f} s, ready {time.perf_counter() - t0:.2f} s after start; "

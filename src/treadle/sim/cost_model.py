@@ -77,7 +77,8 @@ CPU_PARTS = ("replica", "gateway", "client")  # CPU per output token of each thr
 SERVING_PARTS = (*CPU_PARTS, "step")  # and a served step's excess per decode row (serving_overhead)
 LATENCY_PATHS = ("direct", "gateway")
 COLD_START_KEYS = ("first_request_extra", "first_step_extra")
-LATENCY_KEYS = (*LATENCY_PATHS, *COLD_START_KEYS)
+STEP_GAP_KEY = "step_gap"  # a served replica's engine thread between two steps with work (serving_overhead)
+LATENCY_KEYS = (*LATENCY_PATHS, *COLD_START_KEYS, STEP_GAP_KEY)
 BUNDLED = Path(__file__).parent / "costs"
 
 
@@ -142,7 +143,10 @@ def step_point(s: StepShape, seconds: float) -> list[float]:
 
 def from_step_point(pt: list[float]) -> tuple[StepShape, float]:
     """The inverse of ``step_point``. Points written before ``decode_kv`` (7 numbers) read it as the rows'
-    context plus their new tokens, all distinct: what those files did not record."""
+    context plus their new tokens, all distinct: what those files did not record; a step log's ninth number
+    (when the step ended, ``StepLog``) is not part of the point."""
+    if len(pt) == 9:
+        pt = pt[:8]
     if len(pt) == 7:
         p, d, dc, att, ch, g, t = pt
         return StepShape(int(p), int(d), int(dc), att, int(ch), g, int(dc + d)), t
@@ -193,6 +197,8 @@ class CostModel:
     overhead_parts: tuple[str, ...] = ()  # the parts of ``serving`` added to every decode row
     latency: dict = field(default_factory=dict)  # path ("direct" | "gateway") -> seconds outside the engine
     request_latency_s: float = 0.0  # a run's choice: each request reaches its replica's engine this much later
+    latency_spread: tuple[float, ...] = ()  # the path's factor, request by request: equally likely values, mean 1
+    step_gap_s: float = 0.0  # a run's choice: served steps are this much further apart (added to each step)
     cold_start_s: float = 0.0  # a run's choice: a fresh replica's first step lasts this much longer
 
     def __post_init__(self) -> None:
@@ -211,9 +217,12 @@ class CostModel:
             raise ValueError(f"cost model: co_run_slowdown and oversubscribed_slowdown must be >= 0, got "
                              f"{self.co_run_slowdown}, {self.oversubscribed_slowdown}")
         if any(v < 0 for v in [*self.serving.values(), *self.latency.values(), self.request_latency_s,
-                                self.cold_start_s]):
+                                self.cold_start_s, self.step_gap_s]):
             raise ValueError(f"cost model: serving seconds must be >= 0, got {self.serving}, {self.latency}, "
-                             f"{self.request_latency_s}, {self.cold_start_s}")
+                             f"{self.request_latency_s}, {self.cold_start_s}, {self.step_gap_s}")
+        if self.latency_spread and (min(self.latency_spread) < 0
+                                    or abs(sum(self.latency_spread) / len(self.latency_spread) - 1.0) > 0.01):
+            raise ValueError(f"cost model: latency_spread must be factors >= 0 with mean 1, got {self.latency_spread}")
         missing = [p for p in self.overhead_parts if p not in self.serving]
         if missing:
             raise ValueError(f"cost model: overhead part(s) {missing} not in its serving figures "
@@ -222,14 +231,17 @@ class CostModel:
     def with_overhead(self, parts: tuple[str, ...], path: str | None = None) -> CostModel:
         """This model with the serving overhead of ``parts`` added to each decode row and the request latency of
         ``path`` ("direct": client to replica, "gateway": through a gateway) before each request reaches the
-        engine, and a fresh replica's cold start (``first_request_extra + first_step_extra``) on its first step;
-        what the file lacks is skipped (a file without serving figures stays as it is)."""
+        engine (times one of ``latency_spread``'s factors, drawn per request by the simulator), each served step
+        ``step_gap`` longer (the engine thread between steps), and a fresh replica's cold start
+        (``first_request_extra + first_step_extra``) on its first step; what the file lacks is skipped (a file
+        without serving figures stays as it is)."""
         from dataclasses import replace
 
         if path is not None and path not in LATENCY_PATHS:
             raise ValueError(f"latency path must be one of {', '.join(LATENCY_PATHS)}, got {path!r}")
         return replace(self, overhead_parts=tuple(p for p in parts if p in self.serving),
                        request_latency_s=float(self.latency.get(path, 0.0)) if path else 0.0,
+                       step_gap_s=float(self.latency.get(STEP_GAP_KEY, 0.0)) if path else 0.0,
                        cold_start_s=sum(float(self.latency.get(k, 0.0)) for k in COLD_START_KEYS) if path else 0.0)
 
     @property
@@ -237,12 +249,15 @@ class CostModel:
         return sum(self.serving[p] for p in self.overhead_parts)
 
     def fit_for(self, threads: int) -> Fit:
-        """The fit for ``threads`` (closest count at or below, else the smallest), overhead parts included."""
+        """The fit for ``threads`` (closest count at or below, else the smallest), overhead parts (per decode row)
+        and the step gap (per step) included."""
         from dataclasses import replace
 
         below = [t for t in self.fits if t <= threads]
         f = self.fits[max(below) if below else min(self.fits)]
-        return replace(f, c=f.c + self.per_token_overhead) if self.overhead_parts else f
+        if self.overhead_parts or self.step_gap_s:
+            f = replace(f, a=f.a + self.step_gap_s, c=f.c + self.per_token_overhead)
+        return f
 
     def seconds(self, shape: StepShape, threads: int = 1) -> float:
         """Duration of a step of ``shape`` on one replica of ``threads`` threads with its cores to itself."""
@@ -254,7 +269,8 @@ class CostModel:
                          for t, f in sorted(self.fits.items())},
                 "fit_error": self.fit_error, "co_run_slowdown": self.co_run_slowdown,
                 "oversubscribed_slowdown": self.oversubscribed_slowdown, "serving": self.serving,
-                "latency": self.latency}
+                "latency": self.latency, **({"latency_spread": list(self.latency_spread)} if self.latency_spread
+                                            else {})}
 
     @classmethod
     def from_json(cls, d: dict) -> CostModel:
@@ -272,7 +288,8 @@ class CostModel:
                    co_run_slowdown=float(d.get("co_run_slowdown", 0.0)),
                    oversubscribed_slowdown=float(d.get("oversubscribed_slowdown", 0.0)),
                    serving={str(k): float(v) for k, v in (d.get("serving") or {}).items() if k in SERVING_PARTS},
-                   latency={str(k): float(v) for k, v in (d.get("latency") or {}).items() if k in LATENCY_KEYS})
+                   latency={str(k): float(v) for k, v in (d.get("latency") or {}).items() if k in LATENCY_KEYS},
+                   latency_spread=tuple(float(x) for x in d.get("latency_spread") or ()))
 
 
 def load_cost_model(spec: str | Path) -> CostModel:

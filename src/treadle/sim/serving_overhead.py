@@ -46,7 +46,10 @@ closed loop (``closed_loop``), every step timed. ``step_drift`` = the engine alo
 the fit's for the same shapes, both passes summed: the machine's speed of the moment against the fit's (it
 drifts by up to 30% within an hour here), taken on the loaded shapes themselves, seconds from the served
 run. ``step`` = (sum over the served decode-only steps of measured - ``step_drift`` x fit) / their decode
-rows. Until 2026-12-03's fourth session the reference was fixed decode scenarios whose rows shared a
+rows. From the same served steps (their logged end times), the **step gap** (``latency["step_gap"]``,
+``step_gaps``): the mean time the served engine thread spends between two steps while it has work (outputs to
+the event loop, metrics, new requests, the GIL), which ``step()``'s own seconds leave out; the simulator adds it
+to each served step (``CostModel.with_overhead``). Until 2026-12-03's fourth session the reference was fixed decode scenarios whose rows shared a
 256-token prefix, timed once after the run: it could not follow the drift and, with a fit that priced shared
 and distinct KV alike, it counted the fit's own error on a loaded replica's distinct contexts (17-28% at 16
 rows) as served excess (docs/SIMULATION.md). Validation adds ``step`` (in place of ``replica`` and ``client``)
@@ -65,34 +68,59 @@ import threading
 import time
 from pathlib import Path
 
-from treadle.sim.cost_model import COLD_START_KEYS, Fit, StepShape, from_step_point, shape_of, step_point
+from treadle.sim.cost_model import (
+    COLD_START_KEYS,
+    STEP_GAP_KEY,
+    Fit,
+    StepShape,
+    from_step_point,
+    shape_of,
+    step_point,
+)
 from treadle.sim.cost_model import CPU_PARTS as PARTS
 
 
 class StepLog:
     """An ``LLMEngine.step_observer`` appending one JSON line per step to ``path``: its ``step_point``
-    (shape and wall seconds, as calibration files store steps)."""
+    (shape and wall seconds, as calibration files store steps) and, ninth, ``time.monotonic()`` as it ended
+    (``read_step_times``)."""
 
     def __init__(self, path: str, block_size: int = 16) -> None:
         self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the replica's lifetime
         self.block_size = block_size
 
     def __call__(self, plan, seconds: float) -> None:  # noqa: ANN001 - a SchedulerOutput
-        self.file.write(json.dumps(step_point(shape_of(plan, self.block_size), seconds)) + "\n")
+        end = time.monotonic()
+        self.file.write(json.dumps(step_point(shape_of(plan, self.block_size), seconds) + [end]) + "\n")
+        self.file.flush()
+
+
+class EnqueueLog:
+    """An ``AsyncEngine.enqueue_observer`` appending ``{"id": request id, "t": monotonic seconds}`` per line to
+    ``path`` as the replica's event loop hands each request to its engine thread."""
+
+    def __init__(self, path: str) -> None:
+        self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the replica's lifetime
+
+    def __call__(self, request_id: str, t: float) -> None:
+        self.file.write(json.dumps({"id": request_id, "t": t}) + "\n")
         self.file.flush()
 
 
 def start_logged_server(model: str = "default", threads: int = 2):  # noqa: ANN201 - (Popen, str, Path)
     """``treadle serve`` of ``model`` on a free 127.0.0.1 port, its engine's steps logged to a fresh file
-    (``StepLog``); returns (process, base URL, log path) once it is ready (``bench.http_throughput``;
-    stop it with ``stop_server``)."""
+    (``StepLog``) and its hand-overs to the engine to ``enqueued.jsonl`` beside it (``EnqueueLog``); returns
+    (process, base URL, step log path) once it is ready (``bench.http_throughput``; stop it with
+    ``stop_server``)."""
     from treadle.bench.http_throughput import free_port, start_server
-    from treadle.server.command import STEP_LOG_ENV
+    from treadle.server.command import ENQUEUE_LOG_ENV, STEP_LOG_ENV
 
     log = Path(tempfile.mkdtemp(prefix="treadle-steps-")) / "steps.jsonl"
     log.touch()
+    log.with_name("enqueued.jsonl").touch()
     port = free_port()
-    proc, _ = start_server(model, threads, port, env={STEP_LOG_ENV: str(log)})
+    proc, _ = start_server(model, threads, port, env={STEP_LOG_ENV: str(log),
+                                                      ENQUEUE_LOG_ENV: str(log.with_name("enqueued.jsonl"))})
     return proc, f"http://127.0.0.1:{port}", log
 
 
@@ -100,6 +128,34 @@ def read_steps(path: Path, skip: int = 0) -> list[tuple[StepShape, float]]:
     """The steps a ``StepLog`` wrote to ``path`` (or its gzipped copy, ``*.gz``), from line ``skip`` on."""
     text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
     return [from_step_point(json.loads(x)) for x in text.splitlines()[skip:] if x.strip()]
+
+
+def read_step_times(path: Path, skip: int = 0) -> list[tuple[StepShape, float, float]]:
+    """(shape, seconds, monotonic end) of the steps a ``StepLog`` wrote to ``path`` from line ``skip`` on; logs
+    written before the end time was recorded (8 numbers a line) raise ValueError."""
+    text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+    out = []
+    for x in text.splitlines()[skip:]:
+        if x.strip():
+            pt = json.loads(x)
+            if len(pt) != 9:
+                raise ValueError(f"{path}: step lines need 9 numbers (shape, seconds, end time), got {len(pt)}")
+            out.append((*from_step_point(pt), float(pt[8])))
+    return out
+
+
+def step_gaps(steps: list[tuple[StepShape, float, float]]) -> dict:
+    """The engine thread's time between consecutive steps while it had work (``read_step_times``): each step
+    with decode rows began after the previous one's end by (its end - its seconds) - the previous end, the
+    time the served engine spends outside ``step()``: handing outputs to the event loop, its metrics, taking
+    new requests, and waiting for the GIL. Steps without decode rows may follow idle time and are left out.
+    Returns the gaps' ``mean_s`` (what the simulator adds to each step), ``median_s``, ``p90_s`` and ``n``."""
+    gaps = sorted(end - sec - prev_end for (_, _, prev_end), (shape, sec, end) in zip(steps, steps[1:], strict=False)
+                  if shape.decode_rows > 0)
+    if not gaps:
+        raise ValueError("step gaps: no step with decode rows after another step in the log")
+    return {"mean_s": sum(gaps) / len(gaps), "median_s": gaps[len(gaps) // 2], "p90_s": gaps[int(0.9 * (len(gaps) - 1))],
+            "n": len(gaps)}
 
 
 def step_excess(served: list[tuple[StepShape, float]], alone: list[tuple[StepShape, float]], fit: Fit) -> dict:
@@ -180,6 +236,7 @@ def measure_serving(model: str, threads: int, num_requests: int = 32, concurrenc
             skip = len(step_log.read_text().splitlines())
             records += asyncio.run(run_load(rep.url, served, work, arrival=Arrival(concurrency=concurrency)))
             served_steps = read_steps(step_log, skip)
+            gaps = step_gaps(read_step_times(step_log, skip))
             alone_steps += closed_loop(alone, work, concurrency)
     finally:
         srv.stop()
@@ -200,6 +257,9 @@ def measure_serving(model: str, threads: int, num_requests: int = 32, concurrenc
     if bad:
         raise RuntimeError(f"serving overhead: {len(bad)} of {len(records)} requests failed: {bad[0].error}")
     excess = step_excess(served_steps, alone_steps, fit) if fit is not None else {}
+    if fit is not None:
+        latency[STEP_GAP_KEY] = gaps["mean_s"]
+        excess["step_gaps"] = gaps
     tokens = sum(r.output_tokens for r in records[: len(work)])
     out = {p: (after[p] - before[p]) / tokens for p in PARTS}
     out.update(tokens=tokens, requests=len(work), threads=threads, concurrency=concurrency, max_tokens=max_tokens,

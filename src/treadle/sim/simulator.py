@@ -4,10 +4,12 @@ Time is simulated seconds from 0. Events, in a heap ordered by time, then kind (
 before arrivals, in the order they were made, before deliveries, before step starts, before the tick):
 - *arrival* (open loop: at the request's ``arrival_s``; closed loop: when its client's previous request
   ends): the gateway routes it with the real policy object: ``choose(route, [replica.load() ...])`` over the
-  healthy replicas, ``on_routed``; the replica's in-flight count rises and the request joins its real
-  scheduler; an idle replica starts a step once every request reaching it at that instant has joined (a
-  *start* event after the arrivals: the engine thread takes every queued request before it schedules, so a
+  healthy replicas, ``on_routed``; the replica's in-flight count rises and the request is delivered to its
+  real scheduler; an idle replica starts a step once every request reaching it at that instant has joined (a
+  *start* event after the deliveries: the engine thread takes every queued request before it schedules, so a
   closed loop's first wave, or a trace's simultaneous arrivals, share the first step as they do for real).
+- *delivery* ``request_latency_s`` after the arrival (the path outside the engine; each request's times one of
+  the cost model's ``latency_spread`` factors, drawn with ``seed``): the request joins the replica's scheduler.
 - *step end* of a replica (time from the cost model, stretched by core sharing): tokens are folded back;
   a first token sets TTFT; a finished request lowers in-flight, and the policy gets ``on_result`` with the
   cached tokens the replica reported (as the gateway does from ``usage``). Then the replica's next step.
@@ -117,6 +119,8 @@ class Simulation:
         self._pending = len(requests)
         j, rng = fleet.step_jitter, random.Random(fleet.seed)
         self._jitter = (lambda: rng.uniform(1.0 - j, 1.0 + j)) if j else None
+        spread, path_rng = cost.latency_spread, random.Random(f"path-{fleet.seed}")
+        self._path_factor = (lambda: path_rng.choice(spread)) if spread else (lambda: 1.0)
 
     # -- events ------------------------------------------------------------------------------------
     def _push(self, t: float, kind: int, obj: object, version: int = 0, key: int = 0) -> None:
@@ -213,7 +217,8 @@ class Simulation:
         sim.replica, sim.prompt_tokens = rep.replica_id, len(ids)
         origin = sim.arrival_s if sim.arrival_s is not None and not self.fleet.concurrency else self.now
         self.live[sim.id] = _Live(sim, origin, route, d)
-        delay = self.cost.request_latency_s  # the path outside the engine: the request reaches it this much later
+        # the path outside the engine: the request reaches it this much later (by the measured spread, if any)
+        delay = self.cost.request_latency_s * self._path_factor() if self.cost.request_latency_s else 0.0
         if delay > 0:
             self._push(self.now + delay, DELIVER, (rep, req))
         else:
