@@ -302,3 +302,22 @@ def test_request_timeout_is_a_504_and_not_retried() -> None:
     finally:
         srv.stop()
 
+
+
+def test_each_routing_decision_is_logged_with_its_loads_at_debug(caplog) -> None:  # noqa: ANN001
+    """``treadle.gateway.decisions`` at DEBUG: one line per decision, naming the replica, the reason and every
+    candidate's in-flight + scraped waiting count (what `scripts/sim_diag/fleet_decisions.py` compares)."""
+    import logging
+
+    rep = FakeReplica("one")
+    gw, srv = start_gateway([rep.base], health_interval_s=0.1)
+    try:
+        assert wait_for(lambda: len(gw.replicas.routable()) == 1)
+        caplog.set_level(logging.DEBUG, logger="treadle.gateway.decisions")
+        assert httpx.post(f"{srv.base}/v1/completions", json={"prompt": "x"}, timeout=T).status_code == 200
+        rid = next(iter(gw.replicas.replicas))
+        lines = [r.getMessage() for r in caplog.records if r.name == "treadle.gateway.decisions"]
+        assert len(lines) == 1 and f"-> {rid} (" in lines[0] and f"loads {rid}:0+0" in lines[0]
+    finally:
+        srv.stop()
+        rep.stop()

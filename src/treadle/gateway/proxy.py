@@ -45,6 +45,7 @@ from treadle.server.responses import sse
 from treadle.server.streams import ClientDisconnected, cancel_on_disconnect
 
 log = logging.getLogger("treadle.gateway")
+decision_log = logging.getLogger("treadle.gateway.decisions")  # DEBUG: every routing decision and its loads
 RETRY_STATUSES = (429, 503)
 
 
@@ -142,8 +143,14 @@ class Proxy:
             cands = [r for r in self.replicas.routable() if r.replica_id not in tried and r.serves(model)]
             if not cands:
                 break
-            d = self.policy.choose(route, [r.load() for r in cands])
+            loads = [r.load() for r in cands]
+            d = self.policy.choose(route, loads)
             self.metrics.decisions.labels(self.policy.name, d.reason).inc()
+            if decision_log.isEnabledFor(logging.DEBUG):  # each decision with the loads it saw
+                decision_log.debug("%s block0 %s -> %s (%s, %d blocks) loads %s", rid,
+                                   route.block_hashes[0].hex()[:8] if route.block_hashes else "-", d.replica_id,
+                                   d.reason, d.matched_blocks,
+                                   " ".join(f"{x.replica_id}:{x.inflight}+{x.waiting}" for x in loads))
             r = self.replicas.replicas[d.replica_id]
             tried.add(r.replica_id)
             r.inflight += 1
