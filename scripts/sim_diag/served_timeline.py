@@ -17,6 +17,7 @@ Usage: flock /tmp/treadle-cpu.lock .venv/bin/python scripts/sim_diag/served_time
 import argparse
 import asyncio
 import json
+import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -44,14 +45,6 @@ def main() -> None:
     data = json.loads(Path(a.run).read_text())
     c = data["config"]
     work = validate._serve_work(data)
-    t0: list[float] = []
-    warm = loadgen._warm_up
-
-    async def marked(client, base):  # noqa: ANN001, ANN202 - the run's clock starts right after the warm-up
-        await warm(client, base)
-        t0.append(loadgen.time.perf_counter())
-
-    loadgen._warm_up = marked
     srv, url, log = start_logged_server()
     try:
         enq_path = log.with_name("enqueued.jsonl")
@@ -67,7 +60,7 @@ def main() -> None:
             gw_thread = _GatewayThread(gw)
             gw.replicas.add(url, "r0")
             while not any(r.ready_at is not None for r in gw.replicas.replicas.values()):
-                loadgen.time.sleep(0.1)
+                time.sleep(0.1)
             target = gw_thread.base
         try:
             records = asyncio.run(loadgen.run_load(target, model, work, arrival=Arrival(concurrency=c["concurrency"])))
@@ -81,8 +74,8 @@ def main() -> None:
         handed = sorted(json.loads(x)["t"] for x in enq_path.read_text().splitlines() if x.strip())
     finally:
         stop_server(srv)
-    # perf_counter and monotonic are the same clock (CLOCK_MONOTONIC) in both processes
-    sends = sorted(t0[-1] + r.start_s for r in records)
+    # each record's sent_clock (the client's perf_counter) and the replica's monotonic times are one clock on Linux
+    sends = sorted(r.sent_clock for r in records)
     if len(handed) != len(sends):
         raise SystemExit(f"{len(handed)} hand-overs for {len(sends)} sends")
     inbound = [h - s for s, h in zip(sends, handed, strict=True)]
