@@ -76,7 +76,7 @@ def register(p: argparse.ArgumentParser) -> None:
                    "shared the real runs' machine)")
     p.add_argument("--request-latency", choices=("gateway", "direct", ""), default="gateway", help="the cost "
                    "file's request latency outside the engine to apply: through a gateway (default), direct, or "
-                   "'' for none")
+                   "'' for none; with a path, also its served step gap and fresh replicas' cold start")
     p.add_argument("--fleet", default="docs/results/bench-fleet.json", help="validate: bench fleet result files, "
                    "comma separated")
     p.add_argument("--sim-repeats", type=int, default=1, help="validate: simulate each run this many times with "
