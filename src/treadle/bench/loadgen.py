@@ -47,7 +47,7 @@ class RequestRecord:
     session: str | None = None
     turn: int = 0
     # this process's time.perf_counter() at the send: the system's monotonic clock, which other processes' logs
-    # share (``treadle sim calibrate --serving`` pairs sends with a replica's hand-overs); not written to files
+    # share (scripts/sim_diag/served_timeline.py pairs sends with a replica's hand-overs); not written to files
     sent_clock: float = 0.0
 
     @property

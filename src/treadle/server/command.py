@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
             from treadle.sim.serving_overhead import StepLog
 
             e.step_observer = StepLog(os.environ[STEP_LOG_ENV], e.config.block_size)
-        if os.environ.get(ENQUEUE_LOG_ENV):  # treadle sim calibrate --serving: the front end's pace
+        if os.environ.get(ENQUEUE_LOG_ENV):  # diagnostics (scripts/sim_diag): when each request reaches the engine
             from treadle.sim.serving_overhead import EnqueueLog
 
             engine.enqueue_observer = EnqueueLog(os.environ[ENQUEUE_LOG_ENV])

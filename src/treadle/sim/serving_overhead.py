@@ -49,8 +49,8 @@ run. ``step`` = (sum over the served decode-only steps of measured - ``step_drif
 rows. From the same served steps (their logged end times), the **step gap** (``latency["step_gap"]``,
 ``step_gaps``): the mean time the served engine thread spends between two steps while it has work (outputs to
 the event loop, metrics, new requests, the GIL), which ``step()``'s own seconds leave out; the simulator adds it
-to each served step (``CostModel.with_overhead``). Until 2026-12-03's fourth session the reference was fixed decode scenarios whose rows shared a
-256-token prefix, timed once after the run: it could not follow the drift and, with a fit that priced shared
+to each served step (``CostModel.with_overhead``). Until 2026-12-03's fourth session the reference was fixed
+decode scenarios whose rows shared a 256-token prefix, timed once after the run: it could not follow the drift and, with a fit that priced shared
 and distinct KV alike, it counted the fit's own error on a loaded replica's distinct contexts (17-28% at 16
 rows) as served excess (docs/SIMULATION.md). Validation adds ``step`` (in place of ``replica`` and ``client``)
 to the ``bench serve`` runs, which are this setup.
