@@ -8,7 +8,6 @@ Usage: flock /tmp/treadle-cpu.lock .venv/bin/python scripts/sim_diag/fleet_decis
 
 import logging
 import sys
-import time
 
 from treadle.cli import main
 
@@ -20,5 +19,4 @@ if __name__ == "__main__":
     decisions.setLevel(logging.DEBUG)
     decisions.addHandler(handler)
     decisions.propagate = False
-    t0 = time.time()
     sys.exit(main(["bench", "fleet", "--out", out, *rest]))

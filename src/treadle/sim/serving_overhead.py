@@ -124,23 +124,25 @@ def start_logged_server(model: str = "default", threads: int = 2):  # noqa: ANN2
     return proc, f"http://127.0.0.1:{port}", log
 
 
+def _step_lines(path: Path, skip: int) -> list[list[float]]:
+    """The JSON lines a ``StepLog`` wrote to ``path`` (or its gzipped copy, ``*.gz``), from line ``skip`` on."""
+    text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+    return [json.loads(x) for x in text.splitlines()[skip:] if x.strip()]
+
+
 def read_steps(path: Path, skip: int = 0) -> list[tuple[StepShape, float]]:
     """The steps a ``StepLog`` wrote to ``path`` (or its gzipped copy, ``*.gz``), from line ``skip`` on."""
-    text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
-    return [from_step_point(json.loads(x)) for x in text.splitlines()[skip:] if x.strip()]
+    return [from_step_point(pt) for pt in _step_lines(path, skip)]
 
 
 def read_step_times(path: Path, skip: int = 0) -> list[tuple[StepShape, float, float]]:
     """(shape, seconds, monotonic end) of the steps a ``StepLog`` wrote to ``path`` from line ``skip`` on; logs
     written before the end time was recorded (8 numbers a line) raise ValueError."""
-    text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
     out = []
-    for x in text.splitlines()[skip:]:
-        if x.strip():
-            pt = json.loads(x)
-            if len(pt) != 9:
-                raise ValueError(f"{path}: step lines need 9 numbers (shape, seconds, end time), got {len(pt)}")
-            out.append((*from_step_point(pt), float(pt[8])))
+    for pt in _step_lines(path, skip):
+        if len(pt) != 9:
+            raise ValueError(f"{path}: step lines need 9 numbers (shape, seconds, end time), got {len(pt)}")
+        out.append((*from_step_point(pt), float(pt[8])))
     return out
 
 
@@ -235,8 +237,8 @@ def measure_serving(model: str, threads: int, num_requests: int = 32, concurrenc
             alone_steps = closed_loop(alone, work, concurrency)
             skip = len(step_log.read_text().splitlines())
             records += asyncio.run(run_load(rep.url, served, work, arrival=Arrival(concurrency=concurrency)))
-            served_steps = read_steps(step_log, skip)
-            gaps = step_gaps(read_step_times(step_log, skip))
+            timed = read_step_times(step_log, skip)
+            served_steps = [(shape, sec) for shape, sec, _ in timed]
             alone_steps += closed_loop(alone, work, concurrency)
     finally:
         srv.stop()
@@ -256,10 +258,10 @@ def measure_serving(model: str, threads: int, num_requests: int = 32, concurrenc
     bad = [r for r in records if not r.ok]
     if bad:
         raise RuntimeError(f"serving overhead: {len(bad)} of {len(records)} requests failed: {bad[0].error}")
-    excess = step_excess(served_steps, alone_steps, fit) if fit is not None else {}
+    excess = {}
     if fit is not None:
-        latency[STEP_GAP_KEY] = gaps["mean_s"]
-        excess["step_gaps"] = gaps
+        excess = {**step_excess(served_steps, alone_steps, fit), "step_gaps": step_gaps(timed)}
+        latency[STEP_GAP_KEY] = excess["step_gaps"]["mean_s"]
     tokens = sum(r.output_tokens for r in records[: len(work)])
     out = {p: (after[p] - before[p]) / tokens for p in PARTS}
     out.update(tokens=tokens, requests=len(work), threads=threads, concurrency=concurrency, max_tokens=max_tokens,
