@@ -105,3 +105,30 @@ def test_superiority_waived_when_production_is_at_target() -> None:
     base = results({"t": {"accuracy": outcomes(400, set())}})
     v = run_loop_gate(results({"t": {"accuracy": outcomes(400, set())}}), base, LoopGatePolicy(superiority=("t/accuracy",)))
     assert v.passed and "superiority waived: production already at target" in v.metrics[0].reasons
+
+
+def test_small_sets_say_when_no_or_no_identical_candidate_can_pass() -> None:
+    from treadle.evals.loop_gate import power_warnings
+    from treadle.evals.paired_diff import smallest_margin
+
+    assert smallest_margin(50, 0.05) == pytest.approx(1.644854 / 52, abs=1e-6)  # z / (n + 2)
+    assert smallest_margin(50, 0.05) == pytest.approx(-lower_bound(0, 0, 50, 0.05))
+    # 50 look-alikes all answered by production: even a perfect candidate has LB -0.0316 <= -0.03
+    perfect = results({"s": {"safe": outcomes(50, set())}})
+    v = run_loop_gate(perfect, perfect, LoopGatePolicy(margin=0.03))
+    assert not v.passed
+    assert v.metrics[0].reasons[1] == ("no candidate can pass: 50 items, LB -0.0316 even if every item passes; "
+                                       "set gate.margins['s/safe'] above 0.0316 or gate on more items")
+    assert power_warnings(perfect, LoopGatePolicy(margin=0.03)) == ["s/safe: " + v.metrics[0].reasons[1]]
+    # production at 40 of 50: an improving candidate could pass, an identical one cannot
+    part = results({"s": {"safe": outcomes(50, set(range(10)))}})
+    v = run_loop_gate(part, part, LoopGatePolicy(margin=0.03))
+    assert not v.passed and v.metrics[0].reasons[1].startswith("underpowered: 50 items fail an identical candidate")
+    # a margin above the floor: the identical candidate passes and nothing is flagged
+    assert run_loop_gate(perfect, perfect, LoopGatePolicy(margin=0.04)).passed
+    assert power_warnings(part, LoopGatePolicy(margin=0.04)) == []
+    # a real regression on a well-powered set gets no power note
+    big = results({"a": {"accuracy": outcomes(400, set())}})
+    worse = results({"a": {"accuracy": outcomes(400, set(range(30)))}})
+    assert run_loop_gate(worse, big).metrics[0].reasons == ("not shown non-inferior (LB -0.0966 <= -0.02)",
+                                                            "below threshold 0.95 (production at target)")

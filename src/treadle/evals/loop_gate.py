@@ -13,6 +13,11 @@ baseline (``paired_diff``):
    safety part is never allowed below its threshold once reached): candidate value >= threshold.
 A metric missing from the candidate, or with no shared items, fails.
 
+Power: a set of n items cannot show non-inferiority within a margin at or below ``smallest_margin(n)``
+(0.0316 at n = 50) even for a candidate identical to production; where rule 1 fails, the verdict says
+whether that is the case, or whether no candidate at all could pass (even one that passes every item),
+and ``power_warnings`` lists such metrics from production's results alone, before any candidate exists.
+
 The candidate passes only if every metric passes every rule that applies. Because promotion needs
 *all* tests to pass (an intersection-union test), the probability of promoting a candidate that is
 inferior by more than its margin on some metric is at most alpha = 1 - confidence without a
@@ -24,7 +29,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from treadle.evals.gate import gated_ids
-from treadle.evals.paired_diff import lower_bound
+from treadle.evals.paired_diff import lower_bound, smallest_margin
 from treadle.evals.results import EvalResults
 from treadle.evals.stats import discordant, wilson_ci
 
@@ -126,6 +131,9 @@ def judge_metric(mid: str, cand: dict[str, bool] | None, base: dict[str, bool] |
     else:
         ok = False
         reasons.append(f"not shown non-inferior (LB {lb:+.4f} <= -{margin:g})")
+        weak = _underpowered(mid, n, sum(b), margin, alpha)
+        if weak:
+            reasons.append(weak)
     if sup and base_value >= thr:
         reasons.append("superiority waived: production already at target")
     elif sup:
@@ -158,6 +166,34 @@ def run_loop_gate(candidate: EvalResults, production: EvalResults, policy: LoopG
     pol = asdict(policy)
     pol["reached"] = sorted(policy.reached)
     return LoopVerdict(all(m.passed for m in out), out, pol, alpha)
+
+
+def _underpowered(mid: str, n: int, base_passes: int, margin: float, alpha: float) -> str | None:
+    """Why rule 1 cannot pass whatever the candidate does, or even when it equals production; else None."""
+    floor = smallest_margin(n, alpha)
+    best = lower_bound(0, n - base_passes, n, alpha)  # a candidate that passes every item
+    fix = f"set gate.margins['{mid}'] above {floor:.4f} or gate on more items"
+    if best <= -margin:
+        return f"no candidate can pass: {n} items, LB {best:+.4f} even if every item passes; {fix}"
+    if floor >= margin:
+        return f"underpowered: {n} items fail an identical candidate (LB {-floor:+.4f}); {fix}"
+    return None
+
+
+def power_warnings(production: EvalResults, policy: LoopGatePolicy) -> list[str]:
+    """Gated metrics of ``production`` whose item count cannot show non-inferiority within their margin for
+    a candidate identical to production (or for any candidate); reads only production's results."""
+    policy.validate()
+    alpha = 1 - policy.confidence
+    ids = list(policy.metrics) if policy.metrics is not None else gated_ids(production, production)
+    out = []
+    for mid in ids:
+        res = _outcomes(production, mid)
+        if res:
+            why = _underpowered(mid, len(res), sum(res.values()), policy.margin_for(mid), alpha)
+            if why:
+                out.append(f"{mid}: {why}")
+    return out
 
 
 def _outcomes(res: EvalResults, mid: str) -> dict[str, bool] | None:

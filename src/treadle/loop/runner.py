@@ -175,11 +175,21 @@ class Loop:
             evaluate(self.cfg, prod, pdir, load_gating_suites(self.cfg), self.progress)
             prod_info = {"dir": str(pdir), "spec": spec}
             reg.record_eval(self.store, prod, "gating", prod_info)
+        self._warn_power(prod_info["dir"])
         cdir = self._work(run) / "eval-gating"
         evaluate(self.cfg, cand, cdir, load_gating_suites(self.cfg), self.progress)
         reg.record_eval(self.store, cand, "gating", {"dir": str(cdir), "spec": spec})
         return st.step_done(self.store, run.id, sid, "gate", {"cand_eval": str(cdir), "prod_eval": prod_info["dir"],
                                                              "production": prod})
+
+    def _warn_power(self, prod_dir: str) -> None:
+        """Say which gated metrics production's gating sets are too small to pass within their margin."""
+        from treadle.evals.loop_gate import power_warnings
+        from treadle.evals.results import load_results
+
+        for w in power_warnings(load_results(prod_dir), self.cfg.gate):
+            log.warning("gate power: %s", w)
+            self.say(f"warning: gate power: {w}")
 
     def reached_floors(self) -> frozenset[str]:
         """Metrics of the floor suites that some promoted version's gating result reached."""
