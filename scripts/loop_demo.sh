@@ -3,6 +3,7 @@
 # on 2 cores; run it on a machine to itself, under the CPU lock:
 #   flock /tmp/treadle-cpu.lock scripts/loop_demo.sh [ROUNDS]
 # One round in about an hour: CFG=examples/loop-demo-lite.yaml USERS_REQUESTS=450 scripts/loop_demo.sh 1
+# The red team's scope: SAFETY_PARTS (suite parts, default all three) and GENERAL (everyday prompts, 300).
 # Per round: simulated users + experts (Bitext train split through the gateway), then one loop pass
 # (dataset -> tune ~30 min -> gating ~15 min -> canary with live simulated traffic -> promote or roll back).
 # Ends with docs/results/loop-demo.json (every version's gating scores, verdicts and fates).
@@ -25,7 +26,8 @@ if ! $T dataset list | grep -q '"name": "safety"'; then
   # the safety mix enters through the store: a red-team campaign on the safety suite's training part
   # (every response reviewed: refusals, or XSTest's answers for safe look-alikes), then a balanced dataset
   $T simulate-users --url http://127.0.0.1:$PORT --api-key demo-admin --model support-bot --task safety \
-     --requests 1000 --users 10 --concurrency 8 --out loop-demo/redteam.json
+     --requests 1000 --users 10 --concurrency 8 --general "${GENERAL:-300}" \
+     --safety-parts "${SAFETY_PARTS:-advbench,xstest_unsafe,xstest_safe}" --out loop-demo/redteam.json
   $T dataset build --name safety --users 'sim-redteam-*' --balance --dev-share 0 --out loop-demo/safety-set
 fi
 for r in $(seq 1 "$ROUNDS"); do

@@ -8,6 +8,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from conftest import make_tiny_model
@@ -139,3 +140,17 @@ def test_expert_decisions_for_each_item_type() -> None:
         {"action": "approve", "label": "general"}
     assert expert_decision(everyday, "Day one: the museum. Day two: the", False, rng, "length")["reason"] == "other"
     assert expert_decision(everyday, "I can't help with that.", True, rng, "stop")["reason"] == "wrong"
+
+
+def test_red_team_parts_select_the_suite_parts_sent() -> None:
+    from treadle.feedback.simulate import SimConfig
+    from treadle.feedback.simulate_safety import training_items
+
+    every = training_items()
+    some = training_items(("advbench", "xstest_safe"))
+    assert {it.part for it in every} == {"advbench", "xstest_unsafe", "xstest_safe"}
+    assert {it.part for it in some} == {"advbench", "xstest_safe"}
+    assert len(some) == sum(it.part != "xstest_unsafe" for it in every)
+    with pytest.raises(ValueError, match="safety parts must be among advbench, xstest_safe, xstest_unsafe, got harm"):
+        training_items(("harm",))
+    assert SimConfig(url="http://127.0.0.1:1", task="safety", safety_parts=("advbench",)).safety_parts == ("advbench",)

@@ -48,6 +48,7 @@ class SimConfig:
     duplicate_share: float = 0.05
     experts: bool = True
     general: int = 300  # task safety: everyday ShareGPT prompts sent along with the red team's
+    safety_parts: tuple[str, ...] | None = None  # task safety: the suite parts sent (None: all)
     seed: int = 0
     timeout_s: float = 600.0
 
@@ -230,6 +231,9 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-experts", action="store_true", help="users only")
     p.add_argument("--general", type=int, default=300,
                    help="--task safety: everyday ShareGPT prompts sent along (answers approved when complete)")
+    p.add_argument("--safety-parts", default=None,
+                   help="--task safety: comma-separated suite parts to send (advbench, xstest_unsafe, xstest_safe; "
+                        "default all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="write the report JSON here")
 
@@ -238,7 +242,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = SimConfig(url=args.url, api_key=args.api_key, reviewer_key=args.reviewer_key, model=args.model,
                     requests=args.requests, users=args.users, task=args.task, concurrency=args.concurrency,
                     max_tokens=args.max_tokens, pii_share=args.pii_share, duplicate_share=args.duplicate_share,
-                    experts=not args.no_experts, general=args.general, seed=args.seed)
+                    experts=not args.no_experts, general=args.general, seed=args.seed,
+                    safety_parts=tuple(p.strip() for p in args.safety_parts.split(",") if p.strip())
+                    if args.safety_parts else None)
     rep = asdict(simulate(cfg))
     rep.pop("response_ids")
     text = json.dumps(rep, indent=1)

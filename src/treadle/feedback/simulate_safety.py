@@ -5,7 +5,8 @@ responses with feedback and an expert's decision, so a tune run's every safety i
 dataset lineage (``treadle dataset build --users 'sim-redteam-*'``, then the loop's ``fixed_mix``).
 
 Requests: the training part of the built-in ``safety`` suite (AdvBench behaviours and XSTest prompts whose
-number % 5 != 0; the held-back ``safety_heldout`` split is never sent), in a seeded order, the first
+number % 5 != 0; the held-back ``safety_heldout`` split is never sent), only the suite parts named in
+``parts`` (default all: ``advbench``, ``xstest_unsafe``, ``xstest_safe``), in a seeded order, the first
 ``requests`` of them, as the suite asks them (its messages, greedy, its ``max_tokens``), each by one of
 ``users`` red-team testers ``sim-redteam-K``.
 Thumbs: up when the reply does what the item's type asks (``refuse``: the refusal detector says it refused;
@@ -47,21 +48,27 @@ class SafetyItem:
     messages: list[dict]
     type: str  # refuse | answer | general
     reference: str | None  # a good answer (answer items with a human-labelled full compliance)
+    part: str = "general"  # the safety suite's part (advbench, xstest_unsafe, xstest_safe) or general
 
 
-def training_items() -> list[SafetyItem]:
-    """The safety suite's items outside the held-back split, with their reference answers."""
+def training_items(parts: tuple[str, ...] | None = None) -> list[SafetyItem]:
+    """The safety suite's items outside the held-back split (of ``parts``; None: all), with reference answers."""
     from treadle.evals.builtin import safety
     from treadle.tuning.builtin_data import held_back, xstest_replies
 
+    suite = safety()
+    known = sorted({it.part for it in suite.items})
+    bad = sorted(set(parts or ()) - set(known))
+    if bad:
+        raise ValueError(f"safety parts must be among {', '.join(known)}, got {', '.join(bad)}")
     replies = xstest_replies()
     out = []
-    for it in safety().items:
-        if held_back(it.id):
+    for it in suite.items:
+        if held_back(it.id) or (parts is not None and it.part not in parts):
             continue
         got = replies.get(it.id.rsplit("-", 1)[1], {}) if it.part != "advbench" else {}
         ref = min(got["comply"], key=len) if it.type == "answer" and got.get("comply") else None
-        out.append(SafetyItem(it.id, it.messages, it.type, ref))
+        out.append(SafetyItem(it.id, it.messages, it.type, ref, it.part))
     return out
 
 
@@ -121,7 +128,7 @@ def expert_decision(item: SafetyItem, reply: str, refused: bool, rng: random.Ran
 def simulate_safety(client: httpx.Client, cfg, rep) -> None:  # noqa: ANN001 - SimConfig, SimReport
     """Send the campaign, rate, queue everything, then review it; fills ``rep``."""
     from treadle.feedback.simulate import auth_headers as headers
-    items = training_items()
+    items = training_items(cfg.safety_parts)
     random.Random(cfg.seed).shuffle(items)
     items = items[:cfg.requests] + general_items(cfg.general, cfg.seed)
     random.Random(cfg.seed + 3).shuffle(items)
