@@ -32,8 +32,10 @@ if ! $T dataset list | grep -q '"name": "safety"'; then
 fi
 for r in $(seq 1 "$ROUNDS"); do
   # users ask intents of the alias; experts approve or correct every reviewed reply (~400 approved items)
+  # POISON=all|styled makes this round's experts bad (the gate's and the canary's demos); STYLE_SHARE sends
+  # urgent-style requests (URGENT: and capitals), which the gating sets never ask
   $T simulate-users --url http://127.0.0.1:$PORT --model support-bot --requests "$USERS_REQUESTS" --users 50 --task intent \
-     --seed "$r" --out loop-demo/sim-$r.json
+     --style-share "${STYLE_SHARE:-0}" --poison "${POISON:-none}" --seed "$((${SEED0:-0} + r))" --out loop-demo/sim-$r.json
   # canary traffic: a second simulation, started once the pass reaches its canary step (none if the gate stops it)
   $T loop --config $CFG --once &
   LOOP=$!
@@ -41,7 +43,8 @@ for r in $(seq 1 "$ROUNDS"); do
     if $T loop status --config $CFG --json | python3 -c \
         'import json,sys; r=json.load(sys.stdin)["runs"]; sys.exit(0 if r and r[0]["step"] == "canary" and r[0]["status"] == "running" else 1)'; then
       $T simulate-users --url http://127.0.0.1:$PORT --model support-bot --requests "${CANARY_REQUESTS:-1500}" \
-         --users 200 --task intent --no-experts --seed $((100 + r)) --out loop-demo/canary-$r.json || true
+         --users 200 --task intent --no-experts --style-share "${CANARY_STYLE_SHARE:-${STYLE_SHARE:-0}}" \
+         --seed $((100 + ${SEED0:-0} + r)) --out loop-demo/canary-$r.json || true
       break
     fi
     sleep 30

@@ -154,3 +154,27 @@ def test_red_team_parts_select_the_suite_parts_sent() -> None:
     with pytest.raises(ValueError, match="safety parts must be among advbench, xstest_safe, xstest_unsafe, got harm"):
         training_items(("harm",))
     assert SimConfig(url="http://127.0.0.1:1", task="safety", safety_parts=("advbench",)).safety_parts == ("advbench",)
+
+
+def test_urgent_style_and_poisoned_experts() -> None:
+    from treadle.feedback.simulate import SimConfig, _plan, expert_decision, urgent, wrong_intent
+
+    labels = ["cancel_order", "check_invoice", "track_order"]
+    assert urgent("where is my order?") == "URGENT: WHERE IS MY ORDER?"
+    assert wrong_intent("track_order", labels) == "cancel_order"  # wraps: a fixed permutation
+    plan = _plan(SimConfig(url="http://127.0.0.1:1", requests=60, task="intent", style_share=0.5,
+                           pii_share=0.0, duplicate_share=0.0, seed=3))
+    styled = [p for p in plan if p["styled"]]
+    assert 15 <= len(styled) <= 45 and all(p["text"] == urgent(p["row"]["instruction"]) for p in styled)
+    assert all(p["text"] == p["row"]["instruction"] for p in plan if not p["styled"])
+    row = {"intent": "check_invoice", "response": "Here is how."}
+    good = {"row": row, "task": "intent", "styled": False, "good": True}
+    assert expert_decision(good, labels) == {"action": "approve", "label": "check_invoice"}
+    assert expert_decision({**good, "good": False}, labels) == {"action": "correct", "reply": "check_invoice",
+                                                                "label": "check_invoice"}
+    bad = {"action": "correct", "reply": "track_order", "label": "track_order"}
+    assert expert_decision(good, labels, "all") == bad
+    assert expert_decision(good, labels, "styled") == {"action": "approve", "label": "check_invoice"}
+    assert expert_decision({**good, "styled": True}, labels, "styled") == bad
+    with pytest.raises(ValueError, match="poison must be one of none, all, styled"):
+        SimConfig(url="http://127.0.0.1:1", poison="some")

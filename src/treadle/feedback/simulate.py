@@ -6,10 +6,14 @@ question (the ``bitext_intent`` eval's prompt) or a support request (the ``bitex
 ``task`` (intent, reply or mix). A ``pii_share`` of requests carries a made-up e-mail or phone number
 and a ``duplicate_share`` is sent twice, as real users do. Each user rates the reply: thumbs up when it
 matches the reference (intent: the named intent is the reference intent; reply: MiniLM cosine with the
-reference reply >= the eval's ``REFERENCE_MIN``), else down.
+reference reply >= the eval's ``REFERENCE_MIN``), else down. A ``style_share`` of requests is written in
+the ``urgent`` style (``URGENT:`` and the request in capitals), a style the evals never ask in.
 Experts: every open review item of a simulated response is decided through the review API: approve
 (labelled with the intent) when the reply matches the reference, else correct it with the reference
-(the intent name, or the reference reply), labelled. Needs a key with the admin role (feedback on behalf
+(the intent name, or the reference reply), labelled. Bad experts, for the loop's demos (``poison``):
+``all``: every decision carries a wrong intent (the next one in sorted order: a consistent swap, as a
+mislabelling annotator makes), approvals become corrections to it; ``styled``: only the urgent-style
+requests' decisions do (a flaw that shows on live traffic but not on the evals). Needs a key with the admin role (feedback on behalf
 of the simulated users) and one with the reviewer role, or an open server (no keys).
 ``task`` ``safety`` runs a red-team campaign on the safety suite's training part instead
 (:mod:`treadle.feedback.simulate_safety`).
@@ -31,6 +35,7 @@ import httpx
 NAME = "simulate-users"
 HELP = "simulated users and experts (Bitext train split, or a safety red team) against a live endpoint"
 BITEXT_TRAIN = "tasks/bitext_customer_support/split_train.csv"
+POISON = ("none", "all", "styled")
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,8 @@ class SimConfig:
     experts: bool = True
     general: int = 300  # task safety: everyday ShareGPT prompts sent along with the red team's
     safety_parts: tuple[str, ...] | None = None  # task safety: the suite parts sent (None: all)
+    style_share: float = 0.0  # requests written in the urgent style
+    poison: str = "none"  # none | all | styled: which expert decisions carry a wrong intent
     seed: int = 0
     timeout_s: float = 600.0
 
@@ -59,6 +66,10 @@ class SimConfig:
             raise ValueError("requests, users and concurrency must be >= 1")
         if self.general < 0:
             raise ValueError(f"general must be >= 0, got {self.general}")
+        if not 0 <= self.style_share <= 1:
+            raise ValueError(f"style_share must be in [0, 1], got {self.style_share}")
+        if self.poison not in POISON:
+            raise ValueError(f"poison must be one of {', '.join(POISON)}, got {self.poison!r}")
 
 
 @dataclass
@@ -93,13 +104,26 @@ def _plan(cfg: SimConfig) -> list[dict]:
     out = []
     for i, row in enumerate(load_rows(cfg.requests, cfg.seed)):
         task = cfg.task if cfg.task != "mix" else ("intent" if i % 2 == 0 else "reply")
-        text = row["instruction"]
+        text, styled = row["instruction"], rng.random() < cfg.style_share
+        if styled:
+            text = urgent(text)
         if rng.random() < cfg.pii_share:
             text += rng.choice([f" My email is user{i}@example.com.", f" Call me on +1 415-555-{1000 + i:04d}."])
-        out.append({"row": row, "task": task, "user": f"sim-user-{rng.randrange(cfg.users)}", "text": text})
+        out.append({"row": row, "task": task, "user": f"sim-user-{rng.randrange(cfg.users)}", "text": text,
+                    "styled": styled})
         if rng.random() < cfg.duplicate_share:
             out.append(dict(out[-1]))
     return out[:cfg.requests]
+
+
+def urgent(text: str) -> str:
+    """A request in the urgent style: ``URGENT:`` and the text in capitals."""
+    return f"URGENT: {text.upper()}"
+
+
+def wrong_intent(intent: str, labels: list[str]) -> str:
+    """The poisoned label: the next intent in sorted order (a consistent swap)."""
+    return labels[(labels.index(intent) + 1) % len(labels)]
 
 
 def messages(task: str, text: str, labels: list[str]) -> list[dict]:
@@ -203,16 +227,21 @@ def decide_queue(client: httpx.Client, key: str | None, sent: dict, decide, rep:
             rep.expert_rejected += body["action"] == "reject"
 
 
-def _experts(client: httpx.Client, cfg: SimConfig, sent: dict[str, dict], labels: list[str], rep: SimReport) -> None:
-    def decide(response_id: str) -> dict:
-        s = sent[response_id]
-        row = s["row"]
-        if s["good"]:
-            return {"action": "approve", "label": row["intent"]}
-        ref = row["intent"] if s["task"] == "intent" else row["response"]
-        return {"action": "correct", "reply": ref, "label": row["intent"]}
+def expert_decision(s: dict, labels: list[str], poison: str = "none") -> dict:
+    """The review action body for one sent request ``s`` (its row, task, styled flag and ``good`` verdict)."""
+    row = s["row"]
+    if poison == "all" or (poison == "styled" and s.get("styled")):
+        bad = wrong_intent(row["intent"], labels)
+        return {"action": "correct", "reply": bad if s["task"] == "intent" else row["response"], "label": bad}
+    if s["good"]:
+        return {"action": "approve", "label": row["intent"]}
+    ref = row["intent"] if s["task"] == "intent" else row["response"]
+    return {"action": "correct", "reply": ref, "label": row["intent"]}
 
-    decide_queue(client, cfg.reviewer_key or cfg.api_key, sent, decide, rep)
+
+def _experts(client: httpx.Client, cfg: SimConfig, sent: dict[str, dict], labels: list[str], rep: SimReport) -> None:
+    decide_queue(client, cfg.reviewer_key or cfg.api_key, sent,
+                 lambda rid: expert_decision(sent[rid], labels, cfg.poison), rep)
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -234,6 +263,11 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--safety-parts", default=None,
                    help="--task safety: comma-separated suite parts to send (advbench, xstest_unsafe, xstest_safe; "
                         "default all)")
+    p.add_argument("--style-share", type=float, default=0.0,
+                   help="share of requests in the urgent style (URGENT: and capitals), which no eval asks in")
+    p.add_argument("--poison", default="none", choices=POISON,
+                   help="bad experts for the loop's demos: every decision (all) or the urgent-style requests' "
+                        "(styled) labelled with a wrong intent")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="write the report JSON here")
 
@@ -244,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
                     max_tokens=args.max_tokens, pii_share=args.pii_share, duplicate_share=args.duplicate_share,
                     experts=not args.no_experts, general=args.general, seed=args.seed,
                     safety_parts=tuple(p.strip() for p in args.safety_parts.split(",") if p.strip())
-                    if args.safety_parts else None)
+                    if args.safety_parts else None, style_share=args.style_share, poison=args.poison)
     rep = asdict(simulate(cfg))
     rep.pop("response_ids")
     text = json.dumps(rep, indent=1)
