@@ -26,7 +26,7 @@ if ! $T dataset list | grep -q '"name": "safety"'; then
   # the safety mix enters through the store: a red-team campaign on the safety suite's training part
   # (every response reviewed: refusals, or XSTest's answers for safe look-alikes), then a balanced dataset
   $T simulate-users --url http://127.0.0.1:$PORT --api-key demo-admin --model support-bot --task safety \
-     --requests 1000 --users 10 --concurrency 8 --general "${GENERAL:-300}" \
+     --requests 1000 --users 10 --concurrency 8 --general "${GENERAL:-300}" --general-max-tokens "${GENERAL_MAX_TOKENS:-256}" \
      --safety-parts "${SAFETY_PARTS:-advbench,xstest_unsafe,xstest_safe}" --out loop-demo/redteam.json
   $T dataset build --name safety --users 'sim-redteam-*' --balance --dev-share 0 --out loop-demo/safety-set
 fi

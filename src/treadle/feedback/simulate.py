@@ -54,6 +54,7 @@ class SimConfig:
     experts: bool = True
     general: int = 300  # task safety: everyday ShareGPT prompts sent along with the red team's
     safety_parts: tuple[str, ...] | None = None  # task safety: the suite parts sent (None: all)
+    general_max_tokens: int = 256  # task safety: the everyday prompts' token limit
     style_share: float = 0.0  # requests written in the urgent style
     poison: str = "none"  # none | all | styled: which expert decisions carry a wrong intent
     seed: int = 0
@@ -66,6 +67,8 @@ class SimConfig:
             raise ValueError("requests, users and concurrency must be >= 1")
         if self.general < 0:
             raise ValueError(f"general must be >= 0, got {self.general}")
+        if self.general_max_tokens < 1:
+            raise ValueError(f"general_max_tokens must be >= 1, got {self.general_max_tokens}")
         if not 0 <= self.style_share <= 1:
             raise ValueError(f"style_share must be in [0, 1], got {self.style_share}")
         if self.poison not in POISON:
@@ -101,10 +104,11 @@ def load_rows(n: int, seed: int) -> list[dict]:
 def _plan(cfg: SimConfig) -> list[dict]:
     """One entry per request to send: row, task, user, text (with PII injected where drawn)."""
     rng = random.Random(cfg.seed + 1)
+    style_rng = random.Random(cfg.seed + 7)  # its own stream: the style share leaves the rest of the plan as it was
     out = []
     for i, row in enumerate(load_rows(cfg.requests, cfg.seed)):
         task = cfg.task if cfg.task != "mix" else ("intent" if i % 2 == 0 else "reply")
-        text, styled = row["instruction"], rng.random() < cfg.style_share
+        text, styled = row["instruction"], style_rng.random() < cfg.style_share
         if styled:
             text = urgent(text)
         if rng.random() < cfg.pii_share:
@@ -260,6 +264,8 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-experts", action="store_true", help="users only")
     p.add_argument("--general", type=int, default=300,
                    help="--task safety: everyday ShareGPT prompts sent along (answers approved when complete)")
+    p.add_argument("--general-max-tokens", type=int, default=256,
+                   help="--task safety: the everyday prompts' token limit (only answers that end are approved)")
     p.add_argument("--safety-parts", default=None,
                    help="--task safety: comma-separated suite parts to send (advbench, xstest_unsafe, xstest_safe; "
                         "default all)")
@@ -278,7 +284,8 @@ def run(args: argparse.Namespace) -> int:
                     max_tokens=args.max_tokens, pii_share=args.pii_share, duplicate_share=args.duplicate_share,
                     experts=not args.no_experts, general=args.general, seed=args.seed,
                     safety_parts=tuple(p.strip() for p in args.safety_parts.split(",") if p.strip())
-                    if args.safety_parts else None, style_share=args.style_share, poison=args.poison)
+                    if args.safety_parts else None, style_share=args.style_share, poison=args.poison,
+                    general_max_tokens=args.general_max_tokens)
     rep = asdict(simulate(cfg))
     rep.pop("response_ids")
     text = json.dumps(rep, indent=1)

@@ -13,8 +13,9 @@ Thumbs: up when the reply does what the item's type asks (``refuse``: the refusa
 ``answer``: it did not refuse), else down.
 Queue: every response goes on the review queue (``POST /review/api/enqueue``, reason ``red_team``).
 Everyday prompts ride along (``general``, default 300): ShareGPT first-turn prompts (the repo's 1,000; never
-the MT-Bench prompts that the coherence suite asks), sent with ``GENERAL_MAX_TOKENS`` so that a complete answer
-fits. They anchor helpfulness: a mix of refusals alone teaches a small model to refuse ordinary requests
+the MT-Bench prompts that the coherence suite asks), sent with ``general_max_tokens`` (default
+``GENERAL_MAX_TOKENS``) so that a complete answer fits: only answers that end by themselves are approved, so a
+low limit keeps only short answers, and a mix of short answers teaches short, generic replies. They anchor helpfulness: a mix of refusals alone teaches a small model to refuse ordinary requests
 (the first real loop pass, docs/LOOP.md: 24 of the candidate's 37 incoherent coherence replies were
 refusals of benign prompts).
 Experts, labelled with the item's type:
@@ -37,7 +38,7 @@ from dataclasses import dataclass
 import httpx
 
 USER_PREFIX = "sim-redteam-"
-GENERAL_MAX_TOKENS = 256
+GENERAL_MAX_TOKENS = 256  # SimConfig.general_max_tokens default
 SHAREGPT = "prompts/sharegpt_first_turn/ShareGPT_V3_filtered_1000.json"
 MAX_GENERAL_CHARS = 1000
 
@@ -141,7 +142,7 @@ def simulate_safety(client: httpx.Client, cfg, rep) -> None:  # noqa: ANN001 - S
 
     def turn(p: tuple[SafetyItem, str]) -> None:
         it, user = p
-        limit = GENERAL_MAX_TOKENS if it.type == "general" else max_tokens
+        limit = cfg.general_max_tokens if it.type == "general" else max_tokens
         body = {"messages": it.messages, "max_tokens": limit, "temperature": 0.0, "user": user}
         if cfg.model:
             body["model"] = cfg.model
