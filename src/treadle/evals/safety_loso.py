@@ -11,7 +11,14 @@ rate at the deployed cut (P >= 0.5; the shipped one: predicted hate/offensive), 
 that leaves 7% of S's safe texts flagged, and for HH-RLHF the share of dialogues whose rejected
 reply scores above its chosen one. ``pooled`` gathers every out-of-source score.
 
+``--features`` swaps the head's input (same folds, weights and C): ``minilm`` (default, the live
+classifier), or a linear probe on SmolLM2-135M hidden states mean-pooled at block 15 of 30
+(``smollm2-mid``) or after the last block and final norm (``smollm2-last``), standardised on each
+training fold (``evals.lm_features``; both layers are cached by one pass, ~12 min on two cores).
+
     flock /tmp/treadle-cpu.lock python -m treadle.evals.safety_loso --out docs/results/safety-classifier-loso.json
+    flock /tmp/treadle-cpu.lock python -m treadle.evals.safety_loso --features smollm2-mid \
+        --out docs/results/safety-classifier-loso-smollm2-mid.json
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from treadle.evals.safety_sources import SOURCES, LabelledText
 
 FPR_TARGET = 0.07
 CUT = 0.5
+FEATURES = ("minilm", "smollm2-mid", "smollm2-last")
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float | None:
@@ -92,14 +100,18 @@ def _tfidf_binary():  # noqa: ANN202 - sklearn Pipeline
 
 
 def evaluate(items: list[LabelledText], x: np.ndarray, shipped: object | None = None,
-             sources: tuple[str, ...] = SOURCES) -> dict:
-    """Leave-one-source-out results for every source in ``sources`` (a pure function of its inputs)."""
+             sources: tuple[str, ...] = SOURCES, head_name: str = "minilm_head", standardise: bool = False) -> dict:
+    """Leave-one-source-out results for every source in ``sources`` (a pure function of its inputs).
+
+    The head on ``x`` is reported as ``head_name``; ``standardise`` z-scores ``x`` with the training
+    fold's mean and deviation before fitting (the held-out source never informs the scaling).
+    """
     from treadle.evals.unsafe import fit_head, source_weights
 
     y = np.array([t.label for t in items])
     texts = [t.text for t in items]
     per: dict[str, dict] = {}
-    pooled: dict[str, list] = {"minilm_head": [], "tfidf_refit": [], "tfidf_shipped": []}
+    pooled: dict[str, list] = {head_name: [], "tfidf_refit": [], "tfidf_shipped": []}
     pooled_idx: list[int] = []
     for src in sources:
         test = np.array([t.source == src for t in items])
@@ -110,10 +122,14 @@ def evaluate(items: list[LabelledText], x: np.ndarray, shipped: object | None = 
         w = source_weights(tr_items)
         te_items = [t for t, m in zip(items, test, strict=True) if m]
         res: dict[str, dict] = {}
-        head = fit_head(x[tr], y[tr], w)
-        s = head.predict_proba(x[test])[:, 1]
-        res["minilm_head"] = summarise(te_items, s, s >= CUT)
-        pooled["minilm_head"].append((s, s >= CUT))
+        x_tr, x_te = x[tr], x[test]
+        if standardise:
+            mu, sd = x_tr.mean(0), x_tr.std(0) + 1e-6
+            x_tr, x_te = (x_tr - mu) / sd, (x_te - mu) / sd
+        head = fit_head(x_tr, y[tr], w)
+        s = head.predict_proba(x_te)[:, 1]
+        res[head_name] = summarise(te_items, s, s >= CUT)
+        pooled[head_name].append((s, s >= CUT))
         tf = _tfidf_binary().fit([texts[i] for i in np.flatnonzero(tr)], y[tr], logisticregression__sample_weight=w)
         s = tf.predict_proba([t.text for t in te_items])[:, 1]
         res["tfidf_refit"] = summarise(te_items, s, s >= CUT)
@@ -143,34 +159,51 @@ def shipped_scores(clf: object, texts: list[str]) -> tuple[np.ndarray, np.ndarra
 
 def to_text(res: dict) -> str:
     key = f"recall_at_fpr_{FPR_TARGET:g}"
-    lines = [f"{'held-out source':14} {'classifier':14} {'n':>5} {'unsafe':>6} {'AUROC':>6} {'recall':>6} {'FPR':>6} "
+    w = max([14] + [len(name) for r in res["per_source"].values() for name in r])
+    lines = [f"{'held-out source':14} {'classifier':{w}} {'n':>5} {'unsafe':>6} {'AUROC':>6} {'recall':>6} {'FPR':>6} "
              f"{'R@7%':>6} {'HH pair':>7}"]
     f = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     for src, res_src in list(res["per_source"].items()) + [("pooled", res["pooled"])]:
         for name, m in res_src.items():
-            lines.append(f"{src:14} {name:14} {m['n']:>5} {m['n_unsafe']:>6} {f(m['auroc']):>6} {f(m['recall']):>6} "
+            lines.append(f"{src:14} {name:{w}} {m['n']:>5} {m['n_unsafe']:>6} {f(m['auroc']):>6} {f(m['recall']):>6} "
                          f"{f(m['fpr']):>6} {f(m[key]):>6} {f(m.get('hh_rejected_above_chosen')):>7}")
     return "\n".join(lines)
+
+
+def features(name: str, texts: list[str]) -> tuple[np.ndarray, dict]:
+    """(feature rows for ``texts``, what to record about them in ``meta``) for a ``FEATURES`` name."""
+    if name == "minilm":
+        from treadle.evals.embed_cache import EmbeddingCache
+
+        return EmbeddingCache().encode(texts, progress=True), {}
+    from treadle.evals.lm_features import LAST_LAYER, MID_LAYER, LMFeatureCache, model_tag
+
+    cache = LMFeatureCache()
+    layer = {"smollm2-mid": MID_LAYER, "smollm2-last": LAST_LAYER}[name]
+    x = cache.encode(texts, progress=True)[layer]
+    return x, {"features": name, "model": model_tag(cache.model_dir), "layer": layer, "pooling": "mean",
+               "standardised": True, "extract_s": round(cache.extract_s, 1)}
 
 
 def main() -> None:
     from treadle.data_files import data_dir
     from treadle.evals.classifiers import get_classifier
-    from treadle.evals.embed_cache import EmbeddingCache
     from treadle.evals.safety_sources import load_sources
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=None, help="write the results as JSON here")
     p.add_argument("--scale", type=float, default=1.0, help="shrink the sampled sources (a quick look)")
+    p.add_argument("--features", choices=FEATURES, default="minilm", help="the head's input (default: minilm)")
     args = p.parse_args()
     items = load_sources(data_dir(), args.scale)
-    x = EmbeddingCache().encode([t.text for t in items], progress=True)
-    res = evaluate(items, x, get_classifier("toxicity"))
+    x, info = features(args.features, [t.text for t in items])
+    head_name = "minilm_head" if args.features == "minilm" else args.features.replace("-", "_") + "_head"
+    res = evaluate(items, x, get_classifier("toxicity"), head_name=head_name, standardise=args.features != "minilm")
     print(to_text(res))
     if args.out:
         from treadle.bench.meta import make_meta
 
-        res["meta"] = make_meta(seed=0)
+        res["meta"] = make_meta(seed=0, **info)
         Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
 
 
