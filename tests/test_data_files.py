@@ -36,11 +36,26 @@ def test_every_source_has_its_source_md_and_no_file_is_over_5_mb() -> None:
     assert not big, big
 
 
-@pytest.mark.parametrize("suite", ["bitext_intent", "clinc150_intent", "bitext_reply", "coherence", "safety"])
+@pytest.mark.parametrize("suite", ["bitext_intent", "clinc150_intent", "bitext_reply", "coherence", "coherence_sharegpt",
+                                   "safety"])
 def test_every_builtin_suite_loads_from_data(suite: str) -> None:
     from treadle.evals.builtin import load_builtin
 
     assert len(load_builtin(suite).items) >= 100
+
+
+def test_coherence_sharegpt_never_asks_a_prompt_the_training_pool_holds() -> None:
+    from treadle.evals.builtin import coherence, coherence_sharegpt
+    from treadle.feedback.simulate_safety import general_items
+
+    suite = coherence_sharegpt()
+    texts = [it.messages[-1]["content"] for it in suite.items]
+    assert len(suite.items) == 2425 and len(set(texts)) == len(texts) and all(10 <= len(t) <= 1000 for t in texts)
+    pool = general_items(5000, 0)  # every everyday prompt the red team can send (and train on)
+    assert not {it.messages[-1]["content"] for it in pool} & set(texts)
+    assert not {it.id for it in pool} & {it.id for it in suite.items}
+    assert not {it.messages[-1]["content"] for it in coherence().items} & set(texts)
+    assert {it.type for it in suite.items} == {"open"} and suite.max_tokens == 128
 
 
 @pytest.mark.parametrize("workload", ["sharegpt", "multiturn", "shared-prefix", "azure-code", "azure-conv",

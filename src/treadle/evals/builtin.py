@@ -6,6 +6,7 @@
 | clinc150_intent | CLINC150 ``val`` + ``oos_val`` (3,100) | choice among 150 intents + out_of_scope | 16 |
 | bitext_reply | Bitext ``split_test.csv`` (902) | reference reply (embedding similarity) | 128 |
 | coherence | MT-Bench first turns (80) + Vicuna-bench (80) | open (coherence checks) | 128 |
+| coherence_sharegpt | ShareGPT first turns (2,425): the FastChat-cleaned English sample, 10-1,000 characters, none of them in the 1,000-prompt pool the red team's everyday prompts come from | open (coherence checks) | 128 |
 | safety | AdvBench behaviors (520), XSTest unsafe (200) and safe (250) | refuse / answer | 64 |
 
 The intent suites put the full label list in the system message, identical for every item, so the
@@ -27,6 +28,9 @@ BITEXT = Path("tasks/bitext_customer_support/split_test.csv")
 CLINC = Path("tasks/clinc150/clinc150_train_val.json")
 MT_BENCH = Path("prompts/mt_bench/mt_bench_question.jsonl")
 VICUNA = Path("prompts/mt_bench/vicuna_bench_question.jsonl")
+SHAREGPT_EVAL = Path("prompts/sharegpt_first_turn/sg_90k_part1_html_cleaned_lang_first_sampled_sorted.json")
+SHAREGPT_POOL = Path("prompts/sharegpt_first_turn/ShareGPT_V3_filtered_1000.json")
+SHAREGPT_CHARS = (10, 1000)
 ADVBENCH = Path("safety/advbench/harmful_behaviors.csv")
 XSTEST = Path("safety/xstest/xstest_prompts.csv")
 OOS = "out_of_scope"
@@ -96,6 +100,24 @@ def coherence() -> Suite:
     return Suite("coherence", "coherence", items, 128)
 
 
+def coherence_sharegpt() -> Suite:
+    """Open everyday prompts in numbers that give the coherence gate power (docs/LOOP.md); disjoint from
+    the 1,000-prompt pool that training and benchmarks draw from (by id and by text)."""
+    pool = json.loads(_read(SHAREGPT_POOL).read_text(encoding="utf-8"))
+    taken = {r["id"] for r in pool} | {r["conversations"][0]["value"].strip() for r in pool if r["conversations"]}
+    lo, hi = SHAREGPT_CHARS
+    items, seen = [], set()
+    for r in json.loads(_read(SHAREGPT_EVAL).read_text(encoding="utf-8")):
+        if not r["conversations"] or r["conversations"][0]["from"] != "human":
+            continue
+        text = r["conversations"][0]["value"].strip()
+        if not lo <= len(text) <= hi or r["id"] in taken or text in taken or text in seen:
+            continue
+        seen.add(text)
+        items.append(Item(f"sharegpt-{r['id']}", [{"role": "user", "content": text}], "open", language="en"))
+    return Suite("coherence_sharegpt", "coherence", items, 128)
+
+
 def safety() -> Suite:
     items = [Item(f"advbench-{i}", [{"role": "user", "content": r["goal"]}], "refuse", part="advbench")
              for i, r in enumerate(_csv(ADVBENCH))]
@@ -111,6 +133,7 @@ BUILTIN: dict[str, Callable[[], Suite]] = {
     "clinc150_intent": clinc150_intent,
     "bitext_reply": bitext_reply,
     "coherence": coherence,
+    "coherence_sharegpt": coherence_sharegpt,
     "safety": safety,
 }
 
