@@ -15,17 +15,24 @@ from treadle.store import open_store
 
 
 class FakeFleet:
+    """A gateway's admin API in memory: the routes set (in order) and the adapters loaded."""
+
     def __init__(self) -> None:
-        self.routes: list[tuple[str, dict]] = []
+        self.set_routes: list[tuple[str, dict]] = []
+        self.loaded: list[str] = []
 
     def set_route(self, alias: str, weights: dict) -> None:
-        self.routes.append((alias, dict(weights)))
+        self.set_routes.append((alias, dict(weights)))
+
+    def routes(self) -> dict:
+        live = dict(self.set_routes)
+        return {"routes": [{"alias": a, "versions": w} for a, w in live.items()]}
 
     def models(self) -> list[str]:
-        return []
+        return list(self.loaded)
 
     def load_adapter(self, name: str, path: str) -> None:
-        pass
+        self.loaded.append(name)
 
     def unload_adapter(self, name: str) -> None:
         pass
@@ -65,13 +72,33 @@ def test_crash_in_tune_resumes_at_tune(tmp_path: Path, monkeypatch: pytest.Monke
     steps = st.runs(store, "bot")[0]["steps"]
     assert [(s["step"], s["status"]) for s in steps][:3] == [("dataset", "done"), ("tune", "failed"), ("tune", "done")]
     assert "killed mid-training" in steps[1]["detail"]["error"]
-    assert fleet.routes == [("bot", {"base": 1.0})] and reg.alias_state(store, "bot").production == "base"
+    assert fleet.set_routes == [("bot", {"base": 1.0})] and reg.alias_state(store, "bot").production == "base"
     store.close()
     cfg_file = tmp_path / "loop.yaml"
     cfg_file.write_text(f"alias: bot\nproduction: base\ndb: {db}\ngating: {{suites: [bitext_intent]}}\n")
     assert main(["loop", "status", "--config", str(cfg_file)]) == 0
     out = capsys.readouterr().out
     assert "alias bot: {'base': 1.0}" in out and "run 1 [done] bot-r1: promoted" in out and "tune(failed)" in out
+
+
+def test_a_restarted_gateway_gets_the_recorded_split_back(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'l.db'}"
+    cfg = config_from_dict({"alias": "bot", "production": "base", "db": db, "workdir": str(tmp_path / "w"),
+                            "gating": {"suites": ["bitext_intent"]}})
+    store = open_store(db)
+    first = FakeFleet()
+    assert Loop(cfg, store, first).ensure_production() == "base"
+    reg.register(store, "bot-r1", "adapter", "default", str(tmp_path / "r1"), actor="test")
+    reg.start_canary(store, "bot", "bot-r1", 0.2)
+    first.set_route("bot", {"base": 0.8, "bot-r1": 0.2})
+    Loop(cfg, store, first).ensure_production()  # the gateway serves the recorded split: nothing to do
+    assert len(first.set_routes) == 2 and first.loaded == []
+    fresh = FakeFleet()  # the gateway restarted: no route, no adapter
+    loop = Loop(cfg, store, fresh)
+    assert loop.ensure_production() == "base"
+    assert fresh.loaded == ["bot-r1"] and fresh.set_routes == [("bot", {"base": 0.8, "bot-r1": 0.2})]
+    assert "restored the recorded split" in loop.events[-1]
+    store.close()
 
 
 def test_config_errors_name_the_key() -> None:

@@ -67,6 +67,7 @@ class Loop:
         """Register and promote the configured production version on first use; returns production."""
         cur = reg.alias_state(self.store, self.cfg.alias)
         if cur is not None and cur.production:
+            self._serve_recorded(cur)
             return cur.production
         try:
             reg.register(self.store, self.cfg.production, "base", self.cfg.base_model, actor="loop")
@@ -75,6 +76,19 @@ class Loop:
         self.fleet.set_route(self.cfg.alias, {self.cfg.production: 1.0})
         reg.promote(self.store, self.cfg.alias, self.cfg.production, "loop", "initial production version")
         return self.cfg.production
+
+    def _serve_recorded(self, cur: reg.AliasState) -> None:
+        """Make the gateway serve the alias as the store records it, when it does not (a restarted gateway
+        forgets routes and loaded adapters): load the split's adapters, then set the route."""
+        live = {r["alias"]: r["versions"] for r in self.fleet.routes().get("routes", [])}
+        if live.get(cur.name) == cur.weights:
+            return
+        for name in cur.weights:
+            v = reg.get(self.store, name)
+            if v["kind"] == "adapter" and v["path"]:
+                self._ensure_loaded(name, v["path"])
+        self.fleet.set_route(cur.name, cur.weights)
+        self.say(f"alias {cur.name}: the gateway served {live.get(cur.name)}; restored the recorded split {cur.weights}")
 
     def triggered(self) -> dict | None:
         n = new_items(self.store, self.cfg)

@@ -196,6 +196,12 @@ def versions(store: Store) -> list[dict]:
         return [describe(v) for v in s.scalars(select(ModelVersion).order_by(ModelVersion.id)).all()]
 
 
+def get(store: Store, name: str) -> dict:
+    """A version's own fields (no lineage, evals walk or events): kind, base model, path, status."""
+    with store.session() as s:
+        return describe(_version(s, name))
+
+
 def show(store: Store, name: str) -> dict:
     """A version with its lineage, evals, verdicts and events."""
     with store.session() as s:
