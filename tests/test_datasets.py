@@ -193,3 +193,20 @@ def test_user_filter_balance_and_fixed_mix(db_url: str, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="fixed_mix must name another dataset"):
         BuildOptions(name="loop", fixed_mix="loop")
     store.close()
+
+
+def test_replay_all_takes_every_earlier_original(db_url: str, tmp_path: Path) -> None:
+    store = open_store(db_url)
+    _reviewed(store, "a1", "How do I get a refund?", "Open Orders, then Refund.", "approve")
+    _reviewed(store, "a3", "Cancel my order please", "No.", "correct", label="cancel", reply="Orders, then Cancel.")
+    _reviewed(store, "a5", "Where is my invoice?", "Under Billing.", "approve", label="invoice")
+    build(store, tmp_path / "v1", BuildOptions(name="sup", dev_share=0.0, embed=False))
+    _reviewed(store, "b1", "Change my shipping address", "Go to Profile, then Addresses.", "approve", label="address")
+    share = build(store, tmp_path / "v2", BuildOptions(name="sup", dev_share=0.0, embed=False, replay_share=0.5))
+    assert share["replay"]["count"] == 0  # round(0.5 x 1 new record) = 0
+    _reviewed(store, "c1", "Reset my password", "Use Forgot password.", "approve", label="password")
+    every = build(store, tmp_path / "v3", BuildOptions(name="sup", dev_share=0.0, embed=False, replay_share=0.0,
+                                                       replay_all=True))
+    replayed = sorted(i["response_id"] for i in every["items"] if i["replay_of"] is not None)
+    assert replayed == ["a1", "a3", "a5", "b1"] and every["replay"] == {"count": 4, "from_versions": [1, 2]}
+    store.close()

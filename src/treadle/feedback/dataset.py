@@ -6,7 +6,9 @@ per kind (:mod:`treadle.feedback.dedup`), also of records in earlier versions (u
 each label the responses are ordered by SHA-256(seed, response id) and the first
 round(``dev_share`` x n) go to dev (a response's records never straddle the split); mix in, once, a
 **replay share** of earlier accepted data: round(``replay_share`` x new SFT train records) SFT train
-records of earlier versions (originals, not replays, of responses not in this build), seeded; write
+records of earlier versions (originals, not replays, of responses not in this build), seeded, or with
+``replay_all`` every one of them (a model retrained from the base each round then learns from all accepted
+data, not from the newest round plus a fifth of the rest); write
 ``sft.jsonl`` (``messages``), ``preference.jsonl`` (``prompt``, ``chosen``, ``rejected``), ``kto.jsonl``
 (``prompt``, ``completion``, ``label``), their ``*_dev.jsonl`` and ``manifest.json``; the content hash is
 SHA-256 over the data files. The dataset and one ``dataset_items`` row per written record (lineage) are
@@ -54,6 +56,7 @@ class BuildOptions:
     exclude_users: str | None = None  # never responses whose user matches this pattern
     balance: bool = False  # repeat minority labels' SFT train records
     fixed_mix: str | None = None  # a dataset name: its newest version's train records join every build
+    replay_all: bool = False  # replay every earlier original SFT train record, not a share
 
     def __post_init__(self) -> None:
         if self.fixed_mix is not None and self.fixed_mix == self.name:
@@ -177,7 +180,7 @@ def _fixed_mix(store: Store, name: str | None) -> tuple[list[dict], dict | None,
 def _replay(store: Store, earlier_ids: list[int], current: set[str], rows: list[dict], opts: BuildOptions) -> list[dict]:
     n_new = sum(r["kind"] == "sft" and r["split"] == "train" for r in rows)
     want = round(opts.replay_share * n_new)
-    if not earlier_ids or want == 0:
+    if not earlier_ids or (want == 0 and not opts.replay_all):
         return []
     with store.session() as s:
         pool = list(s.execute(select(DatasetItem).where(
@@ -189,7 +192,7 @@ def _replay(store: Store, earlier_ids: list[int], current: set[str], rows: list[
         if it.response_id not in current and it.response_id not in seen and not it.record.get("redacted"):
             seen.add(it.response_id)
             uniq.append(it)
-    picked = random.Random(opts.seed).sample(uniq, min(want, len(uniq)))
+    picked = uniq if opts.replay_all else random.Random(opts.seed).sample(uniq, min(want, len(uniq)))
     return [{"kind": "sft", "split": "train", "record": it.record, "response_id": it.response_id, "user": it.user,
              "review_item_id": it.review_item_id, "feedback_ids": [], "replay_of": it.id} for it in picked]
 

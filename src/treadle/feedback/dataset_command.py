@@ -18,6 +18,8 @@ def register(p: argparse.ArgumentParser) -> None:
     b.add_argument("--dev-share", type=float, default=0.1, help="share of responses in the dev split (stratified)")
     b.add_argument("--replay-share", type=float, default=0.2,
                    help="earlier accepted SFT records mixed in, as a share of the new SFT train records")
+    b.add_argument("--replay-all", action="store_true",
+                   help="mix in every earlier accepted SFT train record instead of a share")
     b.add_argument("--near-duplicate", type=float, default=0.95, help="MiniLM cosine at which records are duplicates")
     b.add_argument("--no-embed", action="store_true", help="exact duplicates only (no embedding model)")
     b.add_argument("--all", action="store_true", help="every reviewed response, not only those new to this name")
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
             opts = BuildOptions(name=args.name, dev_share=args.dev_share, replay_share=args.replay_share,
                                 near_threshold=args.near_duplicate, embed=not args.no_embed, include_all=args.all,
                                 seed=args.seed, users=args.users, exclude_users=args.exclude_users,
-                                balance=args.balance, fixed_mix=args.fixed_mix)
+                                balance=args.balance, fixed_mix=args.fixed_mix, replay_all=args.replay_all)
             m = build(store, args.out, opts)
             print(json.dumps({k: m[k] for k in ("name", "version", "content_hash", "sources", "counts", "removed",
                                                  "pii_scrubbed", "replay", "balance", "fixed_mix")}, indent=1))

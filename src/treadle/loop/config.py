@@ -9,6 +9,7 @@ workdir: loop-work              # datasets, adapters, eval results per run
 gateway: {url: http://127.0.0.1:9000, admin_key: KEY, api_key: null}
 trigger: {min_new_approved: 200, every_minutes: null}   # N new approved items, or a schedule
 dataset: {name: loop, embed: true, replay_share: 0.2, dev_share: 0.1,
+          replay_all: false,              # true: every earlier accepted record joins, not a share
           fixed_mix: null,                # a dataset in the store (e.g. safety) joining every build
           users: null, exclude_users: null}   # user patterns, e.g. exclude_users: 'sim-redteam-*'
 tune: {method: sft, args: {epochs: 1, lora_r: 16}}   # any treadle tune field
@@ -50,6 +51,7 @@ class DatasetConfig:
     name: str = "loop"
     embed: bool = True
     replay_share: float = 0.2
+    replay_all: bool = False  # every earlier accepted record joins (the candidate learns from all of it)
     dev_share: float = 0.1
     seed: int = 0
     fixed_mix: str | None = None  # a dataset name: its newest version's train records join every build

@@ -135,7 +135,8 @@ class Loop:
         out = self._work(run) / "dataset"
         manifest = build(self.store, out, BuildOptions(name=d.name, dev_share=d.dev_share, replay_share=d.replay_share,
                                                        embed=d.embed, seed=d.seed, fixed_mix=d.fixed_mix,
-                                                       users=d.users, exclude_users=d.exclude_users))
+                                                       users=d.users, exclude_users=d.exclude_users,
+                                                       replay_all=d.replay_all))
         ds_id = manifest.get("dataset_id") or manifest.get("id")
         self.say(f"run {run.id}: dataset {d.name} v{manifest.get('version')} ({manifest.get('counts')})")
         return st.step_done(self.store, run.id, sid, "tune", {"dataset_dir": str(out), "dataset_id": ds_id,
