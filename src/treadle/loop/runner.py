@@ -64,7 +64,8 @@ class Loop:
 
     # ---- setup and trigger -------------------------------------------------------------------
     def ensure_production(self) -> str:
-        """Register and promote the configured production version on first use; returns production."""
+        """Register and promote the configured production version on first use, afterwards make the gateway
+        serve the alias's recorded split; returns production."""
         cur = reg.alias_state(self.store, self.cfg.alias)
         if cur is not None and cur.production:
             self._serve_recorded(cur)
