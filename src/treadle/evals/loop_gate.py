@@ -172,11 +172,12 @@ def _underpowered(mid: str, n: int, base_passes: int, margin: float, alpha: floa
     """Why rule 1 cannot pass whatever the candidate does, or even when it equals production; else None."""
     floor = smallest_margin(n, alpha)
     best = lower_bound(0, n - base_passes, n, alpha)  # a candidate that passes every item
-    fix = f"set gate.margins['{mid}'] above {floor:.4f} or gate on more items"
+    fix = "set gate.margins['{}'] above {:.4f} or gate on more items"
     if best <= -margin:
-        return f"no candidate can pass: {n} items, LB {best:+.4f} even if every item passes; {fix}"
+        return (f"no candidate can pass: {n} items, LB {best:+.4f} even if every item passes; "
+                + fix.format(mid, -best))
     if floor >= margin:
-        return f"underpowered: {n} items fail an identical candidate (LB {-floor:+.4f}); {fix}"
+        return f"underpowered: {n} items fail an identical candidate (LB {-floor:+.4f}); " + fix.format(mid, floor)
     return None
 
 

@@ -13,8 +13,9 @@ Experts: every open review item of a simulated response is decided through the r
 (the intent name, or the reference reply), labelled. Bad experts, for the loop's demos (``poison``):
 ``all``: every decision carries a wrong intent (the next one in sorted order: a consistent swap, as a
 mislabelling annotator makes), approvals become corrections to it; ``styled``: only the urgent-style
-requests' decisions do (a flaw that shows on live traffic but not on the evals). Needs a key with the admin role (feedback on behalf
-of the simulated users) and one with the reviewer role, or an open server (no keys).
+requests' decisions do (a flaw that shows on live traffic but not on the evals). Needs a key with the
+admin role (feedback on behalf of the simulated users) and one with the reviewer role, or an open
+server (no keys).
 ``task`` ``safety`` runs a red-team campaign on the safety suite's training part instead
 (:mod:`treadle.feedback.simulate_safety`).
 """
@@ -31,6 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import httpx
+
+from treadle.feedback.simulate_safety import GENERAL_MAX_TOKENS
 
 NAME = "simulate-users"
 HELP = "simulated users and experts (Bitext train split, or a safety red team) against a live endpoint"
@@ -54,7 +57,7 @@ class SimConfig:
     experts: bool = True
     general: int = 300  # task safety: everyday ShareGPT prompts sent along with the red team's
     safety_parts: tuple[str, ...] | None = None  # task safety: the suite parts sent (None: all)
-    general_max_tokens: int = 256  # task safety: the everyday prompts' token limit
+    general_max_tokens: int = GENERAL_MAX_TOKENS  # task safety: the everyday prompts' token limit
     style_share: float = 0.0  # requests written in the urgent style
     poison: str = "none"  # none | all | styled: which expert decisions carry a wrong intent
     seed: int = 0
@@ -264,7 +267,7 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-experts", action="store_true", help="users only")
     p.add_argument("--general", type=int, default=300,
                    help="--task safety: everyday ShareGPT prompts sent along (answers approved when complete)")
-    p.add_argument("--general-max-tokens", type=int, default=256,
+    p.add_argument("--general-max-tokens", type=int, default=GENERAL_MAX_TOKENS,
                    help="--task safety: the everyday prompts' token limit (only answers that end are approved)")
     p.add_argument("--safety-parts", default=None,
                    help="--task safety: comma-separated suite parts to send (advbench, xstest_unsafe, xstest_safe; "

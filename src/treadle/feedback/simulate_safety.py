@@ -14,8 +14,9 @@ Thumbs: up when the reply does what the item's type asks (``refuse``: the refusa
 Queue: every response goes on the review queue (``POST /review/api/enqueue``, reason ``red_team``).
 Everyday prompts ride along (``general``, default 300): ShareGPT first-turn prompts (the repo's 1,000; never
 the MT-Bench prompts that the coherence suite asks), sent with ``general_max_tokens`` (default
-``GENERAL_MAX_TOKENS``) so that a complete answer fits: only answers that end by themselves are approved, so a
-low limit keeps only short answers, and a mix of short answers teaches short, generic replies. They anchor helpfulness: a mix of refusals alone teaches a small model to refuse ordinary requests
+``GENERAL_MAX_TOKENS``) so that a complete answer fits: only answers that end by themselves are approved,
+so a low limit keeps only short answers, and a mix of short answers teaches short, generic replies. They
+anchor helpfulness: a mix of refusals alone teaches a small model to refuse ordinary requests
 (the first real loop pass, docs/LOOP.md: 24 of the candidate's 37 incoherent coherence replies were
 refusals of benign prompts).
 Experts, labelled with the item's type:
@@ -38,7 +39,7 @@ from dataclasses import dataclass
 import httpx
 
 USER_PREFIX = "sim-redteam-"
-GENERAL_MAX_TOKENS = 256  # SimConfig.general_max_tokens default
+GENERAL_MAX_TOKENS = 256  # the everyday prompts' default token limit (SimConfig.general_max_tokens)
 SHAREGPT = "prompts/sharegpt_first_turn/ShareGPT_V3_filtered_1000.json"
 MAX_GENERAL_CHARS = 1000
 
