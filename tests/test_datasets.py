@@ -210,3 +210,22 @@ def test_replay_all_takes_every_earlier_original(db_url: str, tmp_path: Path) ->
     replayed = sorted(i["response_id"] for i in every["items"] if i["replay_of"] is not None)
     assert replayed == ["a1", "a3", "a5", "b1"] and every["replay"] == {"count": 4, "from_versions": [1, 2]}
     store.close()
+
+
+def test_a_cut_reply_approved_as_served_trains_no_end_of_turn(db_url: str, tmp_path: Path) -> None:
+    """An approved reply the engine cut at its token limit becomes an SFT record with complete=false;
+    a correction of a cut reply is the expert's own text, complete."""
+    from dataclasses import replace
+
+    store = open_store(db_url)
+    for rid, action, kw in (("c1", "approve", {}), ("c2", "correct", {"reply": "All of it, ending here."}),
+                            ("c3", "approve", {})):
+        rec = record(rid, request=f"Write a long story {rid}", output=f"Once upon a time {rid} there")
+        write(store, replace(rec, finish_reason="length") if rid != "c3" else rec)
+        with store.session() as s:
+            act(s, enqueue(s, rid, "manual").id, REV, action, label="general", **kw)
+    build(store, tmp_path / "v1", BuildOptions(name="cut", dev_share=0.0, embed=False))
+    sft = {json.loads(x)["messages"][0]["content"][-2:]: json.loads(x)
+           for x in (tmp_path / "v1" / "sft.jsonl").read_text().splitlines()}
+    assert sft["c1"]["complete"] is False and sft["c1"]["messages"][-1]["content"] == "Once upon a time c1 there"
+    assert "complete" not in sft["c2"] and "complete" not in sft["c3"]

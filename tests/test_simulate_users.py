@@ -90,8 +90,10 @@ def test_simulated_red_team_builds_a_balanced_safety_set_with_lineage(tmp_path: 
         assert all(i.status in ("approved", "corrected", "rejected") for i in items)
         assert {i.final_label for i in items} == {"refuse", "answer", "general"}
         general = [i for i in items if i.final_label == "general"]
-        # a tiny random model's everyday answers run to the token limit: never approved as half answers
-        assert len(general) == 6 and all(i.status in ("approved", "rejected") for i in general)
+        # a tiny random model's everyday answers run to the token limit (approved when not a loop: trained
+        # without an end of turn), or loop (corrected to the part before the loop, or rejected)
+        assert len(general) == 6
+        approved_general = {i.response_id for i in general if i.status == "approved"}
         from treadle.tuning.builtin_data import REFUSALS
 
         for i in items:  # a refusal where one was asked for
@@ -102,6 +104,8 @@ def test_simulated_red_team_builds_a_balanced_safety_set_with_lineage(tmp_path: 
         inters = s.execute(select(Interaction)).scalars().all()
         assert {x.user for x in inters} <= {f"sim-redteam-{k}" for k in range(3)}
         prompts = {x.request["messages"][-1]["content"] for x in inters}
+        cut_prompts = {x.request["messages"][-1]["content"] for x in inters
+                       if x.id in approved_general and x.finish_reason == "length"}
     from treadle.feedback.simulate_safety import general_items, training_items
 
     by_prompt = {it.messages[-1]["content"]: it for it in training_items() + general_items(1000, 1)}
@@ -112,7 +116,10 @@ def test_simulated_red_team_builds_a_balanced_safety_set_with_lineage(tmp_path: 
     assert not prompts & {m["content"] for it in coherence().items for m in it.messages}  # never the eval's prompts
     m = build(store, tmp_path / "safety", BuildOptions(name="safety", users="sim-redteam-*", balance=True,
                                                       dev_share=0.0, embed=False))
-    assert set(m["balance"]) == {"refuse", "answer"} and m["counts"]["sft"]["train"] >= 20
+    assert {"refuse", "answer"} <= set(m["balance"]) and m["counts"]["sft"]["train"] >= 20
+    sft = [json.loads(x) for x in (tmp_path / "safety" / "sft.jsonl").read_text().splitlines()]
+    cut = {r["messages"][-1 - 1]["content"] for r in sft if r.get("complete") is False}
+    assert cut == cut_prompts  # exactly the approved replies cut at the token limit
     with store.session() as s:
         srcs = lineage.dataset_sources(s, lineage.find_dataset(s, "safety"))
         assert all(x["review_actions"] and x["feedback"] for x in srcs)
@@ -138,8 +145,30 @@ def test_expert_decisions_for_each_item_type() -> None:
     everyday = SafetyItem("sharegpt-a", [{"role": "user", "content": "Plan a trip"}], "general", None)
     assert expert_decision(everyday, "Day one: the museum. Day two: the coast.", False, rng, "stop") == \
         {"action": "approve", "label": "general"}
-    assert expert_decision(everyday, "Day one: the museum. Day two: the", False, rng, "length")["reason"] == "other"
+    # cut at the token limit: approved as served (the dataset marks it complete=false); stopped mid-word: rejected
+    assert expert_decision(everyday, "Day one: the museum. Day two: the", False, rng, "length") == \
+        {"action": "approve", "label": "general"}
+    assert expert_decision(everyday, "Day one: the museum. Day two: the coastli", False, rng, "stop")["reason"] == "other"
     assert expert_decision(everyday, "I can't help with that.", True, rng, "stop")["reason"] == "wrong"
+    # a repetition loop: corrected to the part before it, ending on a finished sentence
+    start = ("Day one is for the old town, its market and the cathedral, with lunch by the river. Day two goes "
+             "to the coast by train, a walk along the cliffs and dinner in the harbour. ")
+    loop = "Day three is a day of rest at the hotel with a book.\n" * 6 + "Day three is a day of"
+    fixed = expert_decision(everyday, start + loop, False, rng, "length")
+    assert fixed == {"action": "correct", "label": "general",
+                     "reply": start + "Day three is a day of rest at the hotel with a book."}  # the loop's first
+    assert expert_decision(everyday, "Rest. " + loop, False, rng, "length") == \
+        {"action": "reject", "reason": "other", "label": "general"}  # under MIN_TRIMMED_WORDS before the loop
+
+
+def test_trim_repetition_stops_at_a_paraphrased_sentence() -> None:
+    from treadle.feedback.simulate_safety import trim_repetition
+
+    text = ("A class is a blueprint for objects and their behaviour in a program. It groups data and the functions "
+            "that act on it, and each object made from it has its own copy of the data.\n\nThe class is a "
+            "blueprint for objects and their behaviour in code.\n\nThe class is a blueprint for objects.")
+    assert trim_repetition(text) == text.split("\n\n")[0]
+    assert trim_repetition("Short answer. Short answer. Short answer.") is None
 
 
 def test_red_team_parts_select_the_suite_parts_sent() -> None:

@@ -38,6 +38,7 @@ def _write(tmp_path: Path, name: str, lines: list) -> Path:
     ("dpo", [{"prompt": "q", "chosen": "a"}], "line 1: field 'rejected' is missing"),
     ("dpo", [{"prompt": "q", "chosen": [{"role": "user", "content": "a"}], "rejected": "b"}],
      "line 1: chosen[0].role: the last message must be 'assistant'"),
+    ("sft", [{**GOOD_SFT, "complete": "no"}], "line 1: complete: must be true or false, got 'no'"),
     ("kto", [{"prompt": "q", "completion": "a", "label": "yes"}], "line 1: label: must be true or false"),
     ("kto", [{"prompt": "q", "completion": "a", "label": True}], "needs both label=true and label=false"),
 ])
@@ -76,6 +77,21 @@ def test_sft_tokens_are_the_engines_and_labels_cover_replies(tiny_llama: Path) -
     eos = tok.encode("<|im_end|>", add_special_tokens=False)
     assert trained == tok.encode("Hello how are you", False) + eos + tok.encode("The quick fox", False) + eos
     assert all(lab in (IGNORE, t) for t, lab in zip(ex["input_ids"], ex["labels"], strict=True))
+
+
+def test_a_cut_reply_trains_its_text_and_no_end_of_turn(tiny_llama: Path, tmp_path: Path) -> None:
+    msgs = [{"role": "user", "content": "Tell me a story"}, {"role": "assistant", "content": "Once upon a"}]
+    path = _write(tmp_path, "sft.jsonl", [{"messages": msgs, "complete": False}, {"messages": msgs}])
+    cut, whole = load_dataset(path, "sft")
+    assert (cut["complete"], whole["complete"]) == (False, True)
+    r, tok = ChatRenderer(tiny_llama), Tokenizer(tiny_llama)
+    ex, full = r.sft_example(msgs, complete=False), r.sft_example(msgs)
+    head = tok.encode_chat(msgs[:1], add_generation_prompt=True)
+    reply = tok.encode("Once upon a", False)
+    assert ex["input_ids"] == head + reply  # the text ends where the reply does: no <|im_end|>, no newline
+    assert [t for t, lab in zip(ex["input_ids"], ex["labels"], strict=True) if lab != IGNORE] == reply
+    eos = tok.encode("<|im_end|>", add_special_tokens=False)
+    assert [t for t, lab in zip(full["input_ids"], full["labels"], strict=True) if lab != IGNORE] == reply + eos
 
 
 def test_preference_prompt_reply_split_matches_engine(tiny_llama: Path) -> None:

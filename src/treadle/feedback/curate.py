@@ -2,6 +2,9 @@
 
 Per response (a :class:`Source`):
 - SFT (``messages``): an expert approved it (the reply as served) or corrected it (the corrected reply);
+  a reply approved as served that the engine cut at its token limit (finish reason ``length``) gets
+  ``"complete": false``: training learns its text but not an end of turn after it (as TRL does with an
+  example cut at ``max_length``), so approving a long answer never teaches the model to stop mid-answer;
 - preference (``prompt``, ``chosen``, ``rejected``): an expert corrected it: chosen = the correction,
   rejected = the served reply;
 - KTO (``prompt``, ``completion``, ``label``): expert verdicts first (approved: reply true; corrected: reply
@@ -97,7 +100,8 @@ def _records(inter: Interaction, item: ReviewItem | None, fbs: list[Feedback], o
     if item is not None:
         final = scrub(item.final_reply, pii) if item.final_reply else None
         if item.status in ("approved", "corrected") and final:
-            add("sft", {"messages": prompt + asst(final)}, final)
+            cut = item.status == "approved" and inter.finish_reason == "length"
+            add("sft", {"messages": prompt + asst(final), **({"complete": False} if cut else {})}, final)
         if item.status == "corrected" and final:
             add("preference", {"prompt": prompt, "chosen": asst(final), "rejected": asst(reply)}, final)
             add("kto", {"prompt": prompt, "completion": asst(reply), "label": False}, reply)

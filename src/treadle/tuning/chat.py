@@ -3,7 +3,9 @@
 SFT: the whole conversation is rendered once and tokenized once (the same ids the engine's
 ``encode_chat`` gives); a token is trained on (label = its id) when its characters lie inside an assistant
 turn: the reply text and the end-of-turn token, not the newline the template writes after it. Every other
-label is -100. Preference/KTO: the prompt is rendered with the generation prompt, the reply is the text the
+label is -100. A record whose last reply is not ``complete`` (cut at a token limit when it was served) is
+rendered only up to the end of that reply's text: no end-of-turn token is trained after a cut answer.
+Preference/KTO: the prompt is rendered with the generation prompt, the reply is the text the
 template adds for the assistant turn, cut after its end-of-turn token; TRL tokenizes ``prompt + reply``.
 """
 
@@ -51,9 +53,19 @@ class ChatRenderer:
             spans.append((len(head), self._turn_end(upto, len(head), len(upto))))
         return full, spans
 
-    def sft_example(self, messages: Messages) -> dict[str, list[int]]:
-        """``{"input_ids", "labels"}``: the engine's tokens; labels -100 outside assistant turns."""
+    def sft_example(self, messages: Messages, complete: bool = True) -> dict[str, list[int]]:
+        """``{"input_ids", "labels"}``: the engine's tokens; labels -100 outside assistant turns.
+
+        ``complete=False``: the text stops where the last reply's content ends (no end-of-turn token after it).
+        """
         full, spans = self.assistant_spans(messages)
+        if not complete:
+            end = spans[-1][1]
+            if not self.eos or not full.startswith(self.eos, end - len(self.eos)):
+                raise DatasetError("complete=false needs a chat template that ends each assistant turn with the "
+                                   "end-of-turn token")
+            end -= len(self.eos)
+            full, spans = full[:end], [*spans[:-1], (spans[-1][0], end)]
         enc = self._fast.encode(full, add_special_tokens=False)
         labels = []
         for tid, (a, b) in zip(enc.ids, enc.offsets, strict=True):

@@ -2,7 +2,7 @@
 
 | method | file (from ``treadle dataset build``) | fields |
 |---|---|---|
-| sft | ``sft.jsonl`` | ``messages``: [{role, content}], roles system/user/assistant, ends with assistant |
+| sft | ``sft.jsonl`` | ``messages``: [{role, content}], roles system/user/assistant, ends with assistant; optional ``complete`` (bool, default true; false: the last reply was cut at a token limit, so no end of turn is trained after it) |
 | dpo | ``preference.jsonl`` | ``prompt``, ``chosen``, ``rejected`` |
 | kto | ``kto.jsonl`` | ``prompt``, ``completion``, ``label`` (true = desirable) |
 
@@ -79,7 +79,10 @@ def parse_sft(obj: dict, where: str) -> dict:
     msgs = _messages(obj["messages"], f"{where}: messages", "assistant")
     if not any(m["role"] == "user" for m in msgs):
         raise DatasetError(f"{where}: messages: needs at least one 'user' message")
-    return {"messages": msgs}
+    complete = obj.get("complete", True)
+    if not isinstance(complete, bool):
+        raise DatasetError(f"{where}: complete: must be true or false, got {complete!r}")
+    return {"messages": msgs, "complete": complete}
 
 
 def parse_preference(obj: dict, where: str) -> dict:

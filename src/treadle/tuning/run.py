@@ -53,7 +53,7 @@ def _build_rows(config: TuneConfig, records: list[dict], model_dir: Path) -> tup
     name = Path(config.data).name
     for rec in records:
         if config.method == "sft":
-            row = r.sft_example(rec["messages"])
+            row = r.sft_example(rec["messages"], rec.get("complete", True))
             n = len(row["input_ids"])
             first = rec["messages"][0]
         elif config.method == "dpo":
