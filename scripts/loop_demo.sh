@@ -6,6 +6,8 @@
 # The red team's scope: SAFETY_PARTS (suite parts, default all three) and GENERAL (everyday prompts, 300).
 # Per round: simulated users + experts (Bitext train split through the gateway), then one loop pass
 # (dataset -> tune ~30 min -> gating ~15 min -> canary with live simulated traffic -> promote or roll back).
+# RESUME=1: send no users in the first round; its loop pass resumes the store's unfinished run (after a crash or
+# a fixed config).
 # Ends with docs/results/loop-demo.json (every version's gating scores, verdicts and fates).
 set -euo pipefail
 ROUNDS=${1:-5}
@@ -34,8 +36,10 @@ for r in $(seq 1 "$ROUNDS"); do
   # users ask intents of the alias; experts approve or correct every reviewed reply (~400 approved items)
   # POISON=all|styled makes this round's experts bad (the gate's and the canary's demos); STYLE_SHARE sends
   # urgent-style requests (URGENT: and capitals), which the gating sets never ask
-  $T simulate-users --url http://127.0.0.1:$PORT --model support-bot --requests "$USERS_REQUESTS" --users 50 --task intent \
-     --style-share "${STYLE_SHARE:-0}" --poison "${POISON:-none}" --seed "$((${SEED0:-0} + r))" --out loop-demo/sim-$r.json
+  if [ "${RESUME:-0}" != 1 ] || [ "$r" != 1 ]; then
+    $T simulate-users --url http://127.0.0.1:$PORT --model support-bot --requests "$USERS_REQUESTS" --users 50 --task intent \
+       --style-share "${STYLE_SHARE:-0}" --poison "${POISON:-none}" --seed "$((${SEED0:-0} + r))" --out loop-demo/sim-$r.json
+  fi
   # canary traffic: a second simulation, started once the pass reaches its canary step (none if the gate stops it)
   $T loop --config $CFG --once &
   LOOP=$!
