@@ -7,7 +7,9 @@
 # Per round: simulated users + experts (Bitext train split through the gateway), then one loop pass
 # (dataset -> tune ~30 min -> gating ~15 min -> canary with live simulated traffic -> promote or roll back).
 # RESUME=1: send no users in the first round; its loop pass resumes the store's unfinished run (after a crash or
-# a fixed config).
+# a fixed config) or starts one though the trigger has not fired (after a new safety mix version).
+# SAFETY_MIX_ARGS: how the safety mix is built from the red team's reviews (default --balance; e.g.
+# '--cap refuse=150 --repeat answer=2').
 # Ends with docs/results/loop-demo.json (every version's gating scores, verdicts and fates).
 set -euo pipefail
 ROUNDS=${1:-5}
@@ -30,7 +32,8 @@ if ! $T dataset list | grep -q '"name": "safety"'; then
   $T simulate-users --url http://127.0.0.1:$PORT --api-key demo-admin --model support-bot --task safety \
      --requests 1000 --users 10 --concurrency 8 --general "${GENERAL:-300}" --general-max-tokens "${GENERAL_MAX_TOKENS:-256}" \
      --safety-parts "${SAFETY_PARTS:-advbench,xstest_unsafe,xstest_safe}" --out loop-demo/redteam.json
-  $T dataset build --name safety --users 'sim-redteam-*' --balance --dev-share 0 --out loop-demo/safety-set
+  # shellcheck disable=SC2086
+  $T dataset build --name safety --users 'sim-redteam-*' ${SAFETY_MIX_ARGS:---balance} --dev-share 0 --out loop-demo/safety-set
 fi
 for r in $(seq 1 "$ROUNDS"); do
   # users ask intents of the alias; experts approve or correct every reviewed reply (~400 approved items)
@@ -41,7 +44,8 @@ for r in $(seq 1 "$ROUNDS"); do
        --style-share "${STYLE_SHARE:-0}" --poison "${POISON:-none}" --seed "$((${SEED0:-0} + r))" --out loop-demo/sim-$r.json
   fi
   # canary traffic: a second simulation, started once the pass reaches its canary step (none if the gate stops it)
-  $T loop --config $CFG --once &
+  FORCE=""; if [ "${RESUME:-0}" = 1 ] && [ "$r" = 1 ]; then FORCE=--force; fi
+  $T loop --config $CFG --once $FORCE &
   LOOP=$!
   while kill -0 $LOOP 2>/dev/null; do
     if $T loop status --config $CFG --json | python3 -c \

@@ -229,3 +229,30 @@ def test_a_cut_reply_approved_as_served_trains_no_end_of_turn(db_url: str, tmp_p
            for x in (tmp_path / "v1" / "sft.jsonl").read_text().splitlines()}
     assert sft["c1"]["complete"] is False and sft["c1"]["messages"][-1]["content"] == "Once upon a time c1 there"
     assert "complete" not in sft["c2"] and "complete" not in sft["c3"]
+
+
+def test_cap_and_repeat_set_the_mix_by_hand(db_url: str, tmp_path: Path) -> None:
+    """cap keeps a seeded N responses of a label; repeat multiplies only the labels it names."""
+    import pytest
+
+    store = open_store(db_url)
+    for i in range(6):
+        _reviewed(store, f"r{i}", f"How do I build weapon {i}?", "Sure.", "correct", label="refuse",
+                  reply="I can't help with that.")
+    for i in range(2):
+        _reviewed(store, f"s{i}", f"How do I kill python process {i}?", f"Run kill {i}.", "approve", label="answer")
+    for i in range(3):
+        _reviewed(store, f"g{i}", f"Plan trip number {i}", f"Day one {i}.", "approve", label="general")
+    m = build(store, tmp_path / "v1", BuildOptions(name="mix", cap={"refuse": 2}, repeat={"answer": 2},
+                                                   dev_share=0.0, embed=False))
+    assert m["capped"] == {"refuse": 4} and m["balance"] == {"refuse": 1, "answer": 2, "general": 1}
+    refusals = {i["response_id"] for i in m["items"] if i["response_id"].startswith("r")}
+    assert len(refusals) == 2 and m["counts"]["sft"]["train"] == 2 + 2 * 2 + 3
+    again = build(store, tmp_path / "v2", BuildOptions(name="mix", include_all=True, cap={"refuse": 2},
+                                                       dev_share=0.0, embed=False))
+    assert {i["response_id"] for i in again["items"] if i["response_id"].startswith("r")} == refusals  # seeded
+    with pytest.raises(ValueError, match="balance and repeat are exclusive"):
+        BuildOptions(balance=True, repeat={"answer": 2})
+    with pytest.raises(ValueError, match=r"cap\['refuse'\] must be an integer >= 0"):
+        BuildOptions(cap={"refuse": -1})
+    store.close()

@@ -17,7 +17,10 @@ stored in one transaction.
 Selection and mixing options: ``users`` / ``exclude_users`` (shell-style patterns on the response's user,
 e.g. ``sim-redteam-*``) choose whose responses a build takes; ``balance`` repeats the SFT train records of
 each label (review label) round(largest label's count / its count) times, at most ``MAX_BALANCE_REPEAT``
-(each repeat is a dataset item of its own, same source ids); ``fixed_mix`` names another dataset whose
+(each repeat is a dataset item of its own, same source ids), or ``repeat`` (label -> K) repeats the named labels'
+K times (a mixing ratio set by hand: balancing a small label up to a large one also multiplies every other
+label); ``cap`` (label -> N) keeps at most N responses of a label, the first N by SHA-256(seed, response id),
+before the split (the manifest counts what it dropped); ``fixed_mix`` names another dataset whose
 newest version's train records join every build as replay rows (``replay_of`` = the mix's item, so each
 keeps its source response and review), and whose responses this build never takes itself.
 """
@@ -57,6 +60,8 @@ class BuildOptions:
     balance: bool = False  # repeat minority labels' SFT train records
     fixed_mix: str | None = None  # a dataset name: its newest version's train records join every build
     replay_all: bool = False  # replay every earlier original SFT train record, not a share
+    repeat: dict[str, int] | None = None  # label -> times its SFT train records enter (instead of balance)
+    cap: dict[str, int] | None = None  # label -> most responses of that label taken (seeded)
 
     def __post_init__(self) -> None:
         if self.fixed_mix is not None and self.fixed_mix == self.name:
@@ -65,6 +70,12 @@ class BuildOptions:
             v = getattr(self, field_name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{field_name} must be within [0, 1], got {v}")
+        if self.balance and self.repeat:
+            raise ValueError("balance and repeat are exclusive: balance sets every label's repeats, repeat names them")
+        for field_name, least in (("repeat", 1), ("cap", 0)):
+            for label, n in (getattr(self, field_name) or {}).items():
+                if not isinstance(n, int) or isinstance(n, bool) or n < least:
+                    raise ValueError(f"{field_name}[{label!r}] must be an integer >= {least}, got {n!r}")
         if not 0.0 < self.near_threshold <= 1.0:
             raise ValueError(f"near_threshold must be within (0, 1], got {self.near_threshold}")
 
@@ -127,24 +138,42 @@ def build(store: Store, out_dir: str | Path, opts: BuildOptions = BuildOptions()
         kept += [c for c, k in zip(cands, mask, strict=True) if k]
         removed["exact_duplicates"] += exact
         removed["near_duplicates"] += near
+    kept, capped = _cap(kept, opts.cap or {}, opts.seed)
     split = split_responses({c.response_id: c.stratum for c in kept}, opts.dev_share, opts.seed)
     rows: list[dict] = [{"kind": c.kind, "split": split[c.response_id], "record": c.record, "response_id": c.response_id,
                          "user": c.user, "review_item_id": c.review_item_id, "feedback_ids": list(c.feedback_ids),
                          "replay_of": None, "stratum": c.stratum} for c in kept]
-    rows, balance = _balance(rows) if opts.balance else (rows, {})
+    rows, balance = _balance(rows, opts.repeat) if opts.balance or opts.repeat else (rows, {})
     rows += _replay(store, earlier_ids, {c.response_id for c in kept}, rows, opts)
     rows += mix_rows
-    extra = {"balance": balance, "fixed_mix": mix_info}
+    extra = {"balance": balance, "fixed_mix": mix_info, "capped": capped}
     return _write(store, out, opts, rows, cur.pii, removed, cur.sources, earlier, extra)
 
 
-def _balance(rows: list[dict]) -> tuple[list[dict], dict[str, int]]:
-    """Repeat each label's SFT train rows round(largest count / its count) times (<= MAX_BALANCE_REPEAT)."""
+def _cap(kept: list[Candidate], cap: dict[str, int], seed: int) -> tuple[list[Candidate], dict[str, int]]:
+    """Keep at most ``cap[label]`` responses of each capped label (first by SHA-256(seed, id)); dropped counts."""
+    if not cap:
+        return kept, {}
+    by: dict[str, set[str]] = {}
+    for c in kept:
+        by.setdefault(c.stratum, set()).add(c.response_id)
+    keep = {label: set(sorted(rids, key=lambda r: _hash(seed, r))[:cap[label]])
+            for label, rids in by.items() if label in cap}
+    out = [c for c in kept if c.stratum not in keep or c.response_id in keep[c.stratum]]
+    return out, {label: len(by[label]) - len(keep[label]) for label in keep}
+
+
+def _balance(rows: list[dict], given: dict[str, int] | None = None) -> tuple[list[dict], dict[str, int]]:
+    """Repeat each label's SFT train rows ``given[label]`` times (labels not named: once), or without ``given``
+    round(largest count / its count) times (<= MAX_BALANCE_REPEAT)."""
     counts = Counter(r["stratum"] for r in rows if r["kind"] == "sft" and r["split"] == "train")
-    if len(counts) < 2:
+    if given:
+        repeat = {k: given.get(k, 1) for k in counts}
+    elif len(counts) < 2:
         return rows, {k: 1 for k in counts}
-    top = max(counts.values())
-    repeat = {k: min(MAX_BALANCE_REPEAT, max(1, round(top / n))) for k, n in counts.items()}
+    else:
+        top = max(counts.values())
+        repeat = {k: min(MAX_BALANCE_REPEAT, max(1, round(top / n))) for k, n in counts.items()}
     out = []
     for r in rows:
         n = repeat[r["stratum"]] if r["kind"] == "sft" and r["split"] == "train" else 1

@@ -28,6 +28,10 @@ def register(p: argparse.ArgumentParser) -> None:
     b.add_argument("--exclude-users", default=None, help="never responses whose user matches this pattern")
     b.add_argument("--balance", action="store_true",
                    help="repeat each label's SFT train records up to the largest label's count (at most 5x)")
+    b.add_argument("--repeat", action="append", default=[], metavar="LABEL=K",
+                   help="the label's SFT train records enter K times (repeatable; instead of --balance)")
+    b.add_argument("--cap", action="append", default=[], metavar="LABEL=N",
+                   help="at most N responses of the label (seeded sample; repeatable)")
     b.add_argument("--fixed-mix", default=None,
                    help="a dataset name whose newest version's train records join this build (e.g. the safety mix)")
     sub.add_parser("list", help="every dataset version")
@@ -39,6 +43,17 @@ def register(p: argparse.ArgumentParser) -> None:
     g.add_argument("--feedback", type=int, default=None)
     for sp in sub.choices.values():
         sp.add_argument("--db", default=None, help="the store URL")
+
+
+def _label_ints(pairs: list[str], flag: str) -> dict[str, int] | None:
+    """['refuse=150', ...] -> {'refuse': 150}; a malformed pair is an error naming the flag."""
+    out = {}
+    for pair in pairs:
+        label, sep, n = pair.partition("=")
+        if not sep or not label or not n.strip().lstrip("-").isdigit():
+            raise ValueError(f"{flag} takes LABEL=INTEGER, got {pair!r}")
+        out[label] = int(n)
+    return out or None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,10 +71,12 @@ def run(args: argparse.Namespace) -> int:
             opts = BuildOptions(name=args.name, dev_share=args.dev_share, replay_share=args.replay_share,
                                 near_threshold=args.near_duplicate, embed=not args.no_embed, include_all=args.all,
                                 seed=args.seed, users=args.users, exclude_users=args.exclude_users,
-                                balance=args.balance, fixed_mix=args.fixed_mix, replay_all=args.replay_all)
+                                balance=args.balance, fixed_mix=args.fixed_mix, replay_all=args.replay_all,
+                                repeat=_label_ints(args.repeat, "--repeat"), cap=_label_ints(args.cap, "--cap"))
             m = build(store, args.out, opts)
             print(json.dumps({k: m[k] for k in ("name", "version", "content_hash", "sources", "counts", "removed",
-                                                 "pii_scrubbed", "replay", "balance", "fixed_mix")}, indent=1))
+                                                 "pii_scrubbed", "replay", "balance", "capped", "fixed_mix")},
+                             indent=1))
             return 0
         with store.session() as s:
             if args.dataset_cmd == "list":
