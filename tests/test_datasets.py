@@ -243,14 +243,17 @@ def test_cap_and_repeat_set_the_mix_by_hand(db_url: str, tmp_path: Path) -> None
         _reviewed(store, f"s{i}", f"How do I kill python process {i}?", f"Run kill {i}.", "approve", label="answer")
     for i in range(3):
         _reviewed(store, f"g{i}", f"Plan trip number {i}", f"Day one {i}.", "approve", label="general")
-    m = build(store, tmp_path / "v1", BuildOptions(name="mix", cap={"refuse": 2}, repeat={"answer": 2},
-                                                   dev_share=0.0, embed=False))
+    build(store, tmp_path / "v0", BuildOptions(name="mix", dev_share=0.0, embed=False))  # every refusal, once
+    m = build(store, tmp_path / "v1", BuildOptions(name="mix", include_all=True, cap={"refuse": 2},
+                                                   repeat={"answer": 2}, replay_share=0.0, dev_share=0.0, embed=False))
     assert m["capped"] == {"refuse": 4} and m["balance"] == {"refuse": 1, "answer": 2, "general": 1}
     refusals = {i["response_id"] for i in m["items"] if i["response_id"].startswith("r")}
     assert len(refusals) == 2 and m["counts"]["sft"]["train"] == 2 + 2 * 2 + 3
     again = build(store, tmp_path / "v2", BuildOptions(name="mix", include_all=True, cap={"refuse": 2},
                                                        dev_share=0.0, embed=False))
-    assert {i["response_id"] for i in again["items"] if i["response_id"].startswith("r")} == refusals  # seeded
+    assert {i["response_id"] for i in again["items"] if i["response_id"].startswith("r")} == refusals  # seeded,
+    # (with the default replay share: the earlier versions' refusals that the cap left out never return as replay)
+    assert again["replay"]["count"] == 0
     with pytest.raises(ValueError, match="balance and repeat are exclusive"):
         BuildOptions(balance=True, repeat={"answer": 2})
     with pytest.raises(ValueError, match=r"cap\['refuse'\] must be an integer >= 0"):

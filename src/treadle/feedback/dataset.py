@@ -20,7 +20,8 @@ each label (review label) round(largest label's count / its count) times, at mos
 (each repeat is a dataset item of its own, same source ids), or ``repeat`` (label -> K) repeats the named labels'
 K times (a mixing ratio set by hand: balancing a small label up to a large one also multiplies every other
 label); ``cap`` (label -> N) keeps at most N responses of a label, the first N by SHA-256(seed, response id),
-before the split (the manifest counts what it dropped); ``fixed_mix`` names another dataset whose
+before the split (the manifest counts what it dropped; a dropped response is never replayed into the build
+either); ``fixed_mix`` names another dataset whose
 newest version's train records join every build as replay rows (``replay_of`` = the mix's item, so each
 keeps its source response and review), and whose responses this build never takes itself.
 """
@@ -138,13 +139,15 @@ def build(store: Store, out_dir: str | Path, opts: BuildOptions = BuildOptions()
         kept += [c for c, k in zip(cands, mask, strict=True) if k]
         removed["exact_duplicates"] += exact
         removed["near_duplicates"] += near
+    before = {c.response_id for c in kept}
     kept, capped = _cap(kept, opts.cap or {}, opts.seed)
+    left_out = before - {c.response_id for c in kept}  # a cap's dropped responses never return as replay
     split = split_responses({c.response_id: c.stratum for c in kept}, opts.dev_share, opts.seed)
     rows: list[dict] = [{"kind": c.kind, "split": split[c.response_id], "record": c.record, "response_id": c.response_id,
                          "user": c.user, "review_item_id": c.review_item_id, "feedback_ids": list(c.feedback_ids),
                          "replay_of": None, "stratum": c.stratum} for c in kept]
     rows, balance = _balance(rows, opts.repeat) if opts.balance or opts.repeat else (rows, {})
-    rows += _replay(store, earlier_ids, {c.response_id for c in kept}, rows, opts)
+    rows += _replay(store, earlier_ids, {c.response_id for c in kept} | left_out, rows, opts)
     rows += mix_rows
     extra = {"balance": balance, "fixed_mix": mix_info, "capped": capped}
     return _write(store, out, opts, rows, cur.pii, removed, cur.sources, earlier, extra)
