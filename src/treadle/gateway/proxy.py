@@ -31,7 +31,7 @@ from typing import Any
 
 import httpx
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from treadle.gateway.failover import StreamState
 from treadle.gateway.metrics import GatewayMetrics
@@ -39,6 +39,7 @@ from treadle.gateway.policies import Decision, RouteRequest, RoutingPolicy
 from treadle.gateway.prefix import PrefixHasher
 from treadle.gateway.replicas import Replica, ReplicaSet
 from treadle.gateway.routes import RouteTable, user_key
+from treadle.gateway.sse_relay import Hold, RelayedStream, cached_tokens, read_until_token
 from treadle.server.body import load_json_object
 from treadle.server.errors import ApiError, unavailable
 from treadle.server.responses import sse
@@ -47,33 +48,6 @@ from treadle.server.streams import ClientDisconnected, cancel_on_disconnect
 log = logging.getLogger("treadle.gateway")
 decision_log = logging.getLogger("treadle.gateway.decisions")  # DEBUG: every routing decision and its loads
 RETRY_STATUSES = (429, 503)
-
-
-def _cached_tokens(usage: Any) -> int | None:
-    if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens_details"), dict):
-        value = usage["prompt_tokens_details"].get("cached_tokens")
-        return value if isinstance(value, int) else None
-    return None
-
-
-def carries_token(line: str) -> bool:
-    """Whether an SSE line ends the held-back part of a stream: a token, a finish, usage, an error, DONE."""
-    if not line.startswith("data:"):
-        return False
-    data = line[5:].strip()
-    if data == "[DONE]":
-        return True
-    try:
-        chunk = json.loads(data)
-    except ValueError:
-        return True
-    if not isinstance(chunk, dict) or "error" in chunk or chunk.get("usage"):
-        return True
-    for c in chunk.get("choices") or []:
-        delta = c.get("delta") or {}
-        if c.get("text") or delta.get("content") or c.get("finish_reason") is not None:
-            return True
-    return False
 
 
 class Proxy:
@@ -155,7 +129,7 @@ class Proxy:
             tried.add(r.replica_id)
             r.inflight += 1
             self.policy.on_routed(route, d)
-            held = _Hold(r)
+            held = Hold(r)
             try:
                 resp, retry_reason, last = await self._send(r, raw, stream, path, rid)
                 if resp is None:
@@ -172,7 +146,7 @@ class Proxy:
                         continue
                 lines = resp.aiter_lines()
                 try:
-                    first = await _read_until_token(lines)
+                    first = await read_until_token(lines)
                 except httpx.TransportError as e:
                     await resp.aclose()
                     self.replicas.mark_failed(r, f"stream broke before the first token: {e!r}")
@@ -182,7 +156,7 @@ class Proxy:
                 held.keep = True  # the relay (or the response's cleanup) releases it
                 relay = self._relay(r, resp, lines, first, route, d, t0, held, rec, state or StreamState({}, False),
                                     tried, rid)
-                return _Stream(relay, resp, held,
+                return RelayedStream(relay, resp, held,
                                {"Cache-Control": "no-cache", "x-request-id": rid, "x-treadle-replica": r.replica_id})
             except (asyncio.CancelledError, ClientDisconnected):
                 self.metrics.routed.labels(r.replica_id, "499").inc()
@@ -224,7 +198,7 @@ class Proxy:
             await resp.aclose()
         if resp.status_code == 200:
             try:
-                cached = _cached_tokens(json.loads(content).get("usage"))
+                cached = cached_tokens(json.loads(content).get("usage"))
             except (ValueError, AttributeError):
                 cached = None
             if cached is not None:
@@ -239,7 +213,7 @@ class Proxy:
                         media_type=resp.headers.get("content-type", "application/json"))
 
     async def _relay(self, r: Replica, resp: httpx.Response, lines: AsyncIterator[str], first: list[str],
-                     route: RouteRequest, d: Decision, t0: float, held: _Hold, rec: Any,
+                     route: RouteRequest, d: Decision, t0: float, held: Hold, rec: Any,
                      state: StreamState, tried: set[str], rid: str) -> AsyncIterator[str]:
         status = "200"
         try:
@@ -353,51 +327,8 @@ class Proxy:
 
     def _usage_line(self, line: str, route: RouteRequest, d: Decision) -> None:
         try:
-            cached = _cached_tokens(json.loads(line[5:]).get("usage"))
+            cached = cached_tokens(json.loads(line[5:]).get("usage"))
         except (ValueError, AttributeError):
             return
         if cached is not None:
             self.policy.on_result(route, d, cached)
-
-
-class _Stream(StreamingResponse):
-    """SSE response whose cleanup runs even if its body never started (the client left first)."""
-
-    def __init__(self, content: AsyncIterator[str], upstream: httpx.Response, held: _Hold,
-                 headers: dict[str, str]) -> None:
-        super().__init__(content, media_type="text/event-stream", headers=headers)
-        self.upstream, self.held = upstream, held
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            await self.body_iterator.aclose()  # type: ignore[union-attr]
-            await self.upstream.aclose()
-            self.held.release()
-
-
-class _Hold:
-    """One unit of a replica's in-flight count, released exactly once."""
-
-    def __init__(self, r: Replica) -> None:
-        self.r, self.keep, self.done = r, False, False
-
-    def release(self) -> None:
-        if not self.done:
-            self.done = True
-            self.r.inflight -= 1
-
-    def release_unless_kept(self) -> None:
-        if not self.keep:
-            self.release()
-
-
-async def _read_until_token(lines: AsyncIterator[str]) -> list[str]:
-    """Lines up to and including the first that carries a token (or all, if the stream ends first)."""
-    out: list[str] = []
-    async for line in lines:
-        out.append(line)
-        if carries_token(line):
-            break
-    return out
