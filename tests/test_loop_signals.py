@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from treadle.loop.signals import LiveChecks, request_text, version_signals
+from treadle.loop.signals import LiveChecks, look_sample_size, request_text, version_signals
 from treadle.store import open_store
 from treadle.store.models import Feedback, Interaction, utcnow
 
@@ -37,4 +37,23 @@ def test_version_signals_from_the_log(tmp_path: Path) -> None:
     assert small.sampled == 2
     assert version_signals(store, "v1", t0, checks, 10).requests == 1
     assert request_text({"prompt": "p"}) == "p" and request_text({"messages": []}) == ""
+    store.close()
+
+
+def test_the_sample_grows_with_the_look_and_a_replay_stops_at_until(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
+    t0 = utcnow()
+    with store.session() as s:
+        for i in range(25):
+            s.add(Interaction(id=f"c{i}", created_at=t0 + timedelta(seconds=i), user="u", endpoint="chat", params={},
+                              output="fine", finish_reason="stop", request={"messages": []}, model_name="cand",
+                              source="gateway"))
+    size = lambda until=None: look_sample_size(store, "cand", t0, 10, 3, 7, until)  # noqa: E731
+    assert size() == 14  # 25 requests: look 2 of 3 reached
+    assert size(t0 + timedelta(seconds=4)) == 7  # before look 1 the sample is one look's
+    assert size(t0 + timedelta(seconds=9)) == 7 and size(t0 + timedelta(seconds=19)) == 14
+    assert look_sample_size(store, "cand", t0, 5, 3, 7) == 21  # capped at the last look
+    checks = LiveChecks("keywords:kill")
+    assert version_signals(store, "cand", t0, checks, 100, t0 + timedelta(seconds=9)).requests == 10
+    assert version_signals(store, "cand", t0, checks, 4).sampled == 4
     store.close()

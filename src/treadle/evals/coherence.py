@@ -1,11 +1,12 @@
 """Coherence of a reply: four checks, each reported, and ``coherent`` = all four pass.
 
-- ``on_topic``: cosine similarity of request and reply embeddings (MiniLM) >= ``ON_TOPIC_MIN``;
+- ``on_topic``: cosine similarity of request and reply embeddings (MiniLM) >= ``ON_TOPIC_MIN``, or a
+  short extractive answer (``reply_checks``: a label or choice that the prompt itself lists);
 - ``fluent``: the reply's mean per-token log-probability under the served base model, scored by
   the server's prompt log-probabilities after ``FLUENCY_PREFIX`` (the ChatML turn of the request),
   is at least ``FLUENCY_MIN`` (below: word salad; ``FLUENCY_MAX`` is 0, see ``thresholds.py``);
 - ``not_degenerate``: not empty, no runaway repetition, not cut mid-word unless length-limited
-  (``scorers.degeneracy``);
+  (``reply_checks.degeneracy``: the request's own words count as whole words);
 - ``language``: the reply is in the request's language: the item's ``language``, else the one
   detected in the request (``scorers.same_language``; text too short to tell passes).
 The thresholds (``thresholds.py``) are calibrated on reference replies vs. deliberately broken
@@ -18,9 +19,9 @@ from __future__ import annotations
 import asyncio
 import re
 
-from treadle.evals import scorers
+from treadle.evals import reply_checks, scorers
 from treadle.evals.client import Endpoint
-from treadle.evals.thresholds import FLUENCY_MAX, FLUENCY_MIN, ON_TOPIC_MIN
+from treadle.evals.thresholds import FLUENCY_MAX, FLUENCY_MIN
 
 FLUENCY_PREFIX = "<|im_start|>user\n{request}<|im_end|>\n<|im_start|>assistant\n"
 
@@ -48,11 +49,13 @@ async def judge(endpoint: Endpoint, request: str, reply: str) -> bool:
 
 
 def checks(request: str, reply: str, finish_reason: str | None, similarity: float, mean_lp: float | None,
-           language: str | None) -> tuple[dict[str, bool], dict]:
-    """(passed flags, details) of one reply; ``coherent`` is the conjunction of the four checks."""
-    degen = scorers.degeneracy(reply, finish_reason)
+           language: str | None, context: str | None = None) -> tuple[dict[str, bool], dict]:
+    """(passed flags, details) of one reply; ``coherent`` is the conjunction of the four checks.
+    ``context``: all the prompt's text (``reply_checks.context_text``), defaults to ``request``."""
+    ctx = request if context is None else context
+    degen = reply_checks.degeneracy(reply, finish_reason, ctx)
     passed = {
-        "on_topic": similarity >= ON_TOPIC_MIN,
+        "on_topic": reply_checks.on_topic(similarity, reply, ctx),
         "fluent": fluency_ok(mean_lp),
         "not_degenerate": not any(degen.values()),
         "language": scorers.same_language(reply, language or scorers.detect_language(request)),

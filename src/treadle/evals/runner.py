@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from treadle.evals import coherence, scorers
+from treadle.evals import coherence, reply_checks, scorers
 from treadle.evals.client import Endpoint, Reply
 from treadle.evals.results import write_json
 from treadle.evals.stats import wilson_ci
@@ -125,7 +125,8 @@ async def score(endpoint: Endpoint, items: list[Item], replies: list[Reply], opt
             d["similarity"] = round(sims[i], 4)
             p["accuracy"] = sims[i] >= REFERENCE_MIN
         elif it.type == "open":
-            flags, extra = coherence.checks(it.request, r.text, r.finish_reason, sims[i], mean_lp[i], it.language)
+            flags, extra = coherence.checks(it.request, r.text, r.finish_reason, sims[i], mean_lp[i], it.language,
+                                            reply_checks.context_text({"messages": it.messages}))
             p.update(flags)
             d.update(extra)
         else:

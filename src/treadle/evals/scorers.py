@@ -81,8 +81,9 @@ def is_repetitive(reply: str) -> bool:
     return bool(lines) and Counter(lines).most_common(1)[0][1] >= 3
 
 
-def is_cut_mid_word(reply: str, finish_reason: str | None) -> bool:
-    """Stopped on its own (not ``length``) but ending inside a word (letters that are no vocabulary word)."""
+def is_cut_mid_word(reply: str, finish_reason: str | None, extra_words: frozenset[str] = frozenset()) -> bool:
+    """Stopped on its own (not ``length``) but ending inside a word (letters that are no vocabulary word
+    and none of ``extra_words``, lower case: e.g. the request's own words)."""
     if finish_reason == "length":
         return False
     if finish_reason not in ("stop", None):  # an aborted or errored stream is cut
@@ -91,13 +92,14 @@ def is_cut_mid_word(reply: str, finish_reason: str | None) -> bool:
     if not m or reply.rstrip(" \t") != reply.rstrip():  # ends in punctuation/digits/newline
         return False
     vocab = _vocabulary()
-    return bool(vocab) and m.group(1).lower() not in vocab
+    last = m.group(1).lower()
+    return bool(vocab) and last not in vocab and last not in extra_words
 
 
-def degeneracy(reply: str, finish_reason: str | None) -> dict[str, bool]:
+def degeneracy(reply: str, finish_reason: str | None, extra_words: frozenset[str] = frozenset()) -> dict[str, bool]:
     """The three ways a reply is degenerate, each a flag (True = the problem is present)."""
     return {"empty": is_empty(reply), "repetitive": is_repetitive(reply),
-            "cut_mid_word": is_cut_mid_word(reply, finish_reason)}
+            "cut_mid_word": is_cut_mid_word(reply, finish_reason, extra_words)}
 
 
 def detect_language(text: str) -> str | None:

@@ -3,8 +3,9 @@ what they flag.
 
 - ``safety``: the reply is flagged by ``treadle eval``'s toxicity classifier;
 - ``coherence``: the reply is degenerate (empty, runaway repetition, cut mid-word) or off topic (MiniLM
-  cosine of the last user message and the reply below the calibrated ``ON_TOPIC_MIN``). The fluency check
-  needs the serving model's log-probabilities and is not run here.
+  cosine of the last user message and the reply below the calibrated ``ON_TOPIC_MIN``, unless a short
+  extractive answer: ``evals.reply_checks``). The fluency check needs the serving model's
+  log-probabilities and is not run here.
 Parameters: ``sample`` (how many of the newest interactions without a review item are checked),
 ``seed``; each flagged interaction is queued once with its reasons.
 """
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from treadle.evals.reply_checks import context_text
 from treadle.feedback.review import enqueue
 from treadle.store import Store
 from treadle.store.models import Interaction, ReviewItem
@@ -38,10 +40,10 @@ def last_user_text(request: dict) -> str:
 
 
 def flag(requests: list[str], replies: list[str], finish: list[str | None], embed: bool = True,
-         safety: bool = True) -> list[list[str]]:
-    """The reasons each reply is flagged for (empty list: not flagged)."""
-    from treadle.evals import scorers
-    from treadle.evals.thresholds import ON_TOPIC_MIN
+         safety: bool = True, contexts: list[str] | None = None) -> list[list[str]]:
+    """The reasons each reply is flagged for (empty list: not flagged); ``contexts``: each request's whole
+    text (``reply_checks.context_text``), defaults to ``requests``."""
+    from treadle.evals import reply_checks
 
     out: list[list[str]] = [[] for _ in replies]
     if safety and replies:
@@ -55,8 +57,8 @@ def flag(requests: list[str], replies: list[str], finish: list[str | None], embe
         from treadle.evals.embedder import get_embedder
 
         sims = get_embedder().similarity(requests, replies)
-    for i, (reply, fin) in enumerate(zip(replies, finish, strict=True)):
-        if any(scorers.degeneracy(reply, fin).values()) or sims[i] < ON_TOPIC_MIN:
+    for i, (reply, fin, ctx) in enumerate(zip(replies, finish, contexts or requests, strict=True)):
+        if reply_checks.incoherent_reasons(ctx, reply, fin, sims[i]):
             out[i].append("coherence")
     return out
 
@@ -71,7 +73,7 @@ def scan(store: Store, sample: int = 200, seed: int = 0, reviews_per_item: int =
                          .limit(sample * 4)).all()
     rows = random.Random(seed).sample(rows, min(sample, len(rows)))
     reasons = flag([last_user_text(r.request) for r in rows], [r.output for r in rows],
-                   [r.finish_reason for r in rows], embed, safety)
+                   [r.finish_reason for r in rows], embed, safety, [context_text(r.request) for r in rows])
     counts: dict[str, int] = {}
     queued = 0
     with store.session() as s:

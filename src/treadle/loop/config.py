@@ -82,7 +82,7 @@ class CanaryStep:
     poll_seconds: float = 10.0
     max_minutes: float = 120.0
     safety_classifier: str = "unsafe"  # 'unsafe' (the MiniLM head) or 'keywords:w1,w2' (smoke tests)
-    sample_per_look: int = 100  # live outputs checked per version per poll
+    sample_per_look: int = 100  # live outputs checked per version per look reached (look k: k x this many)
 
 
 @dataclass(frozen=True)

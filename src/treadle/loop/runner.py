@@ -257,7 +257,7 @@ class Loop:
 
     def _step_canary(self, run: st.RunView, sid: int) -> st.RunView:
         from treadle.loop.canary import PROMOTE, ROLLBACK, decide
-        from treadle.loop.signals import LiveChecks, version_signals
+        from treadle.loop.signals import LiveChecks, look_sample_size, version_signals
 
         c = self.cfg.canary
         self.checks = self.checks or LiveChecks(c.safety_classifier)
@@ -265,8 +265,9 @@ class Loop:
         since = datetime.fromisoformat(run.state["canary_started_at"])
         deadline = time.monotonic() + c.max_minutes * 60
         while True:
-            sig_c = version_signals(self.store, cand, since, self.checks, c.sample_per_look)
-            sig_p = version_signals(self.store, prod, since, self.checks, c.sample_per_look)
+            n = look_sample_size(self.store, cand, since, c.policy.requests_per_look, c.policy.looks, c.sample_per_look)
+            sig_c = version_signals(self.store, cand, since, self.checks, n)
+            sig_p = version_signals(self.store, prod, since, self.checks, n)
             d = decide(sig_c, sig_p, c.policy)
             if d.action in (PROMOTE, ROLLBACK) or time.monotonic() > deadline:
                 break
