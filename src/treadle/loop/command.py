@@ -4,6 +4,8 @@ Without ``--once`` the loop waits for its trigger (N new approved review items, 
 runs a pass, and waits again, until interrupted; an unfinished pass (a crash, a kill) is resumed
 first. ``status`` prints the runs, their steps and the alias's current split (JSON with ``--json``);
 ``export --out FILE`` writes every version's gating scores and fate (``kind: loop``) for ``treadle report``.
+``retry --run N --reason TEXT`` reopens run N, whose canary rolled its candidate back, at its canary (after a
+fixed live check or a one-off incident; audited on the version); the next ``treadle loop`` pass runs it.
 """
 
 from __future__ import annotations
@@ -17,8 +19,12 @@ HELP = "the improvement loop: dataset -> tune -> gate -> canary -> promote or ro
 
 
 def register(p: argparse.ArgumentParser) -> None:
-    p.add_argument("what", nargs="?", choices=("run", "status", "export"), default="run",
-                   help="run the loop (default), print its status, or export the summary that treadle report plots")
+    p.add_argument("what", nargs="?", choices=("run", "status", "export", "retry"), default="run",
+                   help="run the loop (default), print its status, export the summary that treadle report plots, "
+                        "or retry a rolled-back canary (--run, --reason)")
+    p.add_argument("--run", type=int, default=None, help="retry: the loop run whose canary rolled back")
+    p.add_argument("--reason", default=None, help="retry: why (stored with the version's history)")
+    p.add_argument("--actor", default="cli", help="retry: who asks (stored with the reason)")
     p.add_argument("--out", default="loop-summary.json", help="export: where to write the summary (kind: loop)")
     p.add_argument("--config", required=True, help="loop.yaml (see docs/LOOP.md)")
     p.add_argument("--once", action="store_true", help="resume or run at most one pass, then exit")
@@ -36,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.what == "status":
             return _status(cfg, store, args.json)
+        if args.what == "retry":
+            return _retry(cfg, store, args)
         if args.what == "export":
             from pathlib import Path
 
@@ -60,6 +68,24 @@ def run(args: argparse.Namespace) -> int:
             time.sleep(args.poll_seconds)
     finally:
         store.close()
+
+
+def _retry(cfg, store, args: argparse.Namespace) -> int:  # noqa: ANN001
+    from treadle.loop.state import reopen_canary
+    from treadle.registry.registry import alias_state, record_event
+
+    if args.run is None or not (args.reason or "").strip():
+        print("treadle loop retry: --run N and --reason TEXT are required")
+        return 2
+    alias = alias_state(store, cfg.alias)
+    try:
+        run = reopen_canary(store, args.run, cfg.alias, alias.production if alias else None)
+    except ValueError as e:
+        print(f"treadle loop retry: {e}")
+        return 2
+    record_event(store, run.candidate, "canary_retry", args.actor, alias=cfg.alias, run=run.id, reason=args.reason)
+    print(json.dumps({"run": run.id, "candidate": run.candidate, "step": run.step, "reason": args.reason}))
+    return 0
 
 
 def _status(cfg, store, as_json: bool) -> int:  # noqa: ANN001

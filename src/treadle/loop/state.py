@@ -87,6 +87,32 @@ def finish_run(store: Store, run_id: int, outcome: str, reason: str, status: str
         return _view(r)
 
 
+def reopen_canary(store: Store, run_id: int, alias: str, production: str | None) -> RunView:
+    """Reopen a run whose canary rolled its candidate back, at ``canary_start``: its tune, eval and gate stand,
+    and the next ``treadle loop`` pass runs a fresh canary (a new window; the old one is kept in
+    ``state['previous_canaries']``). Valid only while the alias has no open run and ``production`` (the
+    alias's production now) is the version the run was gated against; otherwise ValueError."""
+    with store.session() as s:
+        r = s.get(LoopRun, run_id)
+        if r is None or r.alias != alias:
+            raise ValueError(f"--run {run_id}: no loop run of alias {alias!r} has this id")
+        state = dict(r.state or {})
+        if r.status != "done" or r.outcome != "rolled_back" or "canary_started_at" not in state:
+            raise ValueError(f"--run {run_id}: only a run whose canary rolled back can be retried "
+                             f"(this one is {r.status}, outcome {r.outcome})")
+        if state.get("production") != production:
+            raise ValueError(f"--run {run_id} was gated against {state.get('production')!r} but the alias's "
+                             f"production is now {production!r}: start a new run instead")
+        if s.scalar(select(LoopRun.id).where(LoopRun.alias == r.alias, LoopRun.status == "running")) is not None:
+            raise ValueError(f"alias {r.alias!r} has an unfinished run: finish it before a retry")
+        prev = [*state.get("previous_canaries", []), {"started_at": state.pop("canary_started_at"),
+                                                       "outcome": r.outcome, "reason": r.reason}]
+        r.state = {**state, "previous_canaries": prev}
+        r.status, r.step, r.outcome, r.reason, r.finished_at, r.updated_at = (
+            "running", "canary_start", None, None, None, utcnow())
+        return _view(r)
+
+
 def runs(store: Store, alias: str | None = None, limit: int = 20) -> list[dict]:
     """Newest runs with their steps (the ``treadle loop status`` view)."""
     with store.session() as s:
