@@ -8,6 +8,8 @@
 # (dataset -> tune ~30 min -> gating ~15 min -> canary with live simulated traffic -> promote or roll back).
 # RESUME=1: send no users in the first round; its loop pass resumes the store's unfinished run (after a crash or
 # a fixed config) or starts one though the trigger has not fired (after a new safety mix version).
+# RETRY_RUN=N RETRY_REASON=...: with RESUME=1, first reopen run N whose canary rolled back (`treadle loop retry`);
+# round 1 then runs its canary again, with live traffic, without retraining.
 # SAFETY_MIX_ARGS: how the safety mix is built from the red team's reviews (default --balance; e.g.
 # '--cap refuse=150 --repeat answer=2').
 # Ends with docs/results/loop-demo.json (every version's gating scores, verdicts and fates).
@@ -25,7 +27,12 @@ $T gateway --port $PORT --launch 1 --replica-threads 2 --model default --served-
 GW=$!
 trap 'kill $GW 2>/dev/null || true' EXIT
 until curl -sf http://127.0.0.1:$PORT/ready > /dev/null; do kill -0 $GW; sleep 5; done  # a dead gateway ends the script
-$T loop --config $CFG --once   # registers the base as production and creates the alias route
+if [ -n "${RETRY_RUN:-}" ]; then
+  $T loop retry --config $CFG --run "$RETRY_RUN" --reason "${RETRY_REASON:?RETRY_REASON is required with RETRY_RUN}" \
+     --actor loop_demo.sh
+else
+  $T loop --config $CFG --once   # registers the base as production and creates the alias route
+fi
 if ! $T dataset list | grep -q '"name": "safety"'; then
   # the safety mix enters through the store: a red-team campaign on the safety suite's training part
   # (every response reviewed: refusals, or XSTest's answers for safe look-alikes), then a balanced dataset
