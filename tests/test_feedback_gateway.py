@@ -3,6 +3,7 @@ POST /v1/feedback and the review API itself, against a fake chat replica."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from pathlib import Path
@@ -40,9 +41,11 @@ def chat_replica() -> ThreadServer:
         body, rid = await request.json(), f"chatcmpl-{next(ids)}"
         usage = {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6}
         if not body.get("stream"):
+            await asyncio.sleep(0.1)  # at least the 100 ms its Server-Timing claims
             return JSONResponse({"id": rid, "object": "chat.completion", "model": "fake", "usage": usage,
                                  "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi there"},
-                                              "finish_reason": "stop"}]})
+                                              "finish_reason": "stop"}]},
+                                headers={"server-timing": "ttft;dur=40, e2e;dur=100"})
 
         async def events():  # noqa: ANN202
             head = {"id": rid, "object": "chat.completion.chunk", "model": "fake"}
@@ -67,7 +70,7 @@ def test_gateway_logs_relayed_responses_and_takes_feedback(tmp_path: Path) -> No
     try:
         msgs = [{"role": "user", "content": "hello"}]
         plain = httpx.post(f"{server.base}/v1/chat/completions", json={"messages": msgs, "user": "u1"}, timeout=30)
-        assert plain.status_code == 200
+        assert plain.status_code == 200 and plain.headers["server-timing"] == "ttft;dur=40, e2e;dur=100"
         streamed = httpx.post(f"{server.base}/v1/chat/completions", timeout=30,
                               json={"messages": msgs, "stream": True, "temperature": 0.5})
         assert streamed.status_code == 200 and "[DONE]" in streamed.text
@@ -89,6 +92,9 @@ def test_gateway_logs_relayed_responses_and_takes_feedback(tmp_path: Path) -> No
         rows = {i.id: i for i in s.execute(select(Interaction)).scalars()}
         p, st = rows[plain.json()["id"]], rows[sid]
         assert (p.output, p.user, p.source, p.stream, p.finish_reason) == ("Hi there", "u1", "gateway", False, "stop")
+        # the whole response's TTFT: the gateway's e2e less the replica's 60 ms after its first token
+        # (computed a moment before the logged e2e, so at most the formula on the logged e2e)
+        assert 0.04 <= p.ttft_s <= max(0.04, p.e2e_s - 0.06)
         assert (st.output, st.user, st.stream, st.completion_tokens) == ("Streamed", "anonymous", True, 2)
         assert st.params == {"temperature": 0.5} and st.replica == p.replica is not None and st.ttft_s is not None
         assert s.execute(select(Feedback.thumbs)).scalar() == "down"

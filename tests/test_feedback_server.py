@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from test_server_support import ServerProcess
+from treadle.server.timing import parse_server_timing
 from treadle.store import open_store
 from treadle.store.models import Feedback, Interaction, ReviewItem
 
@@ -52,6 +53,9 @@ def _chat(srv: ServerProcess, key: str, stream: bool = False, user: str | None =
         body["stream_options"] = {"include_usage": True}
     r = httpx.post(f"{srv.base}/v1/chat/completions", json=body, headers=_h(key), timeout=30)
     assert r.status_code == 200, r.text
+    if not stream:  # a whole response says when its first token was ready (server/timing.py)
+        t = parse_server_timing(r.headers.get("server-timing"))
+        assert 0 < t["ttft"] <= t["e2e"], r.headers
     if not stream:
         return r.json()["id"]
     lines = [ln[6:] for ln in r.text.splitlines() if ln.startswith("data: ") and ln != "data: [DONE]"]

@@ -118,13 +118,15 @@ class GatewayRecord:
         self.svc, self.request, self.body, self.chat = svc, request, body, chat
         self.acc = StreamAccumulator()
 
-    def whole(self, content: bytes, replica: str, t0: float, cards: list[dict] | None = None) -> None:
+    def whole(self, content: bytes, replica: str, t0: float, cards: list[dict] | None = None,
+              ttft_s: float | None = None) -> None:
+        """Record a whole JSON response; ``ttft_s``: from the replica's Server-Timing (``server.timing``)."""
         try:
             response = json.loads(content)
         except ValueError:
             return
         if isinstance(response, dict):
-            self.svc.record_gateway(self.request, self.body, response, False, replica, t0, None, cards)
+            self.svc.record_gateway(self.request, self.body, response, False, replica, t0, ttft_s, cards)
 
     def feed(self, line: str) -> None:
         self.acc.feed(line)

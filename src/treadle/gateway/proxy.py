@@ -44,6 +44,7 @@ from treadle.server.body import load_json_object
 from treadle.server.errors import ApiError, unavailable
 from treadle.server.responses import sse
 from treadle.server.streams import ClientDisconnected, cancel_on_disconnect
+from treadle.server.timing import gateway_ttft
 
 log = logging.getLogger("treadle.gateway")
 decision_log = logging.getLogger("treadle.gateway.decisions")  # DEBUG: every routing decision and its loads
@@ -204,10 +205,12 @@ class Proxy:
             if cached is not None:
                 self.policy.on_result(route, d, cached)
             if rec is not None:
-                rec.whole(content, r.replica_id, t0, r.models)
+                ttft = gateway_ttft(time.monotonic() - t0, resp.headers.get("server-timing"))
+                rec.whole(content, r.replica_id, t0, r.models, ttft)
         self.metrics.routed.labels(r.replica_id, str(resp.status_code)).inc()
         self.metrics.e2e.observe(time.monotonic() - t0)
-        headers = {k: v for k, v in resp.headers.items() if k.lower() in ("x-request-id", "retry-after")}
+        headers = {k: v for k, v in resp.headers.items()
+                   if k.lower() in ("x-request-id", "retry-after", "server-timing")}
         headers["x-treadle-replica"] = r.replica_id
         return Response(content, resp.status_code, headers=headers,
                         media_type=resp.headers.get("content-type", "application/json"))

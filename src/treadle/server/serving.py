@@ -26,6 +26,7 @@ from treadle.server.requests import _PARAM_NAMES, Limits, Prepared
 from treadle.server.responses import Collector, TokenText, sse
 from treadle.server.settings import ServerSettings
 from treadle.server.streams import ClientDisconnected, cancel_on_disconnect, merge
+from treadle.server.timing import server_timing
 
 log = logging.getLogger("treadle.server")
 _UNION_HINTS = {
@@ -161,7 +162,9 @@ class Handler:
         self._record(request, col)
         if self.recorder is not None:
             self.recorder.record_server(request, body, col, stream=False)
-        return JSONResponse(col.chat_response() if prep.chat else col.completion_response())
+        m = col.final[min(col.final)].metrics if col.final else None
+        timing = server_timing(m.ttft, m.finished_time - m.arrival_time if m.finished_time else None) if m else {}
+        return JSONResponse(col.chat_response() if prep.chat else col.completion_response(), headers=timing)
 
     async def _sse(self, request: Request, body: Any, prep: Prepared, col: Collector, tracker: RequestTracker,
                    first: tuple, merged: AsyncIterator) -> AsyncIterator[str]:
