@@ -103,6 +103,10 @@ def test_log_feedback_roles_and_metrics(served) -> None:  # noqa: ANN001
     assert httpx.get(f"{srv.base}/review/api/queue", headers=_h("k-alice"), timeout=30).status_code == 403
     q = httpx.get(f"{srv.base}/review/api/queue", headers=_h("k-rev"), timeout=30).json()
     item = next(i for i in q["items"] if i["response_id"] == streamed)
+    paged = httpx.get(f"{srv.base}/review/api/queue", params={"offset": 1}, headers=_h("k-rev"), timeout=30).json()
+    assert paged["items"] == q["items"][1:]
+    bad = httpx.get(f"{srv.base}/review/api/queue", params={"offset": "-2"}, headers=_h("k-rev"), timeout=30)
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "offset", bad.text
     r = httpx.post(f"{srv.base}/review/api/items/{item['id']}", headers=_h("k-rev"), timeout=30,
                    json={"action": "correct", "reply": "A better reply.", "label": "greeting"})
     assert r.status_code == 200 and r.json()["status"] == "corrected", r.text

@@ -81,12 +81,10 @@ def add_routes(app: Any, svc: Any) -> None:
     async def review_queue(request: Request) -> Response:
         try:
             p = reviewer(request, svc, signer)
-            limit = int(request.query_params.get("limit", "50"))
-            return JSONResponse(await in_thread(_queue, svc, p, limit))
+            limit, offset = _int_param(request, "limit", 50), _int_param(request, "offset", 0)
+            return JSONResponse(await in_thread(_queue, svc, p, limit, offset))
         except FeedbackError as e:
             return error(e)
-        except ValueError:
-            return error(FeedbackError(400, "limit must be an integer", "limit"))
 
     @app.get("/review/api/items/{item_id}")
     async def review_item(request: Request, item_id: int) -> Response:
@@ -126,9 +124,20 @@ def add_routes(app: Any, svc: Any) -> None:
     add_page_routes(app, svc, signer)
 
 
-def _queue(svc: Any, p: Principal, limit: int) -> dict:
+def _int_param(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise FeedbackError(400, f"{name} must be a non-negative integer, got {raw!r}", name)
+    return value
+
+
+def _queue(svc: Any, p: Principal, limit: int, offset: int = 0) -> dict:
     with svc.store.session() as s:
-        items = review.queue(s, reviewer=p.user, limit=limit)
+        items = review.queue(s, reviewer=p.user, limit=limit, offset=offset)
         return {"reviewer": p.user, "role": p.role, "progress": review.progress(s, p.user),
                 "items": [{"id": i.id, "response_id": i.response_id, "reasons": i.reasons, "status": i.status}
                           for i in items]}

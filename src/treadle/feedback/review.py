@@ -58,15 +58,17 @@ def _open_for(s: Session, reviewer: str):  # noqa: ANN202 - a select
     return select(ReviewItem).where(ReviewItem.status.in_(OPEN), ReviewItem.id.not_in(done))
 
 
-def queue(s: Session, reviewer: str | None = None, status: str | None = None, limit: int = 50) -> list[ReviewItem]:
-    """Items by age: open ones this reviewer has not decided (``reviewer``), or all with ``status``."""
+def queue(s: Session, reviewer: str | None = None, status: str | None = None, limit: int = 50,
+          offset: int = 0) -> list[ReviewItem]:
+    """Items by age: open ones this reviewer has not decided (``reviewer``), or all with ``status``; the page of
+    ``limit`` after the first ``offset``."""
     q = _open_for(s, reviewer) if reviewer else select(ReviewItem)
     if status:
         q = q.where(ReviewItem.status == status)
     elif not reviewer:
         q = q.where(ReviewItem.status.in_(OPEN))
     first = case((ReviewItem.status == "adjudication", 0), else_=1)  # adjudication first, then by age
-    return list(s.execute(q.order_by(first, ReviewItem.id).limit(limit)).scalars())
+    return list(s.execute(q.order_by(first, ReviewItem.id).offset(offset).limit(limit)).scalars())
 
 
 def progress(s: Session, reviewer: str | None = None) -> dict:

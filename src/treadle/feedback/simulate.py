@@ -214,12 +214,20 @@ def simulate(cfg: SimConfig) -> SimReport:
 
 def decide_queue(client: httpx.Client, key: str | None, sent: dict, decide, rep: SimReport) -> None:  # noqa: ANN001
     """Decide every open review item of a response in ``sent`` with ``decide(response_id) -> action body``
-    (through the review API, as ``key``); counts the decisions (and failures as errors) in ``rep``."""
+    (through the review API, as ``key``); counts the decisions (and failures as errors) in ``rep``.
+    Other items (older traffic, other campaigns) are left open: the queue is read page by page past them, and
+    read again from the start until a whole pass finds nothing new of ``sent``."""
     seen: set[int] = set()
     while True:
-        q = client.get("/review/api/queue", params={"limit": 200}, headers=auth_headers(key))
-        q.raise_for_status()
-        todo = [i for i in q.json()["items"] if i["response_id"] in sent and i["id"] not in seen]
+        todo, offset = [], 0
+        while True:
+            q = client.get("/review/api/queue", params={"limit": 200, "offset": offset}, headers=auth_headers(key))
+            q.raise_for_status()
+            page = q.json()["items"]
+            todo += [i for i in page if i["response_id"] in sent and i["id"] not in seen]
+            if len(page) < 200:
+                break
+            offset += len(page)
         if not todo:
             return
         for item in todo:
