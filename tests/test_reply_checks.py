@@ -4,12 +4,24 @@ request's words in the cut-mid-word check (parameters in evals/reply_checks.py).
 from __future__ import annotations
 
 from treadle.evals import reply_checks
-from treadle.evals.reply_checks import EXTRACTIVE_MAX_WORDS, context_text, incoherent_reasons, is_extractive
+from treadle.evals.reply_checks import (
+    EXTRACTIVE_MAX_WORDS,
+    context_text,
+    incoherent_reasons,
+    is_extractive,
+    last_user_text,
+)
 from treadle.evals.thresholds import ON_TOPIC_MIN
 
 SYSTEM = "You classify requests. The possible intents are:\ncancel_order\nget_invoice\nset_up_shipping_address\n"
 REQ = {"messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Request: bill please"}]}
 LOW = ON_TOPIC_MIN - 0.2
+
+
+def test_last_user_text_is_the_last_user_message_or_the_prompt() -> None:
+    assert last_user_text(REQ) == "Request: bill please"
+    assert last_user_text({"prompt": "p"}) == "p" and last_user_text({"messages": []}) == ""
+    assert last_user_text({"messages": [{"role": "user", "content": None}]}) == "" and last_user_text({}) == ""
 
 
 def test_context_is_every_message_or_the_prompt() -> None:

@@ -35,7 +35,7 @@ def _flag_rates(cases: list[tuple[list[dict], str, str]]) -> dict:
     """Flagged share under the plain rule and under reply_checks, for (messages, reply, finish reason)."""
     from treadle.evals.embedder import get_embedder
 
-    reqs = [next((m["content"] for m in reversed(msgs) if m["role"] == "user"), "") for msgs, _, _ in cases]
+    reqs = [reply_checks.last_user_text({"messages": msgs}) for msgs, _, _ in cases]
     replies = [r for _, r, _ in cases]
     sims = get_embedder().similarity(reqs, replies)
     plain = new = 0

@@ -32,6 +32,16 @@ def words(text: str) -> list[str]:
     return re.findall(r"[a-z0-9]+", text.lower())
 
 
+def last_user_text(request: dict) -> str:
+    """The logged request's last user message (what a reply must be on topic for), or its prompt."""
+    msgs = request.get("messages") if isinstance(request, dict) else None
+    if isinstance(msgs, list):
+        return next((str(m.get("content") or "") for m in reversed(msgs)
+                     if isinstance(m, dict) and m.get("role") == "user"), "")
+    prompt = request.get("prompt") if isinstance(request, dict) else None
+    return prompt if isinstance(prompt, str) else ""
+
+
 def context_text(request: dict) -> str:
     """All the text a logged request gave the model: its messages' contents, or its prompt."""
     msgs = request.get("messages") if isinstance(request, dict) else None

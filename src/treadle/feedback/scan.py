@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from treadle.evals.reply_checks import context_text
+from treadle.evals.reply_checks import context_text, last_user_text
 from treadle.feedback.review import enqueue
 from treadle.store import Store
 from treadle.store.models import Interaction, ReviewItem
@@ -28,15 +28,6 @@ class ScanResult:
     checked: int
     flagged: dict[str, int]  # reason -> count
     queued: int
-
-
-def last_user_text(request: dict) -> str:
-    msgs = request.get("messages")
-    if msgs:
-        users = [m.get("content") or "" for m in msgs if m.get("role") == "user"]
-        return users[-1] if users else ""
-    prompt = request.get("prompt")
-    return prompt if isinstance(prompt, str) else ""
 
 
 def flag(requests: list[str], replies: list[str], finish: list[str | None], embed: bool = True,

@@ -23,14 +23,6 @@ from treadle.store.db import Store
 from treadle.store.models import Feedback, Interaction
 
 
-def request_text(request: dict) -> str:
-    msgs = request.get("messages") if isinstance(request, dict) else None
-    if isinstance(msgs, list):
-        return next((str(m.get("content", "")) for m in reversed(msgs) if m.get("role") == "user"), "")
-    prompt = request.get("prompt") if isinstance(request, dict) else None
-    return prompt if isinstance(prompt, str) else ""
-
-
 class LiveChecks:
     """``spec``: 'unsafe' (MiniLM head + full live coherence checks) or 'keywords:w1,w2' (no models)."""
 
@@ -56,7 +48,7 @@ class LiveChecks:
                 from treadle.evals.unsafe import get_unsafe_classifier
 
                 unsafe = get_unsafe_classifier().predict([reply for _, _, reply, _ in todo])
-                sims = get_embedder().similarity([request_text(q) for _, q, _, _ in todo],
+                sims = get_embedder().similarity([reply_checks.last_user_text(q) for _, q, _, _ in todo],
                                                  [reply for _, _, reply, _ in todo])
             for (rid, req, reply, finish), u, sim in zip(todo, unsafe, sims, strict=True):
                 bad = reply_checks.incoherent_reasons(reply_checks.context_text(req), reply, finish, sim)
