@@ -16,7 +16,7 @@ import argparse
 import json
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from treadle.loop.canary import decide
 from treadle.loop.config import load_config
@@ -40,7 +40,8 @@ def main() -> None:
             raise SystemExit(f"--run {args.run}: no loop run with a canary in {cfg.db}")
         cand, prod = run.state["candidate"], run.state["production"]
         since = datetime.fromisoformat(run.state["canary_started_at"])
-        end = s.scalar(select(LoopStep.finished_at).where(LoopStep.run_id == run.id, LoopStep.step == "canary"))
+        end = s.scalar(select(func.max(LoopStep.finished_at)).where(  # the last canary (after a retry, too)
+            LoopStep.run_id == run.id, LoopStep.step == "canary", LoopStep.finished_at >= since))
         times = s.scalars(select(Interaction.created_at).where(
             Interaction.model_name == cand, Interaction.created_at >= since,
             *([Interaction.created_at <= end] if end else [])).order_by(Interaction.created_at)).all()

@@ -1,0 +1,98 @@
+"""A finished canary's intent traffic per version and request style, from the store; prints JSON, changes nothing.
+
+For loop run RUN of the config's alias, every intent request (the Bitext classification prompt of
+``simulate-users --task intent``) that the candidate or production served from the canary's start to its end
+is split by style: ``urgent`` (``simulate.urgent``: ``URGENT:`` and capitals) or ``plain``. Per version and
+style: requests, thumbs up and down, and the share of replies that name the request's true intent and the
+poisoned one (``simulate.wrong_intent``: the next intent in sorted order), the true intent looked up from the
+shipped Bitext train split by the request's text. Use: to see whether a canary's candidate fails on one style
+only, as the styled-poison demo intends (docs/LOOP.md).
+
+    python scripts/canary_by_style.py --config loop.yaml --run 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from treadle.evals.reply_checks import last_user_text
+from treadle.evals.scorers import extract_choice
+from treadle.feedback.simulate import _all_rows, urgent, wrong_intent
+from treadle.loop.config import load_config
+from treadle.registry.models import LoopRun, LoopStep
+from treadle.store import open_store
+from treadle.store.models import Feedback, Interaction
+
+REQUEST = re.compile(r"^Request: (.*)\n\nWhich intent from the list", re.S)
+
+
+def breakdown(rows: list[tuple], thumbs: dict[str, str], intents: dict[str, str], labels: list[str]) -> dict:
+    """Counts per (version, style) over ``rows`` of (id, version, request, output); requests whose text is not a
+    Bitext train request are counted under ``unmatched``."""
+    out: dict = {}
+    for rid, version, request, output in rows:
+        m = REQUEST.match(last_user_text(request if isinstance(request, dict) else {}))
+        if not m:
+            continue
+        text = m.group(1)
+        style = "urgent" if text.startswith("URGENT: ") else "plain"
+        cell = out.setdefault(version, {}).setdefault(style, {"requests": 0, "thumbs_up": 0, "thumbs_down": 0,
+                                                              "true_intent": 0, "poisoned_intent": 0,
+                                                              "unmatched": 0})
+        cell["requests"] += 1
+        cell["thumbs_up"] += thumbs.get(rid) == "up"
+        cell["thumbs_down"] += thumbs.get(rid) == "down"
+        truth = intents.get(text)
+        if truth is None:
+            cell["unmatched"] += 1
+            continue
+        said = extract_choice(output or "", labels)
+        cell["true_intent"] += said == truth
+        cell["poisoned_intent"] += said == wrong_intent(truth, labels)
+    for styles in out.values():
+        for cell in styles.values():
+            n = cell["requests"] - cell["unmatched"]
+            cell["true_intent_rate"] = round(cell["true_intent"] / n, 3) if n else None
+            cell["poisoned_intent_rate"] = round(cell["poisoned_intent"] / n, 3) if n else None
+            judged = cell["thumbs_up"] + cell["thumbs_down"]
+            cell["thumbs_up_rate"] = round(cell["thumbs_up"] / judged, 3) if judged else None
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", required=True)
+    p.add_argument("--run", type=int, required=True)
+    args = p.parse_args()
+    cfg = load_config(args.config)
+    store = open_store(cfg.db)
+    with store.session() as s:
+        run = s.get(LoopRun, args.run)
+        if run is None or "canary_started_at" not in (run.state or {}):
+            raise SystemExit(f"--run {args.run}: no loop run with a canary in {cfg.db}")
+        cand, prod = run.state["candidate"], run.state["production"]
+        since = datetime.fromisoformat(run.state["canary_started_at"])
+        end = s.scalar(select(func.max(LoopStep.finished_at)).where(  # the last canary (after a retry, too)
+            LoopStep.run_id == run.id, LoopStep.step == "canary", LoopStep.finished_at >= since))
+        q = select(Interaction.id, Interaction.model_name, Interaction.request, Interaction.output).where(
+            Interaction.model_name.in_([cand, prod]), Interaction.created_at >= since)
+        rows = s.execute(q if end is None else q.where(Interaction.created_at <= end)).all()
+        ids = [r[0] for r in rows]
+        thumbs = dict(s.execute(select(Feedback.response_id, Feedback.thumbs).where(
+            Feedback.response_id.in_(ids), Feedback.thumbs.is_not(None))).all()) if ids else {}
+    store.close()
+    bitext = _all_rows()
+    labels = sorted({r["intent"] for r in bitext})
+    intents = {text: r["intent"] for r in bitext for text in (r["instruction"], urgent(r["instruction"]))}
+    print(json.dumps({"run": args.run, "candidate": cand, "production": prod, "since": since.isoformat(),
+                      "until": end.isoformat() if end else None,
+                      "versions": breakdown(rows, thumbs, intents, labels)}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
