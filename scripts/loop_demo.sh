@@ -31,7 +31,7 @@ if [ -n "${RETRY_RUN:-}" ]; then
   $T loop retry --config $CFG --run "$RETRY_RUN" --reason "${RETRY_REASON:?RETRY_REASON is required with RETRY_RUN}" \
      --actor loop_demo.sh
 else
-  $T loop --config $CFG --once   # registers the base as production and creates the alias route
+  $T loop sync --config $CFG   # registers the base as production (first use) and serves the alias; runs no pass
 fi
 if ! $T dataset list | grep -q '"name": "safety"'; then
   # the safety mix enters through the store: a red-team campaign on the safety suite's training part

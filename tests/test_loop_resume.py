@@ -145,3 +145,69 @@ def test_dataset_step_takes_the_fixed_mix_from_the_store(tmp_path: Path) -> None
     detail = st.runs(store, "bot")[0]["steps"][0]["detail"]
     assert detail["manifest"]["fixed_mix"]["name"] == "safety" and detail["manifest"]["fixed_mix"]["count"] == 4  # sft, preference, 2 kto
     store.close()
+
+
+def test_items_a_build_dropped_fire_no_trigger_again(tmp_path: Path) -> None:
+    """An approved item that a build saw and dropped (an exact duplicate) is counted by no later trigger: before
+    the fix, every finished run was followed by a new one on the same data (pass 15 of docs/LOOP.md)."""
+    from feedback_support import record, write
+    from treadle.feedback.review import act, enqueue
+    from treadle.feedback.roles import Principal
+    from treadle.loop.runner import new_items
+
+    db = f"sqlite:///{tmp_path / 'd.db'}"
+    store = open_store(db)
+
+    def approved(rid: str, prompt: str, reply: str) -> None:
+        write(store, record(rid, user="ann", request=prompt, output="?"))
+        with store.session() as s:
+            act(s, enqueue(s, rid, "manual").id, Principal("rev", "reviewer"), "correct", reply=reply)
+
+    approved("u1", "where is my order", "track_order")
+    approved("u2", "where is my order", "track_order")   # the same record again: the build keeps one
+    cfg = config_from_dict({"alias": "bot", "production": "base", "db": db, "workdir": str(tmp_path / "w"),
+                            "trigger": {"min_new_approved": 1},
+                            "dataset": {"embed": False, "dev_share": 0.0}})
+    loop = Loop(cfg, store, FakeFleet())
+    assert new_items(store, cfg) == 2 and loop.triggered() == {"reason": "new_approved", "count": 2}
+    run = st.start_run(store, "bot", {"reason": "test"})
+    loop._step_dataset(run, st.step_started(store, run.id, "dataset"))
+    with store.session() as s:
+        from sqlalchemy import func, select
+
+        from treadle.store.models import DatasetItem
+        assert s.scalar(select(func.count(DatasetItem.id)).where(DatasetItem.kind == "sft")) == 1  # u2 dropped
+    assert new_items(store, cfg) == 0 and loop.triggered() is None
+    approved("u3", "cancel it please", "cancel_order")   # decided after the build: new again
+    assert new_items(store, cfg) == 1
+    store.close()
+
+
+def test_loop_sync_serves_the_alias_and_runs_no_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys) -> None:  # noqa: ANN001
+    """`treadle loop sync` registers production and sets the route, and starts no run though the trigger has fired
+    (`--once` would run a whole pass: scripts/loop_demo.sh ran one without its canary traffic)."""
+    import json
+
+    import treadle.loop.fleet as fleet_mod
+    from feedback_support import record, write
+    from treadle.feedback.review import act, enqueue
+    from treadle.feedback.roles import Principal
+
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    cfg_file = tmp_path / "loop.yaml"
+    cfg_file.write_text(f"alias: bot\nproduction: base\ndb: {db}\nworkdir: {tmp_path / 'w'}\n"
+                        "trigger: {min_new_approved: 1}\ndataset: {embed: false}\n")
+    store = open_store(db)
+    write(store, record("u1", user="ann", request="where is my order", output="?"))
+    with store.session() as s:
+        act(s, enqueue(s, "u1", "manual").id, Principal("rev", "reviewer"), "correct", reply="track_order")
+    fake = FakeFleet()
+    monkeypatch.setattr(fleet_mod, "FleetClient", lambda url, key: fake)
+    for _ in range(2):   # the second call finds the route as recorded and changes nothing
+        assert main(["loop", "sync", "--config", str(cfg_file)]) == 0
+        assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {
+            "alias": "bot", "production": "base", "served": {"base": 1.0}}
+    assert fake.set_routes == [("bot", {"base": 1.0})]
+    assert reg.alias_state(store, "bot").production == "base" and st.runs(store, "bot") == []
+    store.close()

@@ -6,6 +6,9 @@ first. ``status`` prints the runs, their steps and the alias's current split (JS
 ``export --out FILE`` writes every version's gating scores and fate (``kind: loop``) for ``treadle report``.
 ``retry --run N --reason TEXT`` reopens run N, whose canary rolled its candidate back, at its canary (after a
 fixed live check or a one-off incident; audited on the version); the next ``treadle loop`` pass runs it.
+``sync`` registers production on first use and makes the gateway serve the alias as the store records it
+(adapters loaded, route set), then exits without starting or resuming a pass: what a script runs before it
+sends traffic to the alias (``--once`` would also run a pass when the trigger has fired).
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ HELP = "the improvement loop: dataset -> tune -> gate -> canary -> promote or ro
 
 
 def register(p: argparse.ArgumentParser) -> None:
-    p.add_argument("what", nargs="?", choices=("run", "status", "export", "retry"), default="run",
+    p.add_argument("what", nargs="?", choices=("run", "status", "export", "retry", "sync"),
+                   default="run",
                    help="run the loop (default), print its status, export the summary that treadle report plots, "
-                        "or retry a rolled-back canary (--run, --reason)")
+                        "retry a rolled-back canary (--run, --reason), or sync the gateway's alias to the store "
+                        "(register production on first use; runs no pass)")
     p.add_argument("--run", type=int, default=None, help="retry: the loop run whose canary rolled back")
     p.add_argument("--reason", default=None, help="retry: why (stored with the version's history)")
     p.add_argument("--actor", default="cli", help="retry: who asks (stored with the reason)")
@@ -57,6 +62,11 @@ def run(args: argparse.Namespace) -> int:
 
         fleet = FleetClient(cfg.gateway.url, cfg.gateway.admin_key)
         loop = Loop(cfg, store, fleet, progress=True)
+        if args.what == "sync":
+            production = loop.ensure_production()
+            routes = {r["alias"]: r["versions"] for r in fleet.routes().get("routes", [])}
+            print(json.dumps({"alias": cfg.alias, "production": production, "served": routes.get(cfg.alias)}))
+            return 0
         while True:
             done = loop.run_once(force=args.force)
             if done is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from treadle.registry.models import LoopRun, LoopStep
 from treadle.store.db import Store
@@ -132,13 +132,19 @@ def runs(store: Store, alias: str | None = None, limit: int = 20) -> list[dict]:
 
 
 def new_approved(store: Store, dataset_name: str, fixed_mix: str | None = None, keep_user=None) -> int:  # noqa: ANN001
-    """Approved or corrected review items not yet in any version of ``dataset_name`` nor of ``fixed_mix``,
-    of responses whose user ``keep_user`` accepts (None: everyone): what the next build would take."""
+    """Approved or corrected review items not yet in any version of ``dataset_name`` nor of ``fixed_mix``, and
+    decided after the newest version of ``dataset_name`` was built, of responses whose user ``keep_user`` accepts
+    (None: everyone): what the next build would take that no build has yet seen. An item that a build saw and
+    dropped (a duplicate of a record already in) stays out of every version; counting it would fire the trigger
+    again and again on the same data (a new run after every finished one, each with the same dataset)."""
     names = [dataset_name] + ([fixed_mix] if fixed_mix else [])
     with store.session() as s:
         used = select(DatasetItem.response_id).join(Dataset, Dataset.id == DatasetItem.dataset_id).where(
             Dataset.name.in_(names), DatasetItem.response_id.is_not(None))
-        where = (ReviewItem.status.in_(("approved", "corrected")), ReviewItem.response_id.not_in(used))
+        where = [ReviewItem.status.in_(("approved", "corrected")), ReviewItem.response_id.not_in(used)]
+        last_build = s.scalar(select(func.max(Dataset.created_at)).where(Dataset.name == dataset_name))
+        if last_build is not None:
+            where.append(or_(ReviewItem.decided_at.is_(None), ReviewItem.decided_at > last_build))
         if keep_user is None:
             return int(s.scalar(select(func.count(ReviewItem.id)).where(*where)) or 0)
         users = s.execute(select(Interaction.user).join(ReviewItem, ReviewItem.response_id == Interaction.id)
