@@ -16,15 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from treadle.evals.reply_checks import last_user_text
 from treadle.evals.scorers import extract_choice
 from treadle.feedback.simulate import _all_rows, urgent, wrong_intent
 from treadle.loop.config import load_config
-from treadle.registry.models import LoopRun, LoopStep
+from treadle.loop.state import canary_window
 from treadle.store import open_store
 from treadle.store.models import Feedback, Interaction
 
@@ -71,14 +70,11 @@ def main() -> None:
     args = p.parse_args()
     cfg = load_config(args.config)
     store = open_store(cfg.db)
+    w = canary_window(store, args.run)
+    if w is None:
+        raise SystemExit(f"--run {args.run}: no loop run with a canary in {cfg.db}")
+    cand, prod, since, end = w.candidate, w.production, w.since, w.until
     with store.session() as s:
-        run = s.get(LoopRun, args.run)
-        if run is None or "canary_started_at" not in (run.state or {}):
-            raise SystemExit(f"--run {args.run}: no loop run with a canary in {cfg.db}")
-        cand, prod = run.state["candidate"], run.state["production"]
-        since = datetime.fromisoformat(run.state["canary_started_at"])
-        end = s.scalar(select(func.max(LoopStep.finished_at)).where(  # the last canary (after a retry, too)
-            LoopStep.run_id == run.id, LoopStep.step == "canary", LoopStep.finished_at >= since))
         q = select(Interaction.id, Interaction.model_name, Interaction.request, Interaction.output).where(
             Interaction.model_name.in_([cand, prod]), Interaction.created_at >= since)
         rows = s.execute(q if end is None else q.where(Interaction.created_at <= end)).all()

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from treadle.loop.canary import decide
 from treadle.loop.config import load_config
 from treadle.loop.signals import LiveChecks, look_sample_size, version_signals
-from treadle.registry.models import LoopRun, LoopStep
+from treadle.loop.state import canary_window
 from treadle.store import open_store
 from treadle.store.models import Interaction
 
@@ -34,14 +33,11 @@ def main() -> None:
     cfg = load_config(args.config)
     c = cfg.canary
     store = open_store(cfg.db)
+    w = canary_window(store, args.run)
+    if w is None:
+        raise SystemExit(f"--run {args.run}: no loop run with a canary in {cfg.db}")
+    cand, prod, since, end = w.candidate, w.production, w.since, w.until
     with store.session() as s:
-        run = s.get(LoopRun, args.run)
-        if run is None or "canary_started_at" not in (run.state or {}):
-            raise SystemExit(f"--run {args.run}: no loop run with a canary in {cfg.db}")
-        cand, prod = run.state["candidate"], run.state["production"]
-        since = datetime.fromisoformat(run.state["canary_started_at"])
-        end = s.scalar(select(func.max(LoopStep.finished_at)).where(  # the last canary (after a retry, too)
-            LoopStep.run_id == run.id, LoopStep.step == "canary", LoopStep.finished_at >= since))
         times = s.scalars(select(Interaction.created_at).where(
             Interaction.model_name == cand, Interaction.created_at >= since,
             *([Interaction.created_at <= end] if end else [])).order_by(Interaction.created_at)).all()

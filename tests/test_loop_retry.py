@@ -3,6 +3,7 @@ canary on the next pass; anything else is refused with the reason."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -67,8 +68,13 @@ def test_retry_reopens_the_canary_and_the_next_pass_runs_it(tmp_path: Path, monk
     done = Loop(cfg, store, fleet).run_once()  # resumes the reopened run: a fresh canary, no retraining
     assert done.id == run_id and done.outcome == "promoted" and len(seen) == 1
     assert fleet.loaded == ["bot-r1"] and fleet.set_routes[-1] == ("bot", {"base": 0.9, "bot-r1": 0.1})  # default share
-    steps = [s["step"] for s in st.runs(store, "bot")[0]["steps"]]
-    assert steps[-2:] == ["canary_start", "canary"]
+    steps = st.runs(store, "bot")[0]["steps"]
+    assert [s["step"] for s in steps][-2:] == ["canary_start", "canary"]
+    w = st.canary_window(store, run_id)   # the retried canary's window, not the first one's
+    first_end = max(s["finished_at"] for s in steps[:-2] if s["step"] == "canary")
+    assert w.candidate == "bot-r1" and w.since.isoformat() == seen[0] and w.until.isoformat() == steps[-1]["finished_at"]
+    assert w.until > w.since > datetime.fromisoformat(first_end)
+    assert st.canary_window(store, 99) is None
     store.close()
 
 

@@ -8,6 +8,7 @@ first step whose results were not committed (that step runs again from its start
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func, or_, select
 
@@ -155,3 +156,28 @@ def new_approved(store: Store, dataset_name: str, fixed_mix: str | None = None, 
 def last_run_time(store: Store, alias: str):  # noqa: ANN201 - datetime | None
     with store.session() as s:
         return s.scalar(select(func.max(LoopRun.created_at)).where(LoopRun.alias == alias))
+
+
+@dataclass(frozen=True)
+class CanaryWindow:
+    """What a run's (last) canary compared, and when: candidate and production from ``since`` to ``until``
+    (None while it runs)."""
+
+    run_id: int
+    candidate: str
+    production: str
+    since: datetime
+    until: datetime | None
+
+
+def canary_window(store: Store, run_id: int) -> CanaryWindow | None:
+    """Run ``run_id``'s last canary (after a retry, the retried one: its start is the run's recorded canary start,
+    its end the latest canary step end after that); None if the run never reached its canary."""
+    with store.session() as s:
+        run = s.get(LoopRun, run_id)
+        if run is None or "canary_started_at" not in (run.state or {}):
+            return None
+        since = datetime.fromisoformat(run.state["canary_started_at"])
+        until = s.scalar(select(func.max(LoopStep.finished_at)).where(
+            LoopStep.run_id == run_id, LoopStep.step == "canary", LoopStep.finished_at >= since))
+        return CanaryWindow(run_id, run.state["candidate"], run.state["production"], since, until)
