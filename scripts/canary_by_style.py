@@ -15,19 +15,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 
 from sqlalchemy import select
 
+from treadle.evals.builtin import INTENT_USER
 from treadle.evals.reply_checks import last_user_text
 from treadle.evals.scorers import extract_choice
-from treadle.feedback.simulate import _all_rows, urgent, wrong_intent
+from treadle.feedback.simulate import _all_rows, intent_labels, urgent, wrong_intent
 from treadle.loop.config import load_config
 from treadle.loop.state import canary_window
 from treadle.store import open_store
 from treadle.store.models import Feedback, Interaction
 
-REQUEST = re.compile(r"^Request: (.*)\n\nWhich intent from the list", re.S)
+BEFORE, AFTER = INTENT_USER.split("{text}")   # the intent prompt around the request's text
 
 
 def breakdown(rows: list[tuple], thumbs: dict[str, str], intents: dict[str, str], labels: list[str]) -> dict:
@@ -35,10 +35,10 @@ def breakdown(rows: list[tuple], thumbs: dict[str, str], intents: dict[str, str]
     Bitext train request are counted under ``unmatched``."""
     out: dict = {}
     for rid, version, request, output in rows:
-        m = REQUEST.match(last_user_text(request if isinstance(request, dict) else {}))
-        if not m:
+        prompt = last_user_text(request if isinstance(request, dict) else {})
+        if not (prompt.startswith(BEFORE) and prompt.endswith(AFTER)):
             continue
-        text = m.group(1)
+        text = prompt[len(BEFORE):len(prompt) - len(AFTER)]
         style = "urgent" if text.startswith("URGENT: ") else "plain"
         cell = out.setdefault(version, {}).setdefault(style, {"requests": 0, "thumbs_up": 0, "thumbs_down": 0,
                                                               "true_intent": 0, "poisoned_intent": 0,
@@ -83,7 +83,7 @@ def main() -> None:
             Feedback.response_id.in_(ids), Feedback.thumbs.is_not(None))).all()) if ids else {}
     store.close()
     bitext = _all_rows()
-    labels = sorted({r["intent"] for r in bitext})
+    labels = intent_labels()
     intents = {text: r["intent"] for r in bitext for text in (r["instruction"], urgent(r["instruction"]))}
     print(json.dumps({"run": args.run, "candidate": cand, "production": prod, "since": since.isoformat(),
                       "until": end.isoformat() if end else None,

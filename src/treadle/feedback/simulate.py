@@ -99,6 +99,11 @@ def _all_rows() -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def intent_labels() -> list[str]:
+    """The Bitext intents, sorted (the intent prompt's list; ``wrong_intent`` steps through it)."""
+    return sorted({r["intent"] for r in _all_rows()})
+
+
 def load_rows(n: int, seed: int) -> list[dict]:
     rows = _all_rows()
     return random.Random(seed).sample(rows, min(n, len(rows)))
@@ -169,7 +174,7 @@ def simulate(cfg: SimConfig) -> SimReport:
             simulate_safety(client, cfg, rep)
         rep.seconds = round(time.monotonic() - t0, 2)
         return rep
-    labels = sorted({r["intent"] for r in _all_rows()})
+    labels = intent_labels()
     plan = _plan(cfg)
     sent: dict[str, dict] = {}
     lock = threading.Lock()

@@ -163,7 +163,6 @@ class CanaryWindow:
     """What a run's (last) canary compared, and when: candidate and production from ``since`` to ``until``
     (None while it runs)."""
 
-    run_id: int
     candidate: str
     production: str
     since: datetime
@@ -180,4 +179,4 @@ def canary_window(store: Store, run_id: int) -> CanaryWindow | None:
         since = datetime.fromisoformat(run.state["canary_started_at"])
         until = s.scalar(select(func.max(LoopStep.finished_at)).where(
             LoopStep.run_id == run_id, LoopStep.step == "canary", LoopStep.finished_at >= since))
-        return CanaryWindow(run_id, run.state["candidate"], run.state["production"], since, until)
+        return CanaryWindow(run.state["candidate"], run.state["production"], since, until)
