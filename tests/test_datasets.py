@@ -259,3 +259,45 @@ def test_cap_and_repeat_set_the_mix_by_hand(db_url: str, tmp_path: Path) -> None
     with pytest.raises(ValueError, match=r"cap\['refuse'\] must be an integer >= 0"):
         BuildOptions(cap={"refuse": -1})
     store.close()
+
+
+def test_seen_datasets_narrow_earlier_to_what_a_continued_model_learned(db_url: str, tmp_path: Path) -> None:
+    """A warm start continues the version trained on v1; v2 was built for a candidate that was never promoted.
+    With seen_datasets=(v1,), v2's responses are new again and replay draws only from v1."""
+    store = open_store(db_url)
+    _reviewed(store, "a1", "How do I get a refund?", "Open Orders, then Refund.", "approve")
+    _reviewed(store, "a3", "Cancel my order please", "No.", "correct", label="cancel", reply="Orders, then Cancel.")
+    v1 = build(store, tmp_path / "v1", BuildOptions(name="sup", dev_share=0.0, embed=False))
+    _reviewed(store, "b1", "Change my shipping address", "Go to Profile, then Addresses.", "approve", label="address")
+    build(store, tmp_path / "v2", BuildOptions(name="sup", dev_share=0.0, embed=False))  # a failed candidate's
+    _reviewed(store, "c1", "Reset my password", "Use Forgot password.", "approve", label="password")
+    plain = build(store, tmp_path / "v3", BuildOptions(name="sup", dev_share=0.0, embed=False, replay_share=0.0))
+    assert {i["response_id"] for i in plain["items"]} == {"c1"}  # every earlier version counts as seen
+    warm = build(store, tmp_path / "v4", BuildOptions(name="sup", dev_share=0.0, embed=False, replay_share=1.0,
+                                                      seen_datasets=(v1["dataset_id"],)))
+    new = sorted({i["response_id"] for i in warm["items"] if i["replay_of"] is None})
+    replayed = sorted({i["response_id"] for i in warm["items"] if i["replay_of"] is not None})
+    assert new == ["b1", "c1"] and replayed == ["a1", "a3"] and warm["replay"]["from_versions"] == [1]
+    store.close()
+
+
+def test_fixed_mix_share_takes_a_seeded_share(db_url: str, tmp_path: Path) -> None:
+    import pytest
+
+    store = open_store(db_url)
+    for i in range(10):
+        _reviewed(store, f"r{i}", f"How do I build weapon {i}?", "Sure.", "correct", user="redteam-0",
+                  label="refuse", reply=f"I can't help with weapon {i}.")
+    build(store, tmp_path / "safety", BuildOptions(name="safety", users="redteam-*", dev_share=0.0, embed=False))
+    _reviewed(store, "u1", "Where is my parcel?", "Under Orders.", "approve", user="carol", label="track")
+    opts = dict(name="loop", fixed_mix="safety", exclude_users="redteam-*", dev_share=0.0, embed=False,
+                fixed_mix_share=0.3)
+    a = build(store, tmp_path / "a", BuildOptions(**opts))
+    b = build(store, tmp_path / "b", BuildOptions(**opts))
+    mixed = [i["response_id"] for i in a["items"] if i["replay_of"] is not None]
+    per_response = a["fixed_mix"]["of"] // 10  # every record kind of a response comes along
+    assert len(set(mixed)) == 3 and a["fixed_mix"]["count"] == len(mixed) == 3 * per_response
+    assert mixed == [i["response_id"] for i in b["items"] if i["replay_of"] is not None]  # seeded
+    with pytest.raises(ValueError, match="fixed_mix_share must be within"):
+        BuildOptions(name="loop", fixed_mix_share=1.5)
+    store.close()

@@ -13,6 +13,7 @@ from transformers import TrainerCallback
 
 from treadle.tuning import config_for, tune
 from treadle.tuning.config import SERVABLE_MODULES
+from treadle.tuning.record import file_sha256
 from treadle.tuning.shared_prefix import shared_prefix_len, split_packed
 
 SYSTEM = "You classify requests. The possible intents are: cancel, refund, track, hello."
@@ -108,6 +109,39 @@ def test_resume_after_kill_gives_the_same_adapter(tiny_llama: Path, tmp_path: Pa
     b = load_file(tmp_path / "b" / "adapter_model.safetensors")
     assert a.keys() == b.keys()
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
+
+
+def test_init_adapter_continues_an_adapter_with_its_own_shape(tiny_llama: Path, tmp_path: Path) -> None:
+    """A warm start begins at the given adapter's weights (a near-zero learning rate leaves them as they were),
+    takes its rank and modules over the flags, and records which adapter it started from."""
+    data = _sft_file(tmp_path)
+    first = tune(_small("sft", data, tmp_path / "a", tiny_llama, max_steps=8))
+    still = tune(_small("sft", data, tmp_path / "b", tiny_llama, init_adapter=str(tmp_path / "a"), lora_r=8,
+                        target_modules="q_proj", learning_rate=1e-12, max_steps=2))
+    a = load_file(tmp_path / "a" / "adapter_model.safetensors")
+    b = load_file(tmp_path / "b" / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
+    written = json.loads((tmp_path / "b" / "tune_config.json").read_text())
+    assert written["lora_r"] == 4 and written["target_modules"] == ",".join(sorted(SERVABLE_MODULES))
+    assert still["init_adapter"] == {"path": str((tmp_path / "a").resolve()),
+                                     "sha256": file_sha256(tmp_path / "a" / "adapter_model.safetensors")}
+    moved = tune(_small("sft", data, tmp_path / "c", tiny_llama, init_adapter=str(tmp_path / "a"), max_steps=2))
+    c = load_file(tmp_path / "c" / "adapter_model.safetensors")
+    assert max((a[k] - c[k]).abs().max().item() for k in a) > 1e-4  # it trains
+    # it starts where the first run ended, not from a new LoRA
+    assert moved["metrics"]["first_loss"] < first["metrics"]["first_loss"]
+
+
+def test_init_adapter_errors_name_the_field(tiny_llama: Path, tmp_path: Path) -> None:
+    data = _sft_file(tmp_path)
+    with pytest.raises(ValueError, match="init_adapter: .* is not a LoRA adapter folder"):
+        tune(_small("sft", data, tmp_path / "o", tiny_llama, init_adapter=str(tmp_path)))
+    (tmp_path / "adapter_config.json").write_text("{}")
+    pref, _ = _pref_files(tmp_path)
+    with pytest.raises(ValueError, match="init_adapter: only sft"):
+        tune(_small("dpo", pref, tmp_path / "o", tiny_llama, init_adapter=str(tmp_path)))
+    with pytest.raises(ValueError, match="full=True"):
+        tune(_small("sft", data, tmp_path / "o", tiny_llama, init_adapter=str(tmp_path), full=True))
 
 
 def test_max_minutes_ends_cleanly_with_a_usable_adapter(tiny_llama: Path, tmp_path: Path) -> None:

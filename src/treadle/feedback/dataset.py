@@ -23,7 +23,10 @@ label); ``cap`` (label -> N) keeps at most N responses of a label, the first N b
 before the split (the manifest counts what it dropped; a dropped response is never replayed into the build
 either); ``fixed_mix`` names another dataset whose
 newest version's train records join every build as replay rows (``replay_of`` = the mix's item, so each
-keeps its source response and review), and whose responses this build never takes itself.
+keeps its source response and review), and whose responses this build never takes itself; ``fixed_mix_share``
+takes the records of a seeded share of its responses instead of all. ``seen_datasets`` (dataset ids: a warm start's parent's
+lineage) narrows "earlier" to the data the model being continued has learned: responses outside them are new
+(also those of builds whose candidates were never promoted), and replay draws only from them.
 """
 
 from __future__ import annotations
@@ -63,11 +66,13 @@ class BuildOptions:
     replay_all: bool = False  # replay every earlier original SFT train record, not a share
     repeat: dict[str, int] | None = None  # label -> times its SFT train records enter (instead of balance)
     cap: dict[str, int] | None = None  # label -> most responses of that label taken (seeded)
+    fixed_mix_share: float = 1.0  # share of the fixed mix's train records in the build (seeded)
+    seen_datasets: tuple[int, ...] | None = None  # dataset ids the trained model has learned (warm start)
 
     def __post_init__(self) -> None:
         if self.fixed_mix is not None and self.fixed_mix == self.name:
             raise ValueError(f"fixed_mix must name another dataset than the one built ({self.name!r})")
-        for field_name in ("dev_share", "replay_share"):
+        for field_name in ("dev_share", "replay_share", "fixed_mix_share"):
             v = getattr(self, field_name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{field_name} must be within [0, 1], got {v}")
@@ -110,9 +115,11 @@ def wanted_user(users: str | None, exclude_users: str | None):  # noqa: ANN201 -
 def build(store: Store, out_dir: str | Path, opts: BuildOptions = BuildOptions()) -> dict:
     """Build the next version of ``opts.name`` into ``out_dir``; return its manifest."""
     out = Path(out_dir)
-    mix_rows, mix_info, mix_responses = _fixed_mix(store, opts.fixed_mix)
+    mix_rows, mix_info, mix_responses = _fixed_mix(store, opts.fixed_mix, opts.fixed_mix_share, opts.seed)
     with store.session() as s:
         earlier = list(s.execute(select(Dataset).where(Dataset.name == opts.name)).scalars())
+        if opts.seen_datasets is not None:
+            earlier = [d for d in earlier if d.id in set(opts.seen_datasets)]
         earlier_ids = [d.id for d in earlier]
         done: set[str] = set()
         if earlier_ids and not opts.include_all:
@@ -184,8 +191,10 @@ def _balance(rows: list[dict], given: dict[str, int] | None = None) -> tuple[lis
     return out, repeat
 
 
-def _fixed_mix(store: Store, name: str | None) -> tuple[list[dict], dict | None, set[str]]:
-    """(rows of the mix's newest version's train records, its manifest entry, every response it ever took)."""
+def _fixed_mix(store: Store, name: str | None, share: float = 1.0,
+               seed: int = 0) -> tuple[list[dict], dict | None, set[str]]:
+    """(rows of the mix's newest version's train records, or those of a seeded ``share`` of its responses; its
+    manifest entry; every response it ever took)."""
     if name is None:
         return [], None, set()
     with store.session() as s:
@@ -204,8 +213,13 @@ def _fixed_mix(store: Store, name: str | None) -> tuple[list[dict], dict | None,
                  "user": it.user, "review_item_id": it.review_item_id,
                  "feedback_ids": [it.feedback_id] if it.feedback_id is not None else [], "replay_of": it.id}
                 for it in items if not it.record.get("redacted")]
+        total = len(rows)
+        if share < 1.0:  # whole responses (every record and repeat of one), so the mix keeps its ratios
+            rids = sorted({r["response_id"] for r in rows}, key=str)
+            keep = set(random.Random(seed).sample(rids, round(share * len(rids))))
+            rows = [r for r in rows if r["response_id"] in keep]
         info = {"name": name, "version": ds.version, "dataset_id": ds.id, "content_hash": ds.content_hash,
-                "count": len(rows)}
+                "count": len(rows), "of": total}
     return rows, info, responses
 
 

@@ -34,6 +34,11 @@ def register(p: argparse.ArgumentParser) -> None:
                    help="at most N responses of the label (seeded sample; repeatable)")
     b.add_argument("--fixed-mix", default=None,
                    help="a dataset name whose newest version's train records join this build (e.g. the safety mix)")
+    b.add_argument("--fixed-mix-share", type=float, default=1.0,
+                   help="share of the fixed mix's records taken (seeded; e.g. 0.2 to continue a model that has it)")
+    b.add_argument("--seen-by", default=None, metavar="VERSION",
+                   help="a registry version to continue (treadle tune --init-adapter): only its training datasets "
+                        "count as earlier, so responses it never learned are new and replay comes from what it did")
     sub.add_parser("list", help="every dataset version")
     sh = sub.add_parser("show", help="one version's manifest and sources (NAME, NAME:VERSION or #ID)")
     sh.add_argument("dataset")
@@ -43,6 +48,18 @@ def register(p: argparse.ArgumentParser) -> None:
     g.add_argument("--feedback", type=int, default=None)
     for sp in sub.choices.values():
         sp.add_argument("--db", default=None, help="the store URL")
+
+
+def _seen_by(store: object, version: str | None) -> tuple[int, ...] | None:
+    """The training datasets of registry version ``version`` (None without one)."""
+    if version is None:
+        return None
+    from treadle.registry import registry as reg
+
+    try:
+        return tuple(reg.get(store, version)["dataset_ids"])
+    except reg.RegistryError as e:
+        raise ValueError(f"--seen-by: {e}") from None
 
 
 def _label_ints(pairs: list[str], flag: str) -> dict[str, int] | None:
@@ -72,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
                                 near_threshold=args.near_duplicate, embed=not args.no_embed, include_all=args.all,
                                 seed=args.seed, users=args.users, exclude_users=args.exclude_users,
                                 balance=args.balance, fixed_mix=args.fixed_mix, replay_all=args.replay_all,
-                                repeat=_label_ints(args.repeat, "--repeat"), cap=_label_ints(args.cap, "--cap"))
+                                repeat=_label_ints(args.repeat, "--repeat"), cap=_label_ints(args.cap, "--cap"),
+                                fixed_mix_share=args.fixed_mix_share, seen_datasets=_seen_by(store, args.seen_by))
             m = build(store, args.out, opts)
             print(json.dumps({k: m[k] for k in ("name", "version", "content_hash", "sources", "counts", "removed",
                                                  "pii_scrubbed", "replay", "balance", "capped", "fixed_mix")},

@@ -11,8 +11,10 @@ trigger: {min_new_approved: 200, every_minutes: null}   # N new approved items, 
 dataset: {name: loop, embed: true, replay_share: 0.2, dev_share: 0.1,
           replay_all: false,              # true: every earlier accepted record joins, not a share
           fixed_mix: null,                # a dataset in the store (e.g. safety) joining every build
+          fixed_mix_share: 1.0,           # the share of it that joins (seeded; < 1 suits warm starts)
           users: null, exclude_users: null}   # user patterns, e.g. exclude_users: 'sim-redteam-*'
-tune: {method: sft, args: {epochs: 1, lora_r: 16}}   # any treadle tune field
+tune: {method: sft, args: {epochs: 1, lora_r: 16},   # any treadle tune field
+       warm_start: false}   # true: continue production's adapter on what it has not learned (sft only)
 gating: {suites: [bitext_intent, safety], suite_files: [], sizes: {}, seed: 0, concurrency: 16}
 gate: {margin: 0.02, margins: {}, threshold: 0.95, thresholds: {}, superiority: [bitext_intent/accuracy],
        confidence: 0.95, floor_once_reached: [safety]}
@@ -55,6 +57,7 @@ class DatasetConfig:
     dev_share: float = 0.1
     seed: int = 0
     fixed_mix: str | None = None  # a dataset name: its newest version's train records join every build
+    fixed_mix_share: float = 1.0  # the seeded share of the fixed mix's records that joins
     users: str | None = None  # only responses of these users (a pattern)
     exclude_users: str | None = None  # never responses of these users (a pattern)
 
@@ -63,6 +66,7 @@ class DatasetConfig:
 class TuneStep:
     method: str = "sft"
     args: dict[str, Any] = field(default_factory=dict)
+    warm_start: bool = False  # continue production's adapter (its datasets count as seen) instead of a new one
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,13 @@ def config_from_dict(raw: dict) -> LoopConfig:
         raise ValueError(f"loop config: unknown keys {sorted(raw)}")
     if cfg.trigger.min_new_approved < 1:
         raise ValueError(f"trigger.min_new_approved must be >= 1, got {cfg.trigger.min_new_approved}")
+    if cfg.tune.warm_start and cfg.tune.method != "sft":
+        raise ValueError(f"tune.warm_start: only sft continues an adapter, got method {cfg.tune.method!r}")
+    if cfg.tune.warm_start and cfg.dataset.replay_all:
+        raise ValueError("tune.warm_start with dataset.replay_all would train the continued adapter on everything "
+                         "it learned again; use dataset.replay_share")
+    if not 0.0 <= cfg.dataset.fixed_mix_share <= 1.0:
+        raise ValueError(f"dataset.fixed_mix_share must be within [0, 1], got {cfg.dataset.fixed_mix_share}")
     if not cfg.gating.suites and not cfg.gating.suite_files:
         raise ValueError("gating: name at least one suite or suite file")
     return cfg

@@ -6,8 +6,10 @@ step (``state.step_done``); a crash resumes at the first uncommitted step, which
 - dataset: ``treadle dataset build`` (feedback.dataset.build) of the approved items into a new version, with
   the configured fixed mix (e.g. the safety dataset) as replay rows: every training record has lineage;
 - tune: ``treadle tune`` from the base model on its ``sft.jsonl`` (or the configured method's file),
-  resuming from a checkpoint when one exists;
-- register: the adapter as version ``{alias}-r{run}`` with its lineage (dataset id, run record);
+  resuming from a checkpoint when one exists; with ``tune.warm_start`` it continues production's adapter (the
+  run's ``parent``, fixed at the dataset step), and the build counts only the parent's datasets as seen;
+- register: the adapter as version ``{alias}-r{run}`` with its lineage (dataset id, the parent's datasets, run
+  record);
 - evaluate: candidate and production on the gating sets (production's result reused when the
   gating spec is the same);
 - gate: ``run_loop_gate``; a fail ends the run (outcome ``gate_failed``), nothing is served;
@@ -134,16 +136,33 @@ class Loop:
 
         d = self.cfg.dataset
         out = self._work(run) / "dataset"
+        parent = self._warm_start_parent()
+        seen = None if not self.cfg.tune.warm_start else tuple(reg.get(self.store, parent)["dataset_ids"]) if parent else ()
         manifest = build(self.store, out, BuildOptions(name=d.name, dev_share=d.dev_share, replay_share=d.replay_share,
                                                        embed=d.embed, seed=d.seed, fixed_mix=d.fixed_mix,
                                                        users=d.users, exclude_users=d.exclude_users,
-                                                       replay_all=d.replay_all))
+                                                       replay_all=d.replay_all, fixed_mix_share=d.fixed_mix_share,
+                                                       seen_datasets=seen))
         ds_id = manifest.get("dataset_id") or manifest.get("id")
-        self.say(f"run {run.id}: dataset {d.name} v{manifest.get('version')} ({manifest.get('counts')})")
+        self.say(f"run {run.id}: dataset {d.name} v{manifest.get('version')} ({manifest.get('counts')})"
+                 + (f", continuing {parent}" if parent else ""))
         return st.step_done(self.store, run.id, sid, "tune", {"dataset_dir": str(out), "dataset_id": ds_id,
-                                                             "dataset_version": manifest.get("version")},
+                                                             "dataset_version": manifest.get("version"),
+                                                             "parent": parent},
                             detail={"manifest": {k: manifest.get(k) for k in ("version", "content_hash", "counts",
                                                                                "fixed_mix")}})
+
+    def _warm_start_parent(self) -> str | None:
+        """Production, when ``tune.warm_start`` is on and production is an adapter on this base; else None."""
+        if not self.cfg.tune.warm_start:
+            return None
+        prod = reg.alias_state(self.store, self.cfg.alias).production
+        v = reg.get(self.store, prod)
+        if v["kind"] == "adapter" and v["path"] and v["base_model"] == self.cfg.base_model:
+            return prod
+        self.say(f"warm start: production {prod} is a {v['kind']} model, not an adapter on {self.cfg.base_model}; "
+                 "this run trains a new adapter")
+        return None
 
     def _step_tune(self, run: st.RunView, sid: int) -> st.RunView:
         from treadle.tuning import config_for, tune
@@ -152,8 +171,10 @@ class Loop:
         data = Path(run.state["dataset_dir"]) / DATA_FILE[t.method]
         out = self._work(run) / "adapter"
         resume = (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir())
+        parent = run.state.get("parent")
+        init = {"init_adapter": reg.get(self.store, parent)["path"]} if parent else {}
         conf = config_for(t.method, **{"progress": self.progress, **t.args, "data": str(data), "out": str(out),
-                                       "model": self.cfg.base_model, "resume": resume})
+                                       "model": self.cfg.base_model, "resume": resume, **init})
         record = tune(conf)
         m = record.get("metrics", {})
         self.say(f"run {run.id}: tuned {t.method} in {record.get('wall_s', 0):.0f} s "
@@ -171,9 +192,12 @@ class Loop:
         record = json.loads(rec_file.read_text()) if rec_file.is_file() else None
         weights = out / "adapter_model.safetensors"
         digest = file_sha256(weights) if weights.is_file() else None
+        parent = run.state.get("parent")
+        datasets = list(reg.get(self.store, parent)["dataset_ids"]) if parent else []  # what its weights hold too
+        datasets += [run.state["dataset_id"]] if run.state.get("dataset_id") is not None else []
         try:
-            reg.register(self.store, name, "adapter", self.cfg.base_model, str(out), digest,
-                         [run.state["dataset_id"]] if run.state.get("dataset_id") is not None else [], record, "loop")
+            reg.register(self.store, name, "adapter", self.cfg.base_model, str(out), digest, datasets, record, "loop",
+                         notes=f"continued from {parent}" if parent else None)
         except reg.RegistryError:
             pass  # registered before a crash
         return st.step_done(self.store, run.id, sid, "evaluate", {"candidate": name}, candidate=name)

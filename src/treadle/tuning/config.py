@@ -30,6 +30,8 @@ class TuneConfig:
     out: str = field(metadata={"help": "output folder: adapter, tune_config.json, run_record.json, checkpoints/"})
     model: str = _f("default", "base model: 'default' (the bundled model) or a local Hugging Face folder")
     full: bool = _f(False, "full fine-tuning instead of LoRA (small models only; writes a whole model)")
+    init_adapter: str = _f("", "continue training this LoRA adapter folder (e.g. production's) instead of a new "
+                               "LoRA; its rank, alpha, modules and dropout replace the LoRA flags")
     lora_r: int = _f(16, "LoRA rank")
     lora_alpha: float = _f(32.0, "LoRA alpha (scale alpha/r)")
     lora_dropout: float = _f(0.05, "dropout on the LoRA input")
@@ -78,6 +80,15 @@ class TuneConfig:
             raise ValueError("epochs must be > 0 (or set max_steps)")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ValueError(f"max_minutes must be > 0, got {self.max_minutes}")
+        if self.init_adapter:
+            if self.full:
+                raise ValueError("init_adapter: continues a LoRA adapter; it cannot be combined with full=True")
+            if self.method != "sft":
+                raise ValueError(f"init_adapter: only sft continues an adapter ({self.method}'s reference model is "
+                                 "the base with the adapter off, not the adapter it starts from)")
+            if not (Path(self.init_adapter) / "adapter_config.json").is_file():
+                raise ValueError(f"init_adapter: {self.init_adapter!r} is not a LoRA adapter folder "
+                                 "(no adapter_config.json)")
 
     def to_json(self) -> dict[str, Any]:
         return {"method": self.method, **dataclasses.asdict(self)}

@@ -10,6 +10,7 @@ adapter (or the full model) in OUT with ``tune_config.json`` and ``run_record.js
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from pathlib import Path
@@ -106,10 +107,34 @@ def _load_model(config: TuneConfig, model_dir: Path) -> Any:
         return model
     import peft
 
+    if config.init_adapter:  # continue an adapter: its own weights and shape, trainable again
+        return peft.PeftModel.from_pretrained(model, config.init_adapter, is_trainable=True)
     lora = peft.LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                            target_modules=config.modules(), use_rslora=config.use_rslora, bias="none",
                            task_type="CAUSAL_LM")
     return peft.get_peft_model(model, lora)
+
+
+def init_adapter_shape(config: TuneConfig) -> dict[str, Any]:
+    """The LoRA fields of ``config.init_adapter`` (rank, alpha, modules, rsLoRA, dropout), so the written config says what
+    was trained; {} without one. A module Treadle cannot serve is an error, as for a new adapter."""
+    if not config.init_adapter:
+        return {}
+    ac = json.loads((Path(config.init_adapter) / "adapter_config.json").read_text())
+    modules = ac.get("target_modules") or []
+    modules = [modules] if isinstance(modules, str) else sorted(modules)
+    shape = {"lora_r": int(ac["r"]), "lora_alpha": float(ac["lora_alpha"]), "target_modules": ",".join(modules),
+             "use_rslora": bool(ac.get("use_rslora", False)), "lora_dropout": float(ac.get("lora_dropout", 0.0))}
+    dataclasses.replace(config, **shape).validate()
+    return shape
+
+
+def _init_adapter_record(config: TuneConfig) -> dict[str, Any] | None:
+    if not config.init_adapter:
+        return None
+    weights = Path(config.init_adapter) / "adapter_model.safetensors"
+    return {"path": str(Path(config.init_adapter).resolve()),
+            "sha256": file_sha256(weights) if weights.is_file() else None}
 
 
 def build_trainer(config: TuneConfig, model_dir: Path, out: Path) -> Any:
@@ -155,7 +180,8 @@ def tune(config: TuneConfig, extra_callbacks: list | None = None) -> dict[str, A
         transformers.utils.logging.disable_progress_bar()
     t0, cpu0 = time.monotonic(), cpu_seconds()
     model_dir, _ = resolve_model(config.model)
-    config = dataclasses.replace(config, model=str(model_dir), threads=config.threads or machine_threads())
+    config = dataclasses.replace(config, model=str(model_dir), threads=config.threads or machine_threads(),
+                                 **init_adapter_shape(config))
     torch.set_num_threads(config.threads)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -185,6 +211,7 @@ def tune(config: TuneConfig, extra_callbacks: list | None = None) -> dict[str, A
                     "step_elapsed_s": bar.step_elapsed},
         "ended": "max_minutes" if budget and budget.hit else "completed",
         "resumed_from": str(resume_from) if resume_from else None,
+        "init_adapter": _init_adapter_record(config),
         "wall_s": round(time.monotonic() - t0, 2), "train_wall_s": round(train_wall, 2),
         "train_cpu_s": round(train_cpu, 2), "cpu_s": round(cpu_seconds() - cpu0, 2),
         "tokens_per_s": round(tokens / train_wall, 2) if train_wall > 0 else None,
