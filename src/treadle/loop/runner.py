@@ -136,8 +136,7 @@ class Loop:
 
         d = self.cfg.dataset
         out = self._work(run) / "dataset"
-        parent = self._warm_start_parent()
-        seen = None if not self.cfg.tune.warm_start else tuple(reg.get(self.store, parent)["dataset_ids"]) if parent else ()
+        parent, seen = self._warm_start()
         manifest = build(self.store, out, BuildOptions(name=d.name, dev_share=d.dev_share, replay_share=d.replay_share,
                                                        embed=d.embed, seed=d.seed, fixed_mix=d.fixed_mix,
                                                        users=d.users, exclude_users=d.exclude_users,
@@ -152,17 +151,19 @@ class Loop:
                             detail={"manifest": {k: manifest.get(k) for k in ("version", "content_hash", "counts",
                                                                                "fixed_mix")}})
 
-    def _warm_start_parent(self) -> str | None:
-        """Production, when ``tune.warm_start`` is on and production is an adapter on this base; else None."""
+    def _warm_start(self) -> tuple[str | None, tuple[int, ...] | None]:
+        """(the version this run continues, the datasets it learned) for the build's ``seen_datasets``.
+
+        Without ``tune.warm_start``: (None, None), every earlier build counts as seen. With it: production and its
+        datasets when production is an adapter on this base; else (None, ()): a new adapter, nothing seen."""
         if not self.cfg.tune.warm_start:
-            return None
-        prod = reg.alias_state(self.store, self.cfg.alias).production
-        v = reg.get(self.store, prod)
+            return None, None
+        v = reg.get(self.store, reg.alias_state(self.store, self.cfg.alias).production)
         if v["kind"] == "adapter" and v["path"] and v["base_model"] == self.cfg.base_model:
-            return prod
-        self.say(f"warm start: production {prod} is a {v['kind']} model, not an adapter on {self.cfg.base_model}; "
-                 "this run trains a new adapter")
-        return None
+            return v["name"], tuple(v["dataset_ids"])
+        self.say(f"warm start: production {v['name']} is a {v['kind']} model, not an adapter on "
+                 f"{self.cfg.base_model}; this run trains a new adapter")
+        return None, ()
 
     def _step_tune(self, run: st.RunView, sid: int) -> st.RunView:
         from treadle.tuning import config_for, tune
