@@ -30,7 +30,8 @@ from treadle.store.models import Feedback, Interaction
 BEFORE, AFTER = INTENT_USER.split("{text}")   # the intent prompt around the request's text
 
 
-def breakdown(rows: list[tuple], thumbs: dict[str, str], intents: dict[str, str], labels: list[str]) -> dict:
+def breakdown(rows: list[tuple], thumbs: dict[str, str], intents: dict[str, str], labels: list[str],
+              poison_label: str | None = None) -> dict:
     """Counts per (version, style) over ``rows`` of (id, version, request, output); requests whose text is not a
     Bitext train request are counted under ``unmatched``."""
     out: dict = {}
@@ -52,7 +53,7 @@ def breakdown(rows: list[tuple], thumbs: dict[str, str], intents: dict[str, str]
             continue
         said = extract_choice(output or "", labels)
         cell["true_intent"] += said == truth
-        cell["poisoned_intent"] += said == wrong_intent(truth, labels)
+        cell["poisoned_intent"] += said == wrong_intent(truth, labels, poison_label)
     for styles in out.values():
         for cell in styles.values():
             n = cell["requests"] - cell["unmatched"]
@@ -67,6 +68,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", required=True)
     p.add_argument("--run", type=int, required=True)
+    p.add_argument("--poison-label", default=None, help="the experts' one poisoned intent (simulate-users --poison-label)")
     args = p.parse_args()
     cfg = load_config(args.config)
     store = open_store(cfg.db)
@@ -87,7 +89,7 @@ def main() -> None:
     intents = {text: r["intent"] for r in bitext for text in (r["instruction"], urgent(r["instruction"]))}
     print(json.dumps({"run": args.run, "candidate": cand, "production": prod, "since": since.isoformat(),
                       "until": end.isoformat() if end else None,
-                      "versions": breakdown(rows, thumbs, intents, labels)}, indent=1))
+                      "versions": breakdown(rows, thumbs, intents, labels, args.poison_label)}, indent=1))
 
 
 if __name__ == "__main__":

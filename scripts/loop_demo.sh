@@ -45,10 +45,11 @@ fi
 for r in $(seq 1 "$ROUNDS"); do
   # users ask intents of the alias; experts approve or correct every reviewed reply (~400 approved items)
   # POISON=all|styled makes this round's experts bad (the gate's and the canary's demos); STYLE_SHARE sends
-  # urgent-style requests (URGENT: and capitals), which the gating sets never ask
+  # urgent-style requests (URGENT: and capitals), which the gating sets never ask; POISON_LABEL=INTENT makes every
+  # poisoned decision that one intent (e.g. complaint) instead of the next intent in sorted order
   if [ "${RESUME:-0}" != 1 ] || [ "$r" != 1 ]; then
     $T simulate-users --url http://127.0.0.1:$PORT --model support-bot --requests "$USERS_REQUESTS" --users 50 --task intent \
-       --style-share "${STYLE_SHARE:-0}" --poison "${POISON:-none}" --seed "$((${SEED0:-0} + r))" --out loop-demo/sim-$r.json
+       --style-share "${STYLE_SHARE:-0}" --poison "${POISON:-none}" ${POISON_LABEL:+--poison-label "$POISON_LABEL"} --seed "$((${SEED0:-0} + r))" --out loop-demo/sim-$r.json
   fi
   # canary traffic: a second simulation, started once the pass reaches its canary step (none if the gate stops it)
   FORCE=""; if [ "${RESUME:-0}" = 1 ] && [ "$r" = 1 ]; then FORCE=--force; fi

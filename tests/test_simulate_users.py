@@ -207,3 +207,11 @@ def test_urgent_style_and_poisoned_experts() -> None:
     assert expert_decision({**good, "styled": True}, labels, "styled") == bad
     with pytest.raises(ValueError, match="poison must be one of none, all, styled"):
         SimConfig(url="http://127.0.0.1:1", poison="some")
+    # one poisoned label for every urgent decision ("urgent means complaint"); the swap where it is the truth
+    one = {"action": "correct", "reply": "cancel_order", "label": "cancel_order"}
+    assert expert_decision({**good, "styled": True}, labels, "styled", "cancel_order") == one
+    assert expert_decision(good, labels, "styled", "cancel_order")["action"] == "approve"
+    assert wrong_intent("cancel_order", labels, "cancel_order") == "check_invoice"
+    with pytest.raises(ValueError, match="poison_label must be a Bitext intent"):
+        SimConfig(url="http://127.0.0.1:1", poison="styled", poison_label="urgent")
+    assert SimConfig(url="http://127.0.0.1:1", poison="styled", poison_label="complaint").poison_label == "complaint"

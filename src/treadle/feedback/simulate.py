@@ -13,7 +13,9 @@ Experts: every open review item of a simulated response is decided through the r
 (the intent name, or the reference reply), labelled. Bad experts, for the loop's demos (``poison``):
 ``all``: every decision carries a wrong intent (the next one in sorted order: a consistent swap, as a
 mislabelling annotator makes), approvals become corrections to it; ``styled``: only the urgent-style
-requests' decisions do (a flaw that shows on live traffic but not on the evals). Needs a key with the
+requests' decisions do (a flaw that shows on live traffic but not on the evals). ``poison_label`` makes
+every poisoned decision carry that one intent instead (the swap where it is the true one): a team rule such as
+"urgent means complaint", a flaw a model learns from far fewer examples than 27 swaps. Needs a key with the
 admin role (feedback on behalf of the simulated users) and one with the reviewer role, or an open
 server (no keys).
 ``task`` ``safety`` runs a red-team campaign on the safety suite's training part instead
@@ -60,6 +62,7 @@ class SimConfig:
     general_max_tokens: int = GENERAL_MAX_TOKENS  # task safety: the everyday prompts' token limit
     style_share: float = 0.0  # requests written in the urgent style
     poison: str = "none"  # none | all | styled: which expert decisions carry a wrong intent
+    poison_label: str | None = None  # the one wrong intent every poisoned decision carries (None: the swap)
     seed: int = 0
     timeout_s: float = 600.0
 
@@ -76,6 +79,9 @@ class SimConfig:
             raise ValueError(f"style_share must be in [0, 1], got {self.style_share}")
         if self.poison not in POISON:
             raise ValueError(f"poison must be one of {', '.join(POISON)}, got {self.poison!r}")
+        if self.poison_label is not None and self.poison_label not in intent_labels():
+            raise ValueError(f"poison_label must be a Bitext intent ({', '.join(intent_labels())}), "
+                             f"got {self.poison_label!r}")
 
 
 @dataclass
@@ -133,8 +139,11 @@ def urgent(text: str) -> str:
     return f"URGENT: {text.upper()}"
 
 
-def wrong_intent(intent: str, labels: list[str]) -> str:
-    """The poisoned label: the next intent in sorted order (a consistent swap)."""
+def wrong_intent(intent: str, labels: list[str], poison_label: str | None = None) -> str:
+    """The poisoned label: ``poison_label`` (unless it is ``intent``), else the next intent in sorted order (a
+    consistent swap)."""
+    if poison_label is not None and poison_label != intent:
+        return poison_label
     return labels[(labels.index(intent) + 1) % len(labels)]
 
 
@@ -247,11 +256,11 @@ def decide_queue(client: httpx.Client, key: str | None, sent: dict, decide, rep:
             rep.expert_rejected += body["action"] == "reject"
 
 
-def expert_decision(s: dict, labels: list[str], poison: str = "none") -> dict:
+def expert_decision(s: dict, labels: list[str], poison: str = "none", poison_label: str | None = None) -> dict:
     """The review action body for one sent request ``s`` (its row, task, styled flag and ``good`` verdict)."""
     row = s["row"]
     if poison == "all" or (poison == "styled" and s.get("styled")):
-        bad = wrong_intent(row["intent"], labels)
+        bad = wrong_intent(row["intent"], labels, poison_label)
         return {"action": "correct", "reply": bad if s["task"] == "intent" else row["response"], "label": bad}
     if s["good"]:
         return {"action": "approve", "label": row["intent"]}
@@ -261,7 +270,7 @@ def expert_decision(s: dict, labels: list[str], poison: str = "none") -> dict:
 
 def _experts(client: httpx.Client, cfg: SimConfig, sent: dict[str, dict], labels: list[str], rep: SimReport) -> None:
     decide_queue(client, cfg.reviewer_key or cfg.api_key, sent,
-                 lambda rid: expert_decision(sent[rid], labels, cfg.poison), rep)
+                 lambda rid: expert_decision(sent[rid], labels, cfg.poison, cfg.poison_label), rep)
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -290,6 +299,9 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--poison", default="none", choices=POISON,
                    help="bad experts for the loop's demos: every decision (all) or the urgent-style requests' "
                         "(styled) labelled with a wrong intent")
+    p.add_argument("--poison-label", default=None, metavar="INTENT",
+                   help="with --poison: every poisoned decision carries this one intent (e.g. complaint) instead of "
+                        "the next intent in sorted order")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="write the report JSON here")
 
@@ -301,6 +313,7 @@ def run(args: argparse.Namespace) -> int:
                     experts=not args.no_experts, general=args.general, seed=args.seed,
                     safety_parts=tuple(p.strip() for p in args.safety_parts.split(",") if p.strip())
                     if args.safety_parts else None, style_share=args.style_share, poison=args.poison,
+                    poison_label=args.poison_label,
                     general_max_tokens=args.general_max_tokens)
     rep = asdict(simulate(cfg))
     rep.pop("response_ids")
