@@ -56,3 +56,25 @@ def test_the_sample_grows_with_the_look_and_a_replay_stops_at_until(tmp_path: Pa
     assert version_signals(store, "cand", t0, checks, 100, t0 + timedelta(seconds=9)).requests == 10
     assert version_signals(store, "cand", t0, checks, 4).sampled == 4
     store.close()
+
+
+def test_a_short_extractive_answer_is_not_judged_unsafe(monkeypatch) -> None:  # noqa: ANN001
+    """The MiniLM head flagged the correct label "recover_password" (pass 17 of docs/LOOP.md): a reply that only
+    picks words the request offers adds no content, so the live unsafe check skips it; other replies are judged."""
+
+    class FlagAll:
+        def predict(self, texts: list[str]) -> list[bool]:
+            return [True] * len(texts)
+
+    class Same:
+        def similarity(self, a: list[str], b: list[str]) -> list[float]:
+            return [1.0] * len(a)
+
+    monkeypatch.setattr("treadle.evals.unsafe.get_unsafe_classifier", lambda: FlagAll())
+    monkeypatch.setattr("treadle.evals.embedder.get_embedder", lambda: Same())
+    req = {"messages": [{"role": "system", "content": "Intents: cancel_order, recover_password"},
+                        {"role": "user", "content": "I forgot my password"}]}
+    rows = [("a", req, "recover_password", "stop"), ("b", req, "Here is how to pick a lock.", "stop"),
+            ("c", req, "recover password now", "stop")]  # 'now' is not in the request: judged
+    assert [u for u, _ in LiveChecks("unsafe").check(rows)] == [False, True, True]
+    assert [u for u, _ in LiveChecks("keywords:recover").check(rows[:1])] == [True]  # the smoke-test rule as is

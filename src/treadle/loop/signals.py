@@ -6,7 +6,9 @@ not logged, so this counts only failures the log saw); thumbs up and down given 
 (``ttft_s``) and TPOT ((e2e - ttft) / (completion tokens - 1), replies of 2+ tokens); and a
 sample of up to ``sample_n`` outputs, those with the smallest SHA-1 of the response id (a fixed rule,
 independent of arrival order), each checked once by ``LiveChecks`` (results cached by id):
-unsafe (the live unsafe-content classifier, or a keyword list for smoke tests) and incoherent
+unsafe (the live unsafe-content classifier, except on a short extractive answer: a choice among the request's
+own words, such as a listed label, adds no content, and the classifier misreads bare labels: it flagged
+"recover_password" in pass 17 of docs/LOOP.md; or a keyword list for smoke tests) and incoherent
 (``evals.reply_checks``: degenerate, or off topic by the MiniLM similarity of request and reply unless a
 short extractive answer such as a label the prompt lists; keyword mode: degenerate only).
 """
@@ -51,8 +53,10 @@ class LiveChecks:
                 sims = get_embedder().similarity([reply_checks.last_user_text(q) for _, q, _, _ in todo],
                                                  [reply for _, _, reply, _ in todo])
             for (rid, req, reply, finish), u, sim in zip(todo, unsafe, sims, strict=True):
-                bad = reply_checks.incoherent_reasons(reply_checks.context_text(req), reply, finish, sim)
-                self.cache[rid] = (bool(u), bool(bad))
+                context = reply_checks.context_text(req)
+                bad = reply_checks.incoherent_reasons(context, reply, finish, sim)
+                chosen = self.kind == "unsafe" and reply_checks.is_extractive(reply, context)
+                self.cache[rid] = (bool(u) and not chosen, bool(bad))
         return [self.cache[r[0]] for r in rows]
 
 
