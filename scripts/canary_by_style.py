@@ -22,9 +22,7 @@ from treadle.evals.builtin import INTENT_USER
 from treadle.evals.reply_checks import last_user_text
 from treadle.evals.scorers import extract_choice
 from treadle.feedback.simulate import _all_rows, intent_labels, urgent, wrong_intent
-from treadle.loop.config import load_config
-from treadle.loop.state import canary_window
-from treadle.store import open_store
+from treadle.loop.state import open_canary
 from treadle.store.models import Feedback, Interaction
 
 BEFORE, AFTER = INTENT_USER.split("{text}")   # the intent prompt around the request's text
@@ -70,11 +68,10 @@ def main() -> None:
     p.add_argument("--run", type=int, required=True)
     p.add_argument("--poison-label", default=None, help="the experts' one poisoned intent (simulate-users --poison-label)")
     args = p.parse_args()
-    cfg = load_config(args.config)
-    store = open_store(cfg.db)
-    w = canary_window(store, args.run)
-    if w is None:
-        raise SystemExit(f"--run {args.run}: no loop run with a canary in {cfg.db}")
+    try:
+        _, store, w = open_canary(args.config, args.run)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     cand, prod, since, end = w.candidate, w.production, w.since, w.until
     with store.session() as s:
         q = select(Interaction.id, Interaction.model_name, Interaction.request, Interaction.output).where(

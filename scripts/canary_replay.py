@@ -18,10 +18,8 @@ import json
 from sqlalchemy import select
 
 from treadle.loop.canary import decide
-from treadle.loop.config import load_config
 from treadle.loop.signals import LiveChecks, look_sample_size, version_signals
-from treadle.loop.state import canary_window
-from treadle.store import open_store
+from treadle.loop.state import open_canary
 from treadle.store.models import Interaction
 
 
@@ -30,12 +28,11 @@ def main() -> None:
     p.add_argument("--config", required=True)
     p.add_argument("--run", type=int, required=True)
     args = p.parse_args()
-    cfg = load_config(args.config)
+    try:
+        cfg, store, w = open_canary(args.config, args.run)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     c = cfg.canary
-    store = open_store(cfg.db)
-    w = canary_window(store, args.run)
-    if w is None:
-        raise SystemExit(f"--run {args.run}: no loop run with a canary in {cfg.db}")
     cand, prod, since, end = w.candidate, w.production, w.since, w.until
     with store.session() as s:
         times = s.scalars(select(Interaction.created_at).where(

@@ -18,9 +18,7 @@ from collections import Counter
 from sqlalchemy import select
 
 from treadle.evals.reply_checks import context_text, is_extractive
-from treadle.loop.config import load_config
-from treadle.loop.state import canary_window
-from treadle.store import open_store
+from treadle.loop.state import open_canary
 from treadle.store.models import Interaction
 
 
@@ -46,11 +44,10 @@ def main() -> None:
     p.add_argument("--config", required=True)
     p.add_argument("--run", type=int, required=True)
     args = p.parse_args()
-    cfg = load_config(args.config)
-    store = open_store(cfg.db)
-    w = canary_window(store, args.run)
-    if w is None:
-        raise SystemExit(f"--run {args.run}: no loop run with a canary in {cfg.db}")
+    try:
+        _, store, w = open_canary(args.config, args.run)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     with store.session() as s:
         q = select(Interaction.model_name, Interaction.request, Interaction.output).where(
             Interaction.model_name.in_([w.candidate, w.production]), Interaction.created_at >= w.since)

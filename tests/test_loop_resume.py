@@ -38,6 +38,17 @@ class FakeFleet:
         pass
 
 
+def approve(store, rid: str, prompt: str, reply: str, user: str = "ann") -> None:  # noqa: ANN001
+    """Log a response of ``user`` to ``prompt`` and have a reviewer correct it to ``reply`` (an approved item)."""
+    from feedback_support import record, write
+    from treadle.feedback.review import act, enqueue
+    from treadle.feedback.roles import Principal
+
+    write(store, record(rid, user=user, request=prompt, output="?"))
+    with store.session() as s:
+        act(s, enqueue(s, rid, "manual").id, Principal("rev", "reviewer"), "correct", reply=reply)
+
+
 def test_crash_in_tune_resumes_at_tune(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # noqa: ANN001
     db = f"sqlite:///{tmp_path / 'l.db'}"
     cfg = config_from_dict({"alias": "bot", "production": "base", "db": db, "workdir": str(tmp_path / "w"),
@@ -150,19 +161,11 @@ def test_dataset_step_takes_the_fixed_mix_from_the_store(tmp_path: Path) -> None
 def test_items_a_build_dropped_fire_no_trigger_again(tmp_path: Path) -> None:
     """An approved item that a build saw and dropped (an exact duplicate) is counted by no later trigger: before
     the fix, every finished run was followed by a new one on the same data (pass 15 of docs/LOOP.md)."""
-    from feedback_support import record, write
-    from treadle.feedback.review import act, enqueue
-    from treadle.feedback.roles import Principal
     from treadle.loop.runner import new_items
 
     db = f"sqlite:///{tmp_path / 'd.db'}"
     store = open_store(db)
-
-    def approved(rid: str, prompt: str, reply: str) -> None:
-        write(store, record(rid, user="ann", request=prompt, output="?"))
-        with store.session() as s:
-            act(s, enqueue(s, rid, "manual").id, Principal("rev", "reviewer"), "correct", reply=reply)
-
+    approved = lambda rid, prompt, reply: approve(store, rid, prompt, reply)  # noqa: E731
     approved("u1", "where is my order", "track_order")
     approved("u2", "where is my order", "track_order")   # the same record again: the build keeps one
     cfg = config_from_dict({"alias": "bot", "production": "base", "db": db, "workdir": str(tmp_path / "w"),

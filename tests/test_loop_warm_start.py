@@ -9,12 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from feedback_support import record, write
-from test_loop_resume import FakeFleet
+from test_loop_resume import FakeFleet, approve
 from treadle.cli import main
 from treadle.feedback.dataset import BuildOptions, build
-from treadle.feedback.review import act, enqueue
-from treadle.feedback.roles import Principal
 from treadle.loop import state as st
 from treadle.loop.config import config_from_dict
 from treadle.loop.runner import Loop
@@ -26,11 +23,7 @@ def test_a_warm_start_continues_production_on_what_it_has_not_learned(tmp_path: 
                                                                       capsys: pytest.CaptureFixture) -> None:
     db = f"sqlite:///{tmp_path / 'w.db'}"
     store = open_store(db)
-
-    def approved(rid: str, prompt: str, reply: str) -> None:
-        write(store, record(rid, user="ann", request=prompt, output="?"))
-        with store.session() as s:
-            act(s, enqueue(s, rid, "manual").id, Principal("rev", "reviewer"), "correct", reply=reply)
+    approved = lambda rid, prompt, reply: approve(store, rid, prompt, reply)  # noqa: E731
 
     cfg = config_from_dict({"alias": "bot", "production": "base", "db": db, "workdir": str(tmp_path / "w"),
                             "dataset": {"name": "sup", "embed": False, "dev_share": 0.0, "replay_share": 1.0},
@@ -89,3 +82,12 @@ def test_warm_start_config_errors() -> None:
                           "dataset": {"replay_all": True}})
     with pytest.raises(ValueError, match="fixed_mix_share must be within"):
         config_from_dict({"alias": "a", "production": "p", "dataset": {"fixed_mix_share": -0.1}})
+
+
+def test_open_canary_names_a_run_without_a_canary(tmp_path: Path) -> None:
+    from treadle.loop.state import open_canary
+
+    cfg = tmp_path / "loop.yaml"
+    cfg.write_text(f"alias: bot\nproduction: base\ndb: sqlite:///{tmp_path / 'c.db'}\n")
+    with pytest.raises(ValueError, match="--run 3: no loop run with a canary"):
+        open_canary(str(cfg), 3)

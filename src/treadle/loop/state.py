@@ -180,3 +180,18 @@ def canary_window(store: Store, run_id: int) -> CanaryWindow | None:
         until = s.scalar(select(func.max(LoopStep.finished_at)).where(
             LoopStep.run_id == run_id, LoopStep.step == "canary", LoopStep.finished_at >= since))
         return CanaryWindow(run.state["candidate"], run.state["production"], since, until)
+
+
+def open_canary(config: str, run_id: int) -> tuple:
+    """For the scripts that read a finished canary: (the loop config at path ``config``, its store, open: the
+    caller closes it, run ``run_id``'s ``CanaryWindow``). ValueError naming the run when it had no canary."""
+    from treadle.loop.config import load_config
+    from treadle.store import open_store
+
+    cfg = load_config(config)
+    store = open_store(cfg.db)
+    w = canary_window(store, run_id)
+    if w is None:
+        store.close()
+        raise ValueError(f"--run {run_id}: no loop run with a canary in {cfg.db}")
+    return cfg, store, w
