@@ -159,7 +159,7 @@ def _latency_check(name: str, cand: tuple[float, ...], prod: tuple[float, ...], 
     med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
     harm = p <= alpha
     return SignalCheck(name, med(cand), med(prod), harm, not harm,
-                       f"median {med(cand):.4g} vs {med(prod):.4g}; p(slower by > {margin:.0%}) = {p:.3g}")
+                       f"median {med(cand):.4g} vs {med(prod):.4g}; one-sided p = {p:.3g} for slower by > {margin:.0%}")
 
 
 def decide(cand: VersionSignals, prod: VersionSignals, policy: CanaryPolicy | None = None) -> CanaryDecision:
