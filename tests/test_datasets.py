@@ -278,6 +278,18 @@ def test_seen_datasets_narrow_earlier_to_what_a_continued_model_learned(db_url: 
     new = sorted({i["response_id"] for i in warm["items"] if i["replay_of"] is None})
     replayed = sorted({i["response_id"] for i in warm["items"] if i["replay_of"] is not None})
     assert new == ["b1", "c1"] and replayed == ["a1", "a3"] and warm["replay"]["from_versions"] == [1]
+    # a version built with replay_all holds most of its data as replays: the model trained on it learned them too
+    _reviewed(store, "d1", "Delete my account", "Profile, then Delete.", "approve", label="delete")
+    every = build(store, tmp_path / "v5", BuildOptions(name="sup", dev_share=0.0, embed=False, replay_share=0.0,
+                                                       replay_all=True))
+    _reviewed(store, "e1", "Talk to a person", "Connecting you.", "approve", label="human")
+    warm2 = build(store, tmp_path / "v6", BuildOptions(name="sup", dev_share=0.0, embed=False, replay_share=1.0,
+                                                       seen_datasets=(every["dataset_id"],)))
+    assert {i["response_id"] for i in warm2["items"] if i["replay_of"] is None} == {"e1"}
+    again = [i for i in warm2["items"] if i["replay_of"] is not None]
+    assert len(again) == 1 and again[0]["response_id"] in {"a1", "a3", "b1", "c1", "d1"}
+    with store.session() as s:  # a replay points at the original record, never at another replay
+        assert s.get(DatasetItem, again[0]["replay_of"]).replay_of is None
     store.close()
 
 
@@ -300,4 +312,24 @@ def test_fixed_mix_share_takes_a_seeded_share(db_url: str, tmp_path: Path) -> No
     assert mixed == [i["response_id"] for i in b["items"] if i["replay_of"] is not None]  # seeded
     with pytest.raises(ValueError, match="fixed_mix_share must be within"):
         BuildOptions(name="loop", fixed_mix_share=1.5)
+    store.close()
+
+
+def test_dataset_overlap_script_counts_what_b_held(db_url: str, tmp_path: Path) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "dataset_overlap", Path(__file__).resolve().parents[1] / "scripts" / "dataset_overlap.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    store = open_store(db_url)
+    _reviewed(store, "a1", "How do I get a refund?", "Open Orders, then Refund.", "approve")
+    build(store, tmp_path / "v1", BuildOptions(name="sup", dev_share=0.0, embed=False))
+    _reviewed(store, "b1", "Change my shipping address", "Go to Profile, then Addresses.", "approve", label="address")
+    build(store, tmp_path / "v2", BuildOptions(name="sup", dev_share=0.0, embed=False, include_all=True,
+                                               replay_share=0.0))   # takes a1 again as new, and b1
+    with store.session() as s:
+        out = mod.overlap(s, "sup:2", "sup:1")
+    assert out["new_responses"] == 2 and out["new_responses_b_held"] == 1
+    assert out["sft_train_by_origin"] == {"new": 2}
     store.close()

@@ -25,8 +25,9 @@ either); ``fixed_mix`` names another dataset whose
 newest version's train records join every build as replay rows (``replay_of`` = the mix's item, so each
 keeps its source response and review), and whose responses this build never takes itself; ``fixed_mix_share``
 takes the records of a seeded share of its responses instead of all. ``seen_datasets`` (dataset ids: a warm start's parent's
-lineage) narrows "earlier" to the data the model being continued has learned: responses outside them are new
-(also those of builds whose candidates were never promoted), and replay draws only from them.
+lineage) narrows "earlier" to the data the model being continued has learned, replays included (a version built
+with ``replay_all`` holds most of its data as replays): responses outside them are new (also those of builds
+whose candidates were never promoted), and replay draws only from them.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class BuildOptions:
     replay_all: bool = False  # replay every earlier original SFT train record, not a share
     repeat: dict[str, int] | None = None  # label -> times its SFT train records enter (instead of balance)
     cap: dict[str, int] | None = None  # label -> most responses of that label taken (seeded)
-    fixed_mix_share: float = 1.0  # share of the fixed mix's train records in the build (seeded)
+    fixed_mix_share: float = 1.0  # seeded share of the fixed mix's responses whose records join the build
     seen_datasets: tuple[int, ...] | None = None  # dataset ids the trained model has learned (warm start)
 
     def __post_init__(self) -> None:
@@ -121,16 +122,19 @@ def build(store: Store, out_dir: str | Path, opts: BuildOptions = BuildOptions()
         if opts.seen_datasets is not None:
             earlier = [d for d in earlier if d.id in set(opts.seen_datasets)]
         earlier_ids = [d.id for d in earlier]
+        # every version's responses are the originals of all versions; a chosen few versions (a warm start's
+        # parent) also learned the records they hold as replays
+        held = [DatasetItem.replay_of.is_(None)] if opts.seen_datasets is None else []
         done: set[str] = set()
         if earlier_ids and not opts.include_all:
             done = set(s.execute(select(DatasetItem.response_id).where(
-                DatasetItem.dataset_id.in_(earlier_ids), DatasetItem.replay_of.is_(None),
-                DatasetItem.response_id.is_not(None))).scalars())
+                DatasetItem.dataset_id.in_(earlier_ids), *held,
+                DatasetItem.response_id.is_not(None))).scalars()) - mix_responses
         cur = gather(s, done | mix_responses, wanted_user(opts.users, opts.exclude_users))
         prior: dict[str, list[str]] = {k: [] for k in KINDS}
         if earlier_ids and not opts.include_all:
             for kind, rec in s.execute(select(DatasetItem.kind, DatasetItem.record).where(
-                    DatasetItem.dataset_id.in_(earlier_ids), DatasetItem.replay_of.is_(None))):
+                    DatasetItem.dataset_id.in_(earlier_ids), *held)):
                 if not rec.get("redacted"):
                     prior[kind].append(record_text(kind, rec))
     encode = None
@@ -154,7 +158,7 @@ def build(store: Store, out_dir: str | Path, opts: BuildOptions = BuildOptions()
                          "user": c.user, "review_item_id": c.review_item_id, "feedback_ids": list(c.feedback_ids),
                          "replay_of": None, "stratum": c.stratum} for c in kept]
     rows, balance = _balance(rows, opts.repeat) if opts.balance or opts.repeat else (rows, {})
-    rows += _replay(store, earlier_ids, {c.response_id for c in kept} | left_out, rows, opts)
+    rows += _replay(store, earlier_ids, {c.response_id for c in kept} | left_out | mix_responses, rows, opts)
     rows += mix_rows
     extra = {"balance": balance, "fixed_mix": mix_info, "capped": capped}
     return _write(store, out, opts, rows, cur.pii, removed, cur.sources, earlier, extra)
@@ -229,9 +233,10 @@ def _replay(store: Store, earlier_ids: list[int], current: set[str], rows: list[
     if not earlier_ids or (want == 0 and not opts.replay_all):
         return []
     with store.session() as s:
+        held = [DatasetItem.replay_of.is_(None)] if opts.seen_datasets is None else []  # as in build()
         pool = list(s.execute(select(DatasetItem).where(
             DatasetItem.dataset_id.in_(earlier_ids), DatasetItem.kind == "sft", DatasetItem.split == "train",
-            DatasetItem.replay_of.is_(None), DatasetItem.user.is_not(None)).order_by(DatasetItem.id)).scalars())
+            *held, DatasetItem.user.is_not(None)).order_by(DatasetItem.id)).scalars())
     seen: set[str] = set()
     uniq = []
     for it in pool:
@@ -240,7 +245,8 @@ def _replay(store: Store, earlier_ids: list[int], current: set[str], rows: list[
             uniq.append(it)
     picked = uniq if opts.replay_all else random.Random(opts.seed).sample(uniq, min(want, len(uniq)))
     return [{"kind": "sft", "split": "train", "record": it.record, "response_id": it.response_id, "user": it.user,
-             "review_item_id": it.review_item_id, "feedback_ids": [], "replay_of": it.id} for it in picked]
+             "review_item_id": it.review_item_id, "feedback_ids": [],
+             "replay_of": it.replay_of or it.id} for it in picked]  # always the original item
 
 
 def _file(kind: str, split: str) -> str:
