@@ -32,6 +32,7 @@ from pathlib import Path
 
 from treadle.loop import state as st
 from treadle.loop.config import LoopConfig
+from treadle.loop.floors import power_warnings_for, reached_floors
 from treadle.registry import registry as reg
 from treadle.store.db import Store
 from treadle.store.models import utcnow
@@ -225,31 +226,9 @@ class Loop:
 
     def _warn_power(self, prod_dir: str) -> None:
         """Say which gated metrics production's gating sets are too small to pass within their margin."""
-        from treadle.evals.loop_gate import power_warnings
-        from treadle.evals.results import load_results
-
-        for w in power_warnings(load_results(prod_dir), self.cfg.gate):
+        for w in power_warnings_for(self.cfg, prod_dir):
             log.warning("gate power: %s", w)
             self.say(f"warning: gate power: {w}")
-
-    def reached_floors(self) -> frozenset[str]:
-        """Metrics of the floor suites that some promoted version's gating result reached."""
-        from treadle.evals.results import load_results
-
-        out: set[str] = set()
-        for v in reg.versions(self.store):
-            info = reg.show(self.store, v["name"])
-            promoted = any(e["kind"] in ("promoted", "restored") for e in info["events"])
-            gating = info["evals"].get("gating")
-            if not promoted or not gating or not Path(gating["dir"], "summary.json").is_file():
-                continue
-            for suite, entry in load_results(gating["dir"]).summary.get("suites", {}).items():
-                if suite in self.cfg.floor_once_reached:
-                    for m, val in entry["metrics"].items():
-                        mid = f"{suite}/{m}"
-                        if val.get("gated") and val["value"] >= self.cfg.gate.threshold_for(mid):
-                            out.add(mid)
-        return frozenset(out)
 
     def _step_gate(self, run: st.RunView, sid: int) -> st.RunView:
         import dataclasses
@@ -257,7 +236,7 @@ class Loop:
         from treadle.evals.loop_gate import run_loop_gate
         from treadle.evals.results import load_results
 
-        policy = dataclasses.replace(self.cfg.gate, reached=self.reached_floors())
+        policy = dataclasses.replace(self.cfg.gate, reached=reached_floors(self.store, self.cfg))
         verdict = run_loop_gate(load_results(run.state["cand_eval"]), load_results(run.state["prod_eval"]), policy)
         out = verdict.to_json()
         (self._work(run) / "gate-verdict.json").write_text(json.dumps(out, indent=1) + "\n")
