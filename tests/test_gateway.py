@@ -29,7 +29,7 @@ def start_gateway(urls: list[str], policy: str = "round_robin", hasher: PrefixHa
     return gw, ThreadServer(create_gateway_app(gw))
 
 
-def wait_for(cond, timeout: float = 120.0) -> bool:  # noqa: ANN001
+def wait_for(cond, timeout: float = 300.0) -> bool:  # noqa: ANN001
     """Poll ``cond`` until true; ``timeout`` only guards against a hang (the machine may be busy)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
