@@ -1,9 +1,10 @@
-"""Safety floors that hold once reached, and the gate power check, for the loop's gate step.
+"""Safety floors that hold once reached, for the loop's gate step.
 
 ``gate.floor_once_reached`` names suites whose metrics, once a promoted version's gating result reached the
 metric's threshold, may never again fall below it: a candidate must then pass the threshold as well as the
 non-inferiority margin (``evals.loop_gate``). Which metrics are reached is read from the registry each time,
-so it survives restarts and counts versions promoted by hand (``restored`` events) too.
+so it survives restarts and counts versions promoted by hand (``treadle registry promote``) and versions
+back in production after a rollback (``restored`` events) too.
 """
 
 from __future__ import annotations
@@ -36,11 +37,3 @@ def reached_floors(store: Store, cfg: LoopConfig) -> frozenset[str]:
                         out.add(mid)
     return frozenset(out)
 
-
-def power_warnings_for(cfg: LoopConfig, prod_dir: str) -> list[str]:
-    """The gated metrics that production's gating sets (results in ``prod_dir``) are too small to pass within
-    their margin, one sentence each (``evals.loop_gate.power_warnings``)."""
-    from treadle.evals.loop_gate import power_warnings
-    from treadle.evals.results import load_results
-
-    return list(power_warnings(load_results(prod_dir), cfg.gate))

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from treadle.loop import state as st
 from treadle.loop.config import LoopConfig
-from treadle.loop.floors import power_warnings_for, reached_floors
+from treadle.loop.floors import reached_floors
 from treadle.registry import registry as reg
 from treadle.store.db import Store
 from treadle.store.models import utcnow
@@ -226,7 +226,10 @@ class Loop:
 
     def _warn_power(self, prod_dir: str) -> None:
         """Say which gated metrics production's gating sets are too small to pass within their margin."""
-        for w in power_warnings_for(self.cfg, prod_dir):
+        from treadle.evals.loop_gate import power_warnings
+        from treadle.evals.results import load_results
+
+        for w in power_warnings(load_results(prod_dir), self.cfg.gate):
             log.warning("gate power: %s", w)
             self.say(f"warning: gate power: {w}")
 
