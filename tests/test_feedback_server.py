@@ -126,6 +126,18 @@ def test_log_feedback_roles_and_metrics(served) -> None:  # noqa: ANN001
     ok = httpx.post(enq, headers=_h("k-admin"), json={"response_ids": [streamed], "reason": "red_team"}, timeout=30)
     assert ok.status_code == 200 and ok.json()["items"][0]["status"] == "corrected", ok.text  # decided stays decided
     assert "red_team" in ok.json()["items"][0]["reasons"]
+    # withdrawing a reviewer's actions: admin only, named errors; the item goes back on the queue
+    wd = f"{srv.base}/review/api/withdraw"
+    assert httpx.post(wd, headers=_h("k-rev"), json={"reviewer": "rita", "reason": "x"}, timeout=30).status_code == 403
+    for body, param in [({"reviewer": "rita"}, "reason"), ({"reviewer": "rita", "reason": "x", "since": "soon"}, "since"),
+                        ({"reviewer": "rita", "reason": "x", "dry_run": "yes"}, "dry_run"), ({"extra": 1}, "extra")]:
+        bad = httpx.post(wd, headers=_h("k-admin"), json=body, timeout=30)
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == param, bad.text
+    done = httpx.post(wd, headers=_h("k-admin"), json={"reviewer": "rita", "reason": "test"}, timeout=30)
+    assert done.status_code == 200 and done.json()["item_ids"] == [item["id"]], done.text
+    assert done.json()["status_after"] == {"pending": 1}
+    shown = httpx.get(f"{srv.base}/review/api/items/{item['id']}", headers=_h("k-admin"), timeout=30).json()
+    assert shown["status"] == "pending" and shown["actions"][0]["withdrawn"]["by"] == "root", shown
     # a key with the admin role passes the adapter admin API's check (no --admin-api-key needed); others do not
     gone = httpx.post(f"{srv.base}/v1/unload_lora_adapter", json={"lora_name": "nope"}, headers=_h("k-admin"),
                       timeout=30)

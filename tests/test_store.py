@@ -18,7 +18,7 @@ from treadle.store import open_store
 from treadle.store.db import current_revision
 from treadle.store.models import ApiKey, Feedback, Interaction, ReviewAction, ReviewItem
 
-HEAD_REVISION = "0002"  # the newest migration (0002: registry and loop tables, issue 16)
+HEAD_REVISION = "0003"  # the newest migration (0003: withdrawn review actions)
 
 ALICE, BOB = Principal("alice", "user"), Principal("bob", "user")
 R1, R2, ADMIN = Principal("rev1", "reviewer"), Principal("rev2", "reviewer"), Principal("boss", "admin")

@@ -2,6 +2,7 @@
 and for clients with a reviewer key); the page itself is :mod:`treadle.feedback.page`.
 ``POST /review/api/enqueue`` (admin role) puts logged responses on the queue by hand (reason ``manual`` or
 ``red_team``: a red-team campaign's responses all go to review, whatever their thumbs).
+``POST /review/api/withdraw`` (admin role) takes back a reviewer's actions (:mod:`treadle.feedback.withdraw`).
 
 Every write answers only after its transaction committed. Errors are OpenAI error JSON: 400 names the
 field, 401 no or wrong key, 403 wrong role, 404 unknown id, 409 already decided.
@@ -119,6 +120,19 @@ def add_routes(app: Any, svc: Any) -> None:
             return error(e)
         return JSONResponse(out)
 
+    @app.post("/review/api/withdraw")
+    async def review_withdraw(request: Request) -> Response:
+        try:
+            p = reviewer(request, svc, signer)
+            if not p.can("admin"):
+                raise FeedbackError(403, f"{p.user} has the role {p.role}: withdrawing reviews needs admin.", None,
+                                    "forbidden")
+            body = await json_body(request)
+            out = await in_thread(_withdraw, svc, p, body)
+        except FeedbackError as e:
+            return error(e)
+        return JSONResponse(out)
+
     from treadle.feedback.page import add_page_routes
 
     add_page_routes(app, svc, signer)
@@ -180,3 +194,24 @@ def _enqueue(svc: Any, body: Any) -> dict:
         out = {"items": [{"id": i.id, "response_id": i.response_id, "status": i.status, "reasons": i.reasons}
                          for i in items]}
     return out  # after the commit
+
+
+def _withdraw(svc: Any, p: Principal, body: Any) -> dict:
+    """Withdraw a reviewer's actions (admin; :mod:`treadle.feedback.withdraw`), after the commit."""
+    from treadle.feedback.withdraw import parse_time, withdraw
+
+    if not isinstance(body, dict):
+        raise FeedbackError(400, "The request body must be a JSON object")
+    fields = ("reviewer", "reason", "since", "until", "label", "dry_run")
+    for k in body:
+        if k not in fields:
+            raise FeedbackError(400, f"Unknown field {k!r}; withdraw takes {', '.join(fields)}", k)
+    for k in fields[:5]:
+        if body.get(k) is not None and not isinstance(body[k], str):
+            raise FeedbackError(400, f"{k} must be a string", k)
+    if not isinstance(body.get("dry_run", False), bool):
+        raise FeedbackError(400, "dry_run must be true or false", "dry_run")
+    with svc.store.session() as s:
+        res = withdraw(s, p, body.get("reviewer") or "", body.get("reason") or "", parse_time(body.get("since"), "since"),
+                       parse_time(body.get("until"), "until"), body.get("label"), bool(body.get("dry_run", False)))
+    return res.json()

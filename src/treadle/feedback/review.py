@@ -11,7 +11,8 @@ deciding. An item needs ``required_reviews`` decisions from distinct reviewers (
 decision replaces their earlier one). When they are all in: the same verdict everywhere decides the
 item (for ``correct``, the latest correction is the reply); otherwise the item goes to ``adjudication``,
 where the next decision by an admin or by a reviewer who has not reviewed it yet is final. An admin
-may also re-decide a decided item. Every action is stored (who, when, what).
+may also re-decide a decided item. Every action is stored (who, when, what). An admin may withdraw a
+reviewer's actions (:mod:`treadle.feedback.withdraw`): they stay on record but no longer count.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ HAND_REASONS = ("manual", "red_team")  # reasons an admin may give when queueing
 ACTIONS = (*DECISIONS, "label")
 REJECT_REASONS = ("unsafe", "off_topic", "wrong", "other")
 OPEN = ("pending", "adjudication")
-_STATUS = {"approve": "approved", "correct": "corrected", "reject": "rejected"}
+DECIDED_STATUS = {"approve": "approved", "correct": "corrected", "reject": "rejected"}
 
 
 def enqueue(s: Session, response_id: str, reason: str, required_reviews: int = 1) -> ReviewItem:
@@ -98,7 +99,10 @@ def item_json(s: Session, item: ReviewItem) -> dict:
         "feedback": [{"user": f.user, "thumbs": f.thumbs, "rating": f.rating, "correction": f.correction,
                       "comment": f.comment, "tags": f.tags} for f in fbs],
         "actions": [{"reviewer": a.reviewer, "action": a.action, "reply": a.reply, "reason": a.reason,
-                     "label": a.label, "at": a.created_at.isoformat() + "Z"} for a in acts],
+                     "label": a.label, "at": a.created_at.isoformat() + "Z",
+                     "withdrawn": None if a.withdrawn_at is None else {
+                         "by": a.withdrawn_by, "at": a.withdrawn_at.isoformat() + "Z", "reason": a.withdrawn_reason}}
+                    for a in acts],
     }
 
 
@@ -130,7 +134,8 @@ def act(s: Session, item_id: int, who: Principal, action: str, reply: str | None
         raise FeedbackError(409, f"Review item {item_id} is already {item.status}; only an admin may re-decide it.",
                             "item_id", "already_decided")
     earlier = {a.reviewer for a in s.execute(select(ReviewAction).where(
-        ReviewAction.item_id == item.id, ReviewAction.action.in_(DECISIONS))).scalars()}
+        ReviewAction.item_id == item.id, ReviewAction.action.in_(DECISIONS),
+        ReviewAction.withdrawn_at.is_(None))).scalars()}
     s.add(ReviewAction(item_id=item.id, reviewer=who.user, action=action, reply=reply if action == "correct" else None,
                        reason=reason if action == "reject" else None, label=label, created_at=now))
     s.flush()
@@ -156,15 +161,17 @@ def act(s: Session, item_id: int, who: Principal, action: str, reply: str | None
 
 
 def _latest_decisions(s: Session, item_id: int) -> dict[str, ReviewAction]:
+    """Each reviewer's latest decision on the item that has not been withdrawn."""
     out: dict[str, ReviewAction] = {}
-    for a in s.execute(select(ReviewAction).where(ReviewAction.item_id == item_id, ReviewAction.action.in_(DECISIONS))
+    for a in s.execute(select(ReviewAction).where(ReviewAction.item_id == item_id, ReviewAction.action.in_(DECISIONS),
+                                                  ReviewAction.withdrawn_at.is_(None))
                        .order_by(ReviewAction.id)).scalars():
         out[a.reviewer] = a
     return out
 
 
 def _decide(s: Session, item: ReviewItem, action: str, reply: str | None, reason: str | None, now) -> None:  # noqa: ANN001
-    item.status = _STATUS[action]
+    item.status = DECIDED_STATUS[action]
     item.decided_at = now
     item.reject_reason = reason if action == "reject" else None
     if action == "approve":

@@ -1,8 +1,9 @@
-"""``treadle review list|show|approve|correct|reject|label|scan``: the review queue from the command line.
+"""``treadle review list|show|approve|correct|reject|label|scan|withdraw``: the review queue from the command line.
 
 The CLI works on the store directly (``--db``), acting as ``--as NAME`` (default: $USER) with the reviewer
 role (``--admin``: the admin role, which may re-decide a decided item). Every action is stored like one
-from the page.
+from the page. ``withdraw`` (admin: whoever can open the store) takes back a reviewer's actions, see
+:mod:`treadle.feedback.withdraw`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import sys
 
 NAME = "review"
-HELP = "expert review queue: list, show, approve, correct, reject, label, scan (classifier rule)"
+HELP = "expert review queue: list, show, approve, correct, reject, label, scan (classifier rule), withdraw"
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -53,6 +54,16 @@ def register(p: argparse.ArgumentParser) -> None:
     sc.add_argument("--seed", type=int, default=0)
     sc.add_argument("--reviews-per-item", type=int, default=1)
     common(sc)
+    wd = sub.add_parser("withdraw", help="take back a reviewer's actions (all, in a time window, or one label's); "
+                        "their items are decided again from the remaining reviews")
+    wd.add_argument("--reviewer", required=True, help="whose actions")
+    wd.add_argument("--reason", required=True, help="why (stored with every withdrawn action)")
+    wd.add_argument("--since", default=None, help="only actions made at or after this time (ISO 8601, UTC)")
+    wd.add_argument("--until", default=None, help="only actions made before this time (ISO 8601, UTC)")
+    wd.add_argument("--label", default=None, help="only actions that set this label")
+    wd.add_argument("--as", dest="who", default=None, help="the admin's name for the record (default: $USER)")
+    wd.add_argument("--dry-run", action="store_true", help="count what would change; change nothing")
+    common(wd)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,6 +82,17 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps({"checked": res.checked, "flagged": res.flagged, "queued": res.queued}))
             return 0
         with store.session() as s:
+            if cmd == "withdraw":
+                from treadle.feedback.withdraw import parse_time, withdraw
+
+                res = withdraw(s, Principal(args.who or getpass.getuser(), "admin"), args.reviewer, args.reason,
+                               parse_time(args.since, "since"), parse_time(args.until, "until"), args.label,
+                               dry_run=args.dry_run)
+                out = res.json()
+                if not args.json:
+                    out.pop("item_ids")
+                print(json.dumps(out, indent=1 if args.json else None))
+                return 0
             if cmd == "list":
                 items = review.queue(s, reviewer=args.reviewer, status=args.status, limit=args.limit)
                 rows = [review.item_json(s, i) for i in items]

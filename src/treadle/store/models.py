@@ -93,7 +93,8 @@ class ReviewItem(Base):
 
 
 class ReviewAction(Base):
-    """One reviewer's action on an item: approve, correct, reject, label (and adjudicate), with who and when."""
+    """One reviewer's action on an item: approve, correct, reject, label (and adjudicate), with who and when; an
+    admin may withdraw it later (who, when, why), after which it no longer counts."""
 
     __tablename__ = "review_actions"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -104,6 +105,10 @@ class ReviewAction(Base):
     reason: Mapped[str | None] = mapped_column(String(256), nullable=True)
     label: Mapped[str | None] = mapped_column(String(256), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # set when an admin withdraws the action (treadle.feedback.withdraw): it stays on record but no longer counts
+    withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    withdrawn_by: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    withdrawn_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Dataset(Base):
