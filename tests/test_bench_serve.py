@@ -155,3 +155,25 @@ def test_bench_serve_cli_writes_the_result(server: ServerProcess, tmp_path: Path
     assert res["kind"] == "bench-serve" and res["config"]["model"] == MODEL and len(res["requests"]) == 4
     assert res["summary"]["goodput_req_s"] == res["summary"]["requests_per_s"]
     assert res["summary"]["prefix_cache_hit_rate"] is not None and "git_commit" in res["meta"]
+
+
+def test_each_record_names_the_replica_the_gateway_reports() -> None:
+    """The load generator keeps a Treadle gateway's x-treadle-replica header per request (None without one), so a
+    fleet run's files say which replica served each request (the simulator's records say it too)."""
+    import httpx
+
+    from treadle.bench.workloads import WorkloadRequest
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        if req.method == "GET":
+            return httpx.Response(200, json={"data": []})
+        rid = json.loads(req.content)["messages"][0]["content"]
+        sse = 'data: {"choices": [{"delta": {"content": "hi"}}]}\n\ndata: [DONE]\n\n'
+        headers = {"content-type": "text/event-stream", **({"x-treadle-replica": f"rep-{rid}"} if rid != "2" else {})}
+        return httpx.Response(200, headers=headers, content=sse.encode())
+
+    reqs = [WorkloadRequest(str(i), [{"role": "user", "content": str(i)}], None, 4) for i in range(3)]
+    recs = asyncio.run(run_load("http://test", "m", reqs, transport=httpx.MockTransport(handler)))
+    assert {r.id: r.replica for r in recs} == {"0": "rep-0", "1": "rep-1", "2": None}
+    assert all(r.ok for r in recs) and recs[0].to_json()["replica"] == recs[0].replica
+

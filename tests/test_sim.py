@@ -28,7 +28,7 @@ from treadle.sim.cost_model import (
     step_point,
 )
 from treadle.sim.machine import Machine
-from treadle.sim.results import result
+from treadle.sim.results import records, result
 from treadle.sim.simulator import FleetConfig, Simulation
 from treadle.sim.workload import SimRequest, rows_of, synthetic_day, trace_requests
 
@@ -54,6 +54,7 @@ def test_known_schedule_gives_known_times() -> None:
     assert summary["ttft_ms"]["p50"] == pytest.approx(1250.0)  # A 1.0 s, B 1.5 s (from its arrival)
     assert summary["e2e_ms"]["mean"] == pytest.approx(2250.0)  # A 2.0 s, B 2.5 s
     assert summary["tpot_ms"]["mean"] == pytest.approx(1000.0)
+    assert {r.id: r.replica for r in records(s)} == {"a": a.replica, "b": b.replica} and a.replica  # who served it
 
 
 def test_chunked_prefill_and_linear_cost() -> None:

@@ -46,6 +46,8 @@ class RequestRecord:
     scheduled_s: float | None = None
     session: str | None = None
     turn: int = 0
+    # the replica that served it, as a Treadle gateway names it (its x-treadle-replica header; None elsewhere)
+    replica: str | None = None
     # this process's time.perf_counter() at the send: the system's monotonic clock, which other processes' logs
     # share (scripts/sim_diag/served_timeline.py pairs sends with a replica's hand-overs); not written to files
     sent_clock: float = 0.0
@@ -118,6 +120,7 @@ async def _send(client: httpx.AsyncClient, run: _Run, req: WorkloadRequest, hist
     pieces: list[str] = []
     usage: dict = {}
     status, error = 0, None
+    replica: list[str | None] = [None]  # set from the response headers
 
     # open loop: latencies count from the scheduled arrival, so waiting for a --max-in-flight slot shows
     origin = start if scheduled is None else min(start, run.t0 + scheduled)
@@ -131,7 +134,8 @@ async def _send(client: httpx.AsyncClient, run: _Run, req: WorkloadRequest, hist
             prompt_tokens=int(usage.get("prompt_tokens") or (len(req.prompt) if isinstance(req.prompt, list) else 0)),
             output_tokens=int(usage.get("completion_tokens") or len(times)),
             cached_tokens=int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0),
-            status=status, error=error, scheduled_s=scheduled, session=req.session, turn=req.turn, sent_clock=start)
+            status=status, error=error, scheduled_s=scheduled, session=req.session, turn=req.turn,
+            replica=replica[0], sent_clock=start)
         run.records.append(rec)
         run.bar(rec)
         return rec
@@ -139,6 +143,7 @@ async def _send(client: httpx.AsyncClient, run: _Run, req: WorkloadRequest, hist
     try:
         async with client.stream("POST", run.base + path, json=body) as resp:
             status = resp.status_code
+            replica[0] = resp.headers.get("x-treadle-replica")
             if status != 200:
                 text = (await resp.aread()).decode(errors="replace")
                 return record(status, text[:500] or f"HTTP {status}", time.perf_counter()), ""

@@ -26,7 +26,8 @@ def records(sim: Simulation) -> list[RequestRecord]:
         out.append(RequestRecord(id=r.id, start_s=r.sent_s or 0.0, ttft_s=r.first_token_s - origin,
                                  itl_s=[], e2e_s=r.end_s - origin, prompt_tokens=r.prompt_tokens,
                                  output_tokens=r.output_tokens, cached_tokens=r.cached_tokens, status=200,
-                                 error=None, scheduled_s=r.arrival_s, session=r.session, turn=r.turn))
+                                 error=None, scheduled_s=r.arrival_s, session=r.session, turn=r.turn,
+                                 replica=r.replica or None))
     out += [RequestRecord(id=r.id, start_s=r.sent_s or 0.0, ttft_s=None, itl_s=[], e2e_s=None, prompt_tokens=0,
                           output_tokens=0, cached_tokens=0, status=503, error="no replica")
             for r in sim.rejected]
