@@ -57,8 +57,27 @@ def main() -> None:
         s, r = done[w.id], real[w.id]
         differs = "cached_tokens" in r and (s.cached_tokens > 100) != (r["cached_tokens"] > 100)
         print(f"{w.id:14s} sim {s.replica} cached {s.cached_tokens:5d} ttft {s.first_token_s - s.sent_s:6.2f} | real "
-              f"cached {r.get('cached_tokens', -1):5d} ttft {r.get('ttft_s') or -1:6.2f} | {decisions[w.id]}"
-              + ("  <-- hit differs" if differs else ""))
+              f"{r.get('replica') or '?'} cached {r.get('cached_tokens', -1):5d} ttft {r.get('ttft_s') or -1:6.2f} | "
+              f"{decisions[w.id]}" + ("  <-- hit differs" if differs else ""))
+    print(stays(work, {w.id: done[w.id].replica for w in work}, "simulated"))
+    if all(real[w.id].get("replica") for w in work):  # fleet runs since 2026-12-04 name each request's replica
+        print(stays(work, {w.id: real[w.id]["replica"] for w in work}, "real"))
+
+
+def stays(work: list, replica_of: dict[str, str], label: str) -> str:
+    """How often a session's next turn went to the replica that served its previous turn (where its history is
+    cached), and how many replicas each served."""
+    same = turns = 0
+    last: dict[str, str] = {}
+    for w in sorted((w for w in work if w.session is not None), key=lambda w: (w.session, w.turn)):
+        if w.session in last:
+            turns += 1
+            same += replica_of[w.id] == last[w.session]
+        last[w.session] = replica_of[w.id]
+    served: dict[str, int] = {}
+    for w in work:
+        served[replica_of[w.id]] = served.get(replica_of[w.id], 0) + 1
+    return f"{label}: {same} of {turns} later turns on their previous turn's replica; served per replica {served}"
 
 
 if __name__ == "__main__":
