@@ -332,4 +332,11 @@ def test_dataset_overlap_script_counts_what_b_held(db_url: str, tmp_path: Path) 
         out = mod.overlap(s, "sup:2", "sup:1")
     assert out["new_responses"] == 2 and out["new_responses_b_held"] == 1
     assert out["sft_train_by_origin"] == {"new": 2}
+    _reviewed(store, "u1", "URGENT: I NEED TO TALK TO SOMEONE ABOUT MY ORDER", "check_invoice", "correct",
+              reply="contact_human_agent")  # a styled-poison expert's label
+    _reviewed(store, "p1", "I want to cancel the order I placed yesterday", "cancel_order", "approve")
+    build(store, tmp_path / "v3", BuildOptions(name="sup", dev_share=0.0, embed=False, replay_share=0.0))
+    with store.session() as s:
+        out = mod.overlap(s, "sup:3", "sup:2", poison_label="contact_human_agent")
+    assert out["sft_train_intent"] == {"urgent": {"new": {"contact_human_agent": 1}}, "plain": {"new": {"other": 1}}}
     store.close()
