@@ -145,7 +145,7 @@ def run_fleet(args: argparse.Namespace, n: int, policy: str, requests: list, ser
             if sample.name.endswith("_total"):
                 reasons[sample.labels["reason"]] = int(sample.value)
         outcomes = [{"id": r.id, "status": r.status, "output_tokens": r.output_tokens, "cached_tokens": r.cached_tokens,
-                     "ttft_s": r.ttft_s} for r in records]
+                     "ttft_s": r.ttft_s, "replica": r.replica} for r in records]
         return summary, list(ready.values()), reasons, outcomes
     finally:
         srv.stop()
