@@ -14,9 +14,11 @@ from sqlalchemy import select
 
 from feedback_support import record, write
 from gateway_support import ThreadServer
+from treadle.feedback import review
 from treadle.feedback.config import FeedbackConfig
 from treadle.feedback.roles import Principal
 from treadle.feedback.submit import submit_feedback
+from treadle.feedback.withdraw import withdraw
 from treadle.gateway.app import Gateway, GatewaySettings, create_gateway_app
 from treadle.gateway.policies import make_policy
 from treadle.store import open_store
@@ -66,6 +68,10 @@ def test_reviewer_signs_in_and_decides_items(browser, tmp_path: Path) -> None:  
                          ("p2", {"thumbs": "down", "correction": "Open Orders and press Cancel."}),
                          ("p3", {"thumbs": "down"})):
         submit_feedback(store, Principal("alice", "user"), {"response_id": rid, **payload})
+    with store.session() as s:  # sam's approval of p1, withdrawn: the page shows it, the queue does not count it
+        p1 = s.execute(select(ReviewItem).where(ReviewItem.response_id == "p1")).scalar_one()
+        review.act(s, p1.id, Principal("sam", "reviewer"), "approve")
+        withdraw(s, Principal("root", "admin"), "sam", "careless")
     gw = Gateway(make_policy("round_robin"), GatewaySettings(feedback=FeedbackConfig(db=db, keys_file=str(keys))))
     server = ThreadServer(create_gateway_app(gw))
     wait = WebDriverWait(browser, 30)
@@ -77,6 +83,7 @@ def test_reviewer_signs_in_and_decides_items(browser, tmp_path: Path) -> None:  
         first = wait.until(ec.presence_of_element_located((By.ID, "approve")))
         assert "rita (reviewer)" in browser.find_element(By.TAG_NAME, "header").text
         assert "How do I get a refund?" in browser.find_element(By.ID, "item").text
+        assert "sam approve (withdrawn by root: careless)" in browser.find_element(By.ID, "item").text
         wait.until(lambda d: "0 of 3 decided" in d.find_element(By.ID, "progress-text").text)
         if SCREENSHOT:
             browser.save_screenshot(SCREENSHOT)
@@ -106,5 +113,5 @@ def test_reviewer_signs_in_and_decides_items(browser, tmp_path: Path) -> None:  
         assert (items["p2"].status, items["p2"].final_reply) == ("corrected", "Open Orders, pick the order, press Cancel.")
         assert (items["p3"].status, items["p3"].reject_reason) == ("rejected", "off_topic")
         acts = s.execute(select(ReviewAction.reviewer, ReviewAction.action).order_by(ReviewAction.id)).all()
-        assert acts == [("rita", "label"), ("rita", "approve"), ("rita", "correct"), ("rita", "reject")]
+        assert acts == [("sam", "approve"), ("rita", "label"), ("rita", "approve"), ("rita", "correct"), ("rita", "reject")]
     store.close()

@@ -62,7 +62,7 @@ async function show(id) {
   const fb = item.feedback.map((f) => el("div", { class: "feedback" },
     `${f.user}: ${f.thumbs ? (f.thumbs === "up" ? "thumbs up · " : "thumbs down · ") : ""}${f.rating ? f.rating + "/5 " : ""}${f.comment || ""}`
     + (f.correction ? ` — suggests: “${f.correction}”` : "")));
-  const acts = item.actions.map((a) => el("div", { class: "feedback" }, `${a.reviewer} ${a.action}${a.reason ? " (" + a.reason + ")" : ""}${a.label ? " [" + a.label + "]" : ""}`));
+  const acts = item.actions.map((a) => el("div", { class: "feedback" }, `${a.reviewer} ${a.action}${a.reason ? " (" + a.reason + ")" : ""}${a.label ? " [" + a.label + "]" : ""}${a.withdrawn ? " (withdrawn by " + a.withdrawn.by + ": " + a.withdrawn.reason + ")" : ""}`));
   const suggestion = (item.feedback.find((f) => f.correction) || {}).correction || inter.output;
   const reasons = el("div", { class: "reasons editor", id: "reject-editor" }, "Reason: ",
     ...REASONS.map((r, i) => { const b = el("button", { id: "reason-" + r }, `${i + 1} ${r}`); b.onclick = () => decide("reject", { reason: r }); return b; }));
