@@ -86,17 +86,22 @@ def test_items_are_decided_again_from_the_remaining_reviews(db_url: str) -> None
         assert review.act(s, relabel, SAM, "label", label="cancel_order").final_label == "cancel_order"
     with store.session() as s:
         res = withdraw(s, ADMIN, "sam", "careless")
-    assert res.actions == 3 and res.status_after == {"pending": 1, "adjudication": 1, "approved": 1}
+    assert res.actions == 3 and res.status_after == {"pending": 1, "corrected": 1, "approved": 1}
     with store.session() as s:
         a, b, c = (s.get(ReviewItem, i) for i in (agree, split, relabel))
         assert a.status == "pending"  # one review of the two it needs is left
-        assert (b.status, b.final_reply) == ("adjudication", None)  # rita's reject against the admin's correction
+        assert (b.status, b.final_reply) == ("corrected", "the admin's reply")  # the admin's final decision stands
         assert (c.status, c.final_label, c.final_reply) == ("approved", "refund", "served 2")  # rita and tom agree
+        # the withdrawn reviewer may not act on the item again; another reviewer may
+        with pytest.raises(FeedbackError) as e:
+            review.act(s, agree, SAM, "approve")
+        assert (e.value.status, e.value.code) == (409, "withdrawn")
         # label-only withdrawal: rita's label goes, her approval with it; tom's alone is too few
         res = withdraw(s, ADMIN, "rita", "labels", label="refund")
         assert (res.actions, res.item_ids) == (1, (relabel,))
         assert (s.get(ReviewItem, relabel).status, s.get(ReviewItem, relabel).final_label) == ("pending", None)
-        # a withdrawn reviewer's decision no longer counts toward agreement, and the adjudicator may be anyone new
+        # withdrawing the final decision itself: rita's reject is all that is left of two needed; tom agrees with it
+        assert withdraw(s, ADMIN, "root", "wrong call").status_after == {"pending": 1}
         assert review.act(s, split, TOM, "reject", reason="wrong").status == "rejected"
         assert s.get(ReviewItem, split).reject_reason == "wrong"
     store.close()
@@ -110,13 +115,15 @@ def test_withdraw_errors_name_the_field(tmp_path: Path) -> None:
             withdraw(s, RITA, "sam", "x")
         assert e.value.status == 403
         for kwargs, param in [({"reviewer": " "}, "reviewer"), ({"reason": ""}, "reason"),
-                              ({"since": T0, "until": T0}, "until")]:
+                              ({"since": T0, "until": T0}, "until"), ({"label": " "}, "label")]:
             with pytest.raises(FeedbackError) as e:
                 withdraw(s, ADMIN, **{"reviewer": "sam", "reason": "x", **kwargs})
             assert (e.value.status, e.value.param) == (400, param)
     with pytest.raises(FeedbackError) as e:
         parse_time("yesterday", "since")
     assert e.value.param == "since" and "ISO 8601" in e.value.message
+    with pytest.raises(FeedbackError):  # an empty time is a mistake, not "no bound"
+        parse_time("", "until")
     assert parse_time("2026-12-04T19:00:00+01:00", "since") == T0  # a zone is converted to UTC
     assert parse_time("2026-12-04T18:00:00Z", "until") == T0 == parse_time("2026-12-04T18:00:00", "until")
     store.close()

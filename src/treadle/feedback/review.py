@@ -17,6 +17,8 @@ reviewer's actions (:mod:`treadle.feedback.withdraw`): they stay on record but n
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
@@ -133,18 +135,23 @@ def act(s: Session, item_id: int, who: Principal, action: str, reply: str | None
     if action != "label" and item.status not in OPEN and not who.can("admin"):
         raise FeedbackError(409, f"Review item {item_id} is already {item.status}; only an admin may re-decide it.",
                             "item_id", "already_decided")
-    earlier = {a.reviewer for a in s.execute(select(ReviewAction).where(
-        ReviewAction.item_id == item.id, ReviewAction.action.in_(DECISIONS),
-        ReviewAction.withdrawn_at.is_(None))).scalars()}
+    mine = list(s.execute(select(ReviewAction).where(ReviewAction.item_id == item.id,
+                                                     ReviewAction.reviewer == who.user)).scalars())
+    if not who.can("admin") and any(a.withdrawn_at is not None for a in mine):
+        raise FeedbackError(409, f"{who.user}'s earlier actions on review item {item_id} were withdrawn; another "
+                            "reviewer or an admin must decide it.", "item_id", "withdrawn")
+    earlier = {a.reviewer for a in s.execute(select(ReviewAction).where(  # withdrawn ones too: not a fresh reviewer
+        ReviewAction.item_id == item.id, ReviewAction.action.in_(DECISIONS))).scalars()}
+    final = action != "label" and (
+        (who.can("admin") and item.status not in OPEN)  # an admin re-deciding
+        or (item.status == "adjudication" and (who.can("admin") or who.user not in earlier)))
     s.add(ReviewAction(item_id=item.id, reviewer=who.user, action=action, reply=reply if action == "correct" else None,
-                       reason=reason if action == "reject" else None, label=label, created_at=now))
+                       reason=reason if action == "reject" else None, label=label, final=final, created_at=now))
     s.flush()
     if label:
         item.final_label = label
     if action == "label":
         return item
-    final = who.can("admin") and item.status not in OPEN  # an admin re-deciding
-    final = final or (item.status == "adjudication" and (who.can("admin") or who.user not in earlier))
     if final:
         _decide(s, item, action, reply, reason, now)
         return item
@@ -170,14 +177,20 @@ def _latest_decisions(s: Session, item_id: int) -> dict[str, ReviewAction]:
     return out
 
 
-def _decide(s: Session, item: ReviewItem, action: str, reply: str | None, reason: str | None, now) -> None:  # noqa: ANN001
-    item.status = DECIDED_STATUS[action]
-    item.decided_at = now
-    item.reject_reason = reason if action == "reject" else None
+def decided_state(s: Session, item: ReviewItem, action: str, reply: str | None, reason: str | None,
+                  at: datetime) -> dict:
+    """The item's fields once ``action`` (a decision) decides it at ``at``: status, decided_at, reject_reason and
+    final_reply (the served reply for approve, ``reply`` for correct, none for reject); reads only."""
+    out = {"status": DECIDED_STATUS[action], "decided_at": at, "reject_reason": reason if action == "reject" else None,
+           "final_reply": None}
     if action == "approve":
         inter = s.get(Interaction, item.response_id)
-        item.final_reply = inter.output if inter else None
+        out["final_reply"] = inter.output if inter else None
     elif action == "correct":
-        item.final_reply = reply
-    else:
-        item.final_reply = None
+        out["final_reply"] = reply
+    return out
+
+
+def _decide(s: Session, item: ReviewItem, action: str, reply: str | None, reason: str | None, at: datetime) -> None:
+    for k, v in decided_state(s, item, action, reply, reason, at).items():
+        setattr(item, k, v)

@@ -4,13 +4,16 @@ Which actions: every action by ``reviewer`` that is not already withdrawn, narro
 (``since`` <= made < ``until``, UTC) and an optional ``label`` (only actions that set that label). Each one is
 marked withdrawn (by whom, when, why) and stays on record; nothing is deleted.
 
-What happens to each item they touched, from its remaining actions (the agreement rule of
-:mod:`treadle.feedback.review`, applied to each remaining reviewer's latest decision):
+``label`` picks the actions that set that label, a decision made with it included.
+
+What happens to each item they touched, from its remaining actions (the rules of :mod:`treadle.feedback.review`):
+- a remaining final decision (an admin's, or an adjudicator's) stands: the latest of them decides the item;
+- else, by agreement over each remaining reviewer's latest decision:
 - ``required_reviews`` or more remaining reviewers, all with one verdict: decided by it (the latest of them
-  gives a correction's reply; an admin's earlier re-decision counts like any decision);
+  gives a correction's reply);
 - that many, but disagreeing: back to ``adjudication``;
-- fewer: back to ``pending``, on the queue again for every reviewer who has not decided it (the withdrawn
-  reviewer has, so it does not come back to them).
+- fewer: back to ``pending``, on the queue again for every reviewer who has not decided it. The withdrawn
+  reviewer has, and may not act on the item again (409) unless they are an admin.
 The item's label becomes the latest remaining one (none if none is left).
 
 Datasets built earlier keep their records (a version never changes; its lineage names the withdrawn actions'
@@ -27,10 +30,10 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from treadle.feedback.errors import FeedbackError, bad
-from treadle.feedback.review import DECIDED_STATUS, DECISIONS
+from treadle.feedback.errors import bad, forbidden
+from treadle.feedback.review import DECISIONS, decided_state
 from treadle.feedback.roles import Principal
-from treadle.store.models import Interaction, ReviewAction, ReviewItem, utcnow
+from treadle.store.models import ReviewAction, ReviewItem, utcnow
 
 
 @dataclass(frozen=True)
@@ -45,13 +48,14 @@ class Withdrawal:
     dry_run: bool = False
 
     def json(self) -> dict:
+        """The JSON the CLI prints and the API answers."""
         return {"actions": self.actions, "items": self.items, "status_before": self.status_before,
                 "status_after": self.status_after, "item_ids": list(self.item_ids), "dry_run": self.dry_run}
 
 
 def parse_time(value: str | None, name: str) -> datetime | None:
     """An ISO 8601 time as naive UTC (the store's convention); a zone-less time is taken as UTC."""
-    if value is None or value == "":
+    if value is None:
         return None
     try:
         t = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -67,12 +71,15 @@ def withdraw(s: Session, who: Principal, reviewer: str, reason: str, since: date
     Needs the admin role (403 otherwise). ``reason`` is required and stored with every withdrawn action.
     """
     if not who.can("admin"):
-        raise FeedbackError(403, f"{who.user} has the role {who.role}: withdrawing reviews needs admin", None,
-                            "forbidden")
+        raise forbidden(f"{who.user} has the role {who.role}: withdrawing reviews needs admin.")
     if not (reviewer and reviewer.strip()):
         raise bad("reviewer", "reviewer must name whose actions to withdraw")
     if not (reason and reason.strip()):
         raise bad("reason", "withdrawing needs a reason (it is stored with every withdrawn action)")
+    if label is not None:
+        label = label.strip()
+        if not label:
+            raise bad("label", "label must name the label whose actions to withdraw (leave it out for all)")
     if since is not None and until is not None and since >= until:
         raise bad("until", f"until ({until.isoformat()}) must be later than since ({since.isoformat()})")
     q = select(ReviewAction).where(ReviewAction.reviewer == reviewer, ReviewAction.withdrawn_at.is_(None))
@@ -110,23 +117,19 @@ def redecide(s: Session, item: ReviewItem, also_withdrawn: AbstractSet[int] = fr
                                  .order_by(ReviewAction.id)).scalars()
             if a.withdrawn_at is None and a.id not in also_withdrawn]
     labels = [a.label for a in acts if a.label]
+    state = {"status": "pending", "final_reply": None, "final_label": labels[-1] if labels else None,
+             "reject_reason": None, "decided_at": None}
+    finals = [a for a in acts if a.final and a.action in DECISIONS]
+    if finals:
+        last = finals[-1]
+        return {**state, **decided_state(s, item, last.action, last.reply, last.reason, last.created_at)}
     latest: dict[str, ReviewAction] = {}
     for a in acts:
         if a.action in DECISIONS:
             latest[a.reviewer] = a
-    state = {"status": "pending", "final_reply": None, "final_label": labels[-1] if labels else None,
-             "reject_reason": None, "decided_at": None}
     if len(latest) < item.required_reviews:
         return state
     if len({a.action for a in latest.values()}) > 1:
         return {**state, "status": "adjudication"}
     last = max(latest.values(), key=lambda a: a.id)
-    state.update(status=DECIDED_STATUS[last.action], decided_at=last.created_at)
-    if last.action == "approve":
-        inter = s.get(Interaction, item.response_id)
-        state["final_reply"] = inter.output if inter else None
-    elif last.action == "correct":
-        state["final_reply"] = last.reply
-    else:
-        state["reject_reason"] = last.reason
-    return state
+    return {**state, **decided_state(s, item, last.action, last.reply, last.reason, last.created_at)}

@@ -10,7 +10,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -105,6 +116,8 @@ class ReviewAction(Base):
     reason: Mapped[str | None] = mapped_column(String(256), nullable=True)
     label: Mapped[str | None] = mapped_column(String(256), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # a decision that decided the item on its own (an admin's, or an adjudicator's): withdrawals keep it standing
+    final: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # set when an admin withdraws the action (treadle.feedback.withdraw): it stays on record but no longer counts
     withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     withdrawn_by: Mapped[str | None] = mapped_column(String(256), nullable=True)
