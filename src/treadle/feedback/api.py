@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from treadle.feedback import review
-from treadle.feedback.errors import FeedbackError
+from treadle.feedback.errors import FeedbackError, forbidden
 from treadle.feedback.roles import Principal, bearer_token
 from treadle.feedback.sessions import COOKIE, SessionSigner
 from treadle.feedback.submit import submit_feedback
@@ -107,31 +107,26 @@ def add_routes(app: Any, svc: Any) -> None:
             return error(e)
         return JSONResponse(out)
 
-    @app.post("/review/api/enqueue")
-    async def review_enqueue(request: Request) -> Response:
+    async def admin_call(request: Request, what: str, fn: Any) -> Response:
+        """An admin-only route: the caller (403 below admin, naming ``what``), its JSON body, ``fn(principal, body)``
+        in a thread."""
         try:
             p = reviewer(request, svc, signer)
             if not p.can("admin"):
-                raise FeedbackError(403, f"{p.user} has the role {p.role}: queueing responses needs admin.", None,
-                                    "forbidden")
+                raise forbidden(f"{p.user} has the role {p.role}: {what} needs admin.")
             body = await json_body(request)
-            out = await in_thread(_enqueue, svc, body)
+            out = await in_thread(fn, p, body)
         except FeedbackError as e:
             return error(e)
         return JSONResponse(out)
 
+    @app.post("/review/api/enqueue")
+    async def review_enqueue(request: Request) -> Response:
+        return await admin_call(request, "queueing responses", lambda _p, body: _enqueue(svc, body))
+
     @app.post("/review/api/withdraw")
     async def review_withdraw(request: Request) -> Response:
-        try:
-            p = reviewer(request, svc, signer)
-            if not p.can("admin"):
-                raise FeedbackError(403, f"{p.user} has the role {p.role}: withdrawing reviews needs admin.", None,
-                                    "forbidden")
-            body = await json_body(request)
-            out = await in_thread(_withdraw, svc, p, body)
-        except FeedbackError as e:
-            return error(e)
-        return JSONResponse(out)
+        return await admin_call(request, "withdrawing reviews", lambda p, body: _withdraw(svc, p, body))
 
     from treadle.feedback.page import add_page_routes
 
