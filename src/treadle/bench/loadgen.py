@@ -120,7 +120,7 @@ async def _send(client: httpx.AsyncClient, run: _Run, req: WorkloadRequest, hist
     pieces: list[str] = []
     usage: dict = {}
     status, error = 0, None
-    replica: list[str | None] = [None]  # set from the response headers
+    replica: str | None = None  # the x-treadle-replica response header, read by record() when it runs
 
     # open loop: latencies count from the scheduled arrival, so waiting for a --max-in-flight slot shows
     origin = start if scheduled is None else min(start, run.t0 + scheduled)
@@ -135,7 +135,7 @@ async def _send(client: httpx.AsyncClient, run: _Run, req: WorkloadRequest, hist
             output_tokens=int(usage.get("completion_tokens") or len(times)),
             cached_tokens=int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0),
             status=status, error=error, scheduled_s=scheduled, session=req.session, turn=req.turn,
-            replica=replica[0], sent_clock=start)
+            replica=replica, sent_clock=start)
         run.records.append(rec)
         run.bar(rec)
         return rec
@@ -143,7 +143,7 @@ async def _send(client: httpx.AsyncClient, run: _Run, req: WorkloadRequest, hist
     try:
         async with client.stream("POST", run.base + path, json=body) as resp:
             status = resp.status_code
-            replica[0] = resp.headers.get("x-treadle-replica")
+            replica = resp.headers.get("x-treadle-replica")
             if status != 200:
                 text = (await resp.aread()).decode(errors="replace")
                 return record(status, text[:500] or f"HTTP {status}", time.perf_counter()), ""

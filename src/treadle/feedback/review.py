@@ -17,7 +17,7 @@ reviewer's actions (:mod:`treadle.feedback.withdraw`): they stay on record but n
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Set as AbstractSet
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
@@ -135,9 +135,9 @@ def act(s: Session, item_id: int, who: Principal, action: str, reply: str | None
     if action != "label" and item.status not in OPEN and not who.can("admin"):
         raise FeedbackError(409, f"Review item {item_id} is already {item.status}; only an admin may re-decide it.",
                             "item_id", "already_decided")
-    mine = list(s.execute(select(ReviewAction).where(ReviewAction.item_id == item.id,
-                                                     ReviewAction.reviewer == who.user)).scalars())
-    if not who.can("admin") and any(a.withdrawn_at is not None for a in mine):
+    withdrawn = s.execute(select(ReviewAction.id).where(ReviewAction.item_id == item.id, ReviewAction.reviewer == who.user,
+                                                        ReviewAction.withdrawn_at.is_not(None)).limit(1)).first()
+    if withdrawn is not None and not who.can("admin"):
         raise FeedbackError(409, f"{who.user}'s earlier actions on review item {item_id} were withdrawn; another "
                             "reviewer or an admin must decide it.", "item_id", "withdrawn")
     earlier = {a.reviewer for a in s.execute(select(ReviewAction).where(  # withdrawn ones too: not a fresh reviewer
@@ -148,49 +148,42 @@ def act(s: Session, item_id: int, who: Principal, action: str, reply: str | None
     s.add(ReviewAction(item_id=item.id, reviewer=who.user, action=action, reply=reply if action == "correct" else None,
                        reason=reason if action == "reject" else None, label=label, final=final, created_at=now))
     s.flush()
-    if label:
-        item.final_label = label
     if action == "label":
+        item.final_label = label
         return item
-    if final:
-        _decide(s, item, action, reply, reason, now)
-        return item
-    latest = _latest_decisions(s, item.id)
-    if len(latest) < item.required_reviews:
-        return item
-    verdicts = {a.action for a in latest.values()}
-    if len(verdicts) == 1:
-        last = max(latest.values(), key=lambda a: a.id)
-        _decide(s, item, last.action, last.reply, last.reason, now)
-    else:
-        item.status = "adjudication"
+    for k, v in item_state(s, item).items():
+        setattr(item, k, v)
     return item
 
 
-def _latest_decisions(s: Session, item_id: int) -> dict[str, ReviewAction]:
-    """Each reviewer's latest decision on the item that has not been withdrawn."""
-    out: dict[str, ReviewAction] = {}
-    for a in s.execute(select(ReviewAction).where(ReviewAction.item_id == item_id, ReviewAction.action.in_(DECISIONS),
-                                                  ReviewAction.withdrawn_at.is_(None))
-                       .order_by(ReviewAction.id)).scalars():
-        out[a.reviewer] = a
-    return out
-
-
-def decided_state(s: Session, item: ReviewItem, action: str, reply: str | None, reason: str | None,
-                  at: datetime) -> dict:
-    """The item's fields once ``action`` (a decision) decides it at ``at``: status, decided_at, reject_reason and
-    final_reply (the served reply for approve, ``reply`` for correct, none for reject); reads only."""
-    out = {"status": DECIDED_STATUS[action], "decided_at": at, "reject_reason": reason if action == "reject" else None,
-           "final_reply": None}
-    if action == "approve":
+def item_state(s: Session, item: ReviewItem, excluding: AbstractSet[int] = frozenset()) -> dict:
+    """The item's fields (status, final reply and label, reject reason, decided_at) as its actions decide them,
+    leaving out withdrawn ones and those in ``excluding``; reads only. The rules (module doc): the latest final
+    decision (an admin's, or an adjudicator's) stands; else each reviewer's latest decision counts, and
+    ``required_reviews`` of them with one verdict decide (the latest gives a correction's reply), disagreeing ones
+    mean adjudication, fewer mean pending. The label is the latest one set."""
+    acts = [a for a in s.execute(select(ReviewAction).where(ReviewAction.item_id == item.id)
+                                 .order_by(ReviewAction.id)).scalars()
+            if a.withdrawn_at is None and a.id not in excluding]
+    labels = [a.label for a in acts if a.label]
+    state = {"status": "pending", "final_reply": None, "final_label": labels[-1] if labels else None,
+             "reject_reason": None, "decided_at": None}
+    decisions = [a for a in acts if a.action in DECISIONS]
+    finals = [a for a in decisions if a.final]
+    latest = {a.reviewer: a for a in decisions}  # in id order: each reviewer's last
+    if finals:
+        last = finals[-1]
+    elif len(latest) < item.required_reviews:
+        return state
+    elif len({a.action for a in latest.values()}) > 1:
+        return {**state, "status": "adjudication"}
+    else:
+        last = max(latest.values(), key=lambda a: a.id)
+    state.update(status=DECIDED_STATUS[last.action], decided_at=last.created_at,
+                 reject_reason=last.reason if last.action == "reject" else None)
+    if last.action == "approve":
         inter = s.get(Interaction, item.response_id)
-        out["final_reply"] = inter.output if inter else None
-    elif action == "correct":
-        out["final_reply"] = reply
-    return out
-
-
-def _decide(s: Session, item: ReviewItem, action: str, reply: str | None, reason: str | None, at: datetime) -> None:
-    for k, v in decided_state(s, item, action, reply, reason, at).items():
-        setattr(item, k, v)
+        state["final_reply"] = inter.output if inter else None
+    elif last.action == "correct":
+        state["final_reply"] = last.reply
+    return state

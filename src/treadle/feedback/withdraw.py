@@ -6,7 +6,8 @@ marked withdrawn (by whom, when, why) and stays on record; nothing is deleted.
 
 ``label`` picks the actions that set that label, a decision made with it included.
 
-What happens to each item they touched, from its remaining actions (the rules of :mod:`treadle.feedback.review`):
+What happens to each item they touched, from its remaining actions (``review.item_state``, the rules of
+:mod:`treadle.feedback.review`):
 - a remaining final decision (an admin's, or an adjudicator's) stands: the latest of them decides the item;
 - else, by agreement over each remaining reviewer's latest decision:
 - ``required_reviews`` or more remaining reviewers, all with one verdict: decided by it (the latest of them
@@ -23,7 +24,6 @@ tune unless someone decides the item again. ``dry_run`` reports the same counts 
 
 from __future__ import annotations
 
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -31,7 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from treadle.feedback.errors import bad, forbidden
-from treadle.feedback.review import DECISIONS, decided_state
+from treadle.feedback.review import item_state
 from treadle.feedback.roles import Principal
 from treadle.store.models import ReviewAction, ReviewItem, utcnow
 
@@ -101,35 +101,10 @@ def withdraw(s: Session, who: Principal, reviewer: str, reason: str, since: date
     for iid in item_ids:
         item = s.get(ReviewItem, iid)
         before[item.status] = before.get(item.status, 0) + 1
-        state = redecide(s, item, gone_ids)
+        state = item_state(s, item, excluding=gone_ids)
         after[state["status"]] = after.get(state["status"], 0) + 1
         if not dry_run:
             for k, v in state.items():
                 setattr(item, k, v)
     s.flush()
     return Withdrawal(len(gone), len(item_ids), before, after, tuple(item_ids), dry_run)
-
-
-def redecide(s: Session, item: ReviewItem, also_withdrawn: AbstractSet[int] = frozenset()) -> dict:
-    """The item's state (status, final reply and label, reject reason, decided_at) from its actions that are not
-    withdrawn and not in ``also_withdrawn``; reads only."""
-    acts = [a for a in s.execute(select(ReviewAction).where(ReviewAction.item_id == item.id)
-                                 .order_by(ReviewAction.id)).scalars()
-            if a.withdrawn_at is None and a.id not in also_withdrawn]
-    labels = [a.label for a in acts if a.label]
-    state = {"status": "pending", "final_reply": None, "final_label": labels[-1] if labels else None,
-             "reject_reason": None, "decided_at": None}
-    finals = [a for a in acts if a.final and a.action in DECISIONS]
-    if finals:
-        last = finals[-1]
-        return {**state, **decided_state(s, item, last.action, last.reply, last.reason, last.created_at)}
-    latest: dict[str, ReviewAction] = {}
-    for a in acts:
-        if a.action in DECISIONS:
-            latest[a.reviewer] = a
-    if len(latest) < item.required_reviews:
-        return state
-    if len({a.action for a in latest.values()}) > 1:
-        return {**state, "status": "adjudication"}
-    last = max(latest.values(), key=lambda a: a.id)
-    return {**state, **decided_state(s, item, last.action, last.reply, last.reason, last.created_at)}
