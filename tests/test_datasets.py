@@ -12,7 +12,7 @@ from sqlalchemy import select
 from feedback_support import record, write
 from treadle.feedback import lineage
 from treadle.feedback.dataset import BuildOptions, build, split_responses
-from treadle.feedback.dedup import keep_mask
+from treadle.feedback.dedup import keep_mask, template_lines, without_lines
 from treadle.feedback.pii import scrub
 from treadle.feedback.review import act, enqueue
 from treadle.feedback.roles import Principal
@@ -42,6 +42,35 @@ def test_duplicates_exact_and_near() -> None:
 
     keep, exact, near = keep_mask(["a", " A ", "b", "c"], 0.95, encode)
     assert keep == [True, False, False, True] and (exact, near) == (1, 1)
+
+
+def _bag_of_words(texts: list[str]) -> np.ndarray:
+    """A stand-in embedder: word counts hashed into 256 slots (shared words make texts similar)."""
+    v = np.zeros((len(texts), 256), dtype=np.float32)
+    for i, t in enumerate(texts):
+        for w in t.lower().replace("?", " ").replace(".", " ").split():
+            v[i, sum(map(ord, w)) * 31 % 256] += 1.0
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_near_duplicates_ignore_a_shared_prompt_template() -> None:
+    """Different requests in one long template are not near duplicates; a reworded request still is."""
+    template = ("Request: {}\n\nWhich intent from the list is this request? Answer with the intent name only "
+                "and nothing else please thank you kindly.\n{}")
+    requests = ["cancel my order now", "where is my refund", "change shipping address", "delete my account",
+                "talk to a human agent", "recover my password", "track package status", "pay with paypal",
+                "newsletter unsubscribe request", "file a complaint today", "cancel my order right now"]
+    labels = ["cancel_order", "get_refund", "change_address", "delete_account", "contact_human_agent",
+              "recover_password", "track_order", "payment_methods", "newsletter", "complaint", "cancel_order"]
+    texts = [template.format(r, lab) for r, lab in zip(requests, labels, strict=True)]
+    assert template_lines(texts) == {"which intent from the list is this request? answer with the intent name only "
+                                     "and nothing else please thank you kindly."}
+    assert template_lines(texts[:9]) == set()  # too few texts to call any line a template's
+    assert without_lines("only a template line", {"only a template line"}) == "only a template line"
+    keep, exact, near = keep_mask(texts, 0.8, _bag_of_words)
+    assert keep == [True] * 10 + [False] and (exact, near) == (0, 1)  # only the reworded "cancel my order"
+    keep, _, near = keep_mask(texts, 0.8, _bag_of_words, template_share=2.0)  # whole texts: the template wins
+    assert near == 10
 
 
 def test_split_is_stratified_and_seeded() -> None:
