@@ -43,7 +43,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from treadle.feedback.curate import Candidate, gather, record_text
-from treadle.feedback.dedup import NEAR_THRESHOLD, keep_mask
+from treadle.feedback.dedup import NEAR_THRESHOLD, TEMPLATE_SHARE, keep_mask
 from treadle.store import Store
 from treadle.store.models import Dataset, DatasetItem, utcnow
 
@@ -57,6 +57,7 @@ class BuildOptions:
     dev_share: float = 0.1
     replay_share: float = 0.2
     near_threshold: float = NEAR_THRESHOLD
+    template_share: float = TEMPLATE_SHARE  # lines in this share of the texts are left out of the near pass
     embed: bool = True
     include_all: bool = False
     seed: int = 0
@@ -85,6 +86,8 @@ class BuildOptions:
                     raise ValueError(f"{field_name}[{label!r}] must be an integer >= {least}, got {n!r}")
         if not 0.0 < self.near_threshold <= 1.0:
             raise ValueError(f"near_threshold must be within (0, 1], got {self.near_threshold}")
+        if not self.template_share > 0.0:
+            raise ValueError(f"template_share must be > 0 (above 1: no template lines), got {self.template_share}")
 
 
 def _hash(seed: int, text: str) -> str:
@@ -146,7 +149,8 @@ def build(store: Store, out_dir: str | Path, opts: BuildOptions = BuildOptions()
     removed = {"exact_duplicates": 0, "near_duplicates": 0}
     for kind in KINDS:
         cands = [c for c in cur.candidates if c.kind == kind]
-        mask, exact, near = keep_mask([c.text for c in cands], opts.near_threshold, encode, prior[kind])
+        mask, exact, near = keep_mask([c.text for c in cands], opts.near_threshold, encode, prior[kind],
+                                       opts.template_share)
         kept += [c for c, k in zip(cands, mask, strict=True) if k]
         removed["exact_duplicates"] += exact
         removed["near_duplicates"] += near

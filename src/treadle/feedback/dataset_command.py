@@ -21,6 +21,9 @@ def register(p: argparse.ArgumentParser) -> None:
     b.add_argument("--replay-all", action="store_true",
                    help="mix in every earlier accepted SFT train record instead of a share")
     b.add_argument("--near-duplicate", type=float, default=0.95, help="MiniLM cosine at which records are duplicates")
+    b.add_argument("--template-share", type=float, default=0.2,
+                   help="a line found in at least this share of the compared texts is a prompt template's and is "
+                        "left out of the near-duplicate comparison (above 1: none)")
     b.add_argument("--no-embed", action="store_true", help="exact duplicates only (no embedding model)")
     b.add_argument("--all", action="store_true", help="every reviewed response, not only those new to this name")
     b.add_argument("--seed", type=int, default=0)
@@ -86,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.dataset_cmd == "build":
             opts = BuildOptions(name=args.name, dev_share=args.dev_share, replay_share=args.replay_share,
-                                near_threshold=args.near_duplicate, embed=not args.no_embed, include_all=args.all,
+                                near_threshold=args.near_duplicate, template_share=args.template_share,
+                                embed=not args.no_embed, include_all=args.all,
                                 seed=args.seed, users=args.users, exclude_users=args.exclude_users,
                                 balance=args.balance, fixed_mix=args.fixed_mix, replay_all=args.replay_all,
                                 repeat=_label_ints(args.repeat, "--repeat"), cap=_label_ints(args.cap, "--cap"),

@@ -9,6 +9,7 @@ workdir: loop-work              # datasets, adapters, eval results per run
 gateway: {url: http://127.0.0.1:9000, admin_key: KEY, api_key: null}
 trigger: {min_new_approved: 200, every_minutes: null}   # N new approved items, or a schedule
 dataset: {name: loop, embed: true, replay_share: 0.2, dev_share: 0.1,
+          template_share: 0.2,            # lines in a fifth of the texts are a template's (near-duplicate pass)
           replay_all: false,              # true: every earlier accepted record joins, not a share
           fixed_mix: null,                # a dataset in the store (e.g. safety) joining every build
           fixed_mix_share: 1.0,           # the share of it that joins (seeded; < 1 suits warm starts)
@@ -52,6 +53,7 @@ class TriggerConfig:
 class DatasetConfig:
     name: str = "loop"
     embed: bool = True
+    template_share: float = 0.2  # treadle dataset build --template-share
     replay_share: float = 0.2
     replay_all: bool = False  # every earlier accepted record joins (the candidate learns from all of it)
     dev_share: float = 0.1

@@ -139,7 +139,8 @@ class Loop:
         out = self._work(run) / "dataset"
         parent, seen = self._warm_start()
         manifest = build(self.store, out, BuildOptions(name=d.name, dev_share=d.dev_share, replay_share=d.replay_share,
-                                                       embed=d.embed, seed=d.seed, fixed_mix=d.fixed_mix,
+                                                       embed=d.embed, template_share=d.template_share,
+                                                       seed=d.seed, fixed_mix=d.fixed_mix,
                                                        users=d.users, exclude_users=d.exclude_users,
                                                        replay_all=d.replay_all, fixed_mix_share=d.fixed_mix_share,
                                                        seen_datasets=seen))
