@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from treadle.feedback.dedup import TEMPLATE_SHARE
+
 NAME = "dataset"
 HELP = "curated datasets from reviewed feedback: build, list, show, lineage"
 
@@ -21,7 +23,7 @@ def register(p: argparse.ArgumentParser) -> None:
     b.add_argument("--replay-all", action="store_true",
                    help="mix in every earlier accepted SFT train record instead of a share")
     b.add_argument("--near-duplicate", type=float, default=0.95, help="MiniLM cosine at which records are duplicates")
-    b.add_argument("--template-share", type=float, default=0.2,
+    b.add_argument("--template-share", type=float, default=TEMPLATE_SHARE,
                    help="a line found in at least this share of the compared texts is a prompt template's and is "
                         "left out of the near-duplicate comparison (above 1: none)")
     b.add_argument("--no-embed", action="store_true", help="exact duplicates only (no embedding model)")

@@ -33,7 +33,7 @@ def normalise(text: str) -> str:
 
 def template_lines(texts: list[str], share: float = TEMPLATE_SHARE) -> set[str]:
     """The normalised lines found in at least ``share`` of ``texts`` (none for fewer than TEMPLATE_MIN_TEXTS texts)."""
-    if len(texts) < TEMPLATE_MIN_TEXTS or share >= 1.0 + 1e-9:
+    if len(texts) < TEMPLATE_MIN_TEXTS or share > 1.0:
         return set()
     counts: dict[str, int] = {}
     for t in texts:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from treadle.evals.loop_gate import LoopGatePolicy
+from treadle.feedback.dedup import TEMPLATE_SHARE
 from treadle.loop.canary import CanaryPolicy
 
 
@@ -53,7 +54,7 @@ class TriggerConfig:
 class DatasetConfig:
     name: str = "loop"
     embed: bool = True
-    template_share: float = 0.2  # treadle dataset build --template-share
+    template_share: float = TEMPLATE_SHARE  # treadle dataset build --template-share
     replay_share: float = 0.2
     replay_all: bool = False  # every earlier accepted record joins (the candidate learns from all of it)
     dev_share: float = 0.1
