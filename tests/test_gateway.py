@@ -209,6 +209,41 @@ def test_drain_lets_in_flight_requests_finish_and_routes_new_ones_elsewhere() ->
         other.stop()
 
 
+def test_a_draining_replica_takes_requests_only_when_no_healthy_replica_serves_them() -> None:
+    """A scale-down drain met by the last healthy replica failing: the draining replica answers
+    (counted in treadle_gateway_draining_fallbacks) instead of a 503, and stops getting requests once
+    a healthy replica is back; a draining replica that failed its last probe gets none."""
+    leaving, staying = FakeReplica("leaving"), FakeReplica("staying")
+    gw, srv = start_gateway([leaving.base, staying.base], health_interval_s=0.1)
+    try:
+        assert wait_for(lambda: len(gw.replicas.routable()) == 2)
+        rl = gw.replicas.replicas[leaving.base.split("//")[1]]
+        rl.state = "draining"  # what ReplicaSet.drain sets first (changed on the test's thread: a flag)
+
+        def post() -> httpx.Response:
+            return httpx.post(f"{srv.base}/v1/completions", json={"prompt": "x"}, timeout=T)
+
+        assert post().json()["served_by"] == "staying"
+        staying.ready = False  # the last healthy replica fails its probes
+        assert wait_for(lambda: not gw.replicas.routable())
+        r = post()
+        assert r.status_code == 200 and r.json()["served_by"] == "leaving"
+        assert metric(srv.base, "treadle_gateway_draining_fallbacks_total", replica=rl.replica_id) == 1
+        staying.ready = True
+        assert wait_for(lambda: len(gw.replicas.routable()) == 1)
+        assert post().json()["served_by"] == "staying"
+        assert rl.state == "draining" and rl.inflight == 0
+        staying.ready, leaving.ready = False, False  # now the draining one fails its probes too
+        assert wait_for(lambda: not gw.replicas.routable() and rl.fail_streak > 0)
+        r = post()
+        assert r.status_code == 503 and r.json()["error"]["code"] == "no_replica"
+        assert metric(srv.base, "treadle_gateway_draining_fallbacks_total") == 1
+    finally:
+        srv.stop()
+        leaving.stop()
+        staying.stop()
+
+
 def test_treadle_gateway_command_launches_serves_and_stops(tiny_llama: Path, tmp_path: Path) -> None:
     import signal
     import subprocess

@@ -50,6 +50,9 @@ class GatewayMetrics:
                                registry=r)
         self.decisions = Counter("treadle_gateway_routing_decisions", "Routing decisions by policy and reason.",
                                  ["policy", "reason"], registry=r)
+        self.draining_fallbacks = Counter("treadle_gateway_draining_fallbacks", "Requests (and stream "
+                                          "continuations) sent to a draining replica because no healthy "
+                                          "replica served their model.", ["replica"], registry=r)
         self.ttft = Histogram("treadle_gateway_time_to_first_token_seconds", "Arrival at the gateway to the "
                               "first token relayed (streaming requests).", registry=r, buckets=_TTFT_BUCKETS)
         self.e2e = Histogram("treadle_gateway_e2e_request_latency_seconds", "Arrival at the gateway to the "

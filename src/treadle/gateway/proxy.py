@@ -115,12 +115,14 @@ class Proxy:
         tried: set[str] = set()
         last: Response | None = None
         for _ in range(self.max_attempts):
-            cands = [r for r in self.replicas.routable() if r.replica_id not in tried and r.serves(model)]
+            cands, last_resort = self.replicas.candidates(model, tried)
             if not cands:
                 break
             loads = [r.load() for r in cands]
             d = self.policy.choose(route, loads)
             self.metrics.decisions.labels(self.policy.name, d.reason).inc()
+            if last_resort:
+                self._last_resort(d.replica_id, rid)
             if decision_log.isEnabledFor(logging.DEBUG):  # each decision with the loads it saw
                 decision_log.debug("%s block0 %s -> %s (%s, %d blocks) loads %s", rid,
                                    route.block_hashes[0].hex()[:8] if route.block_hashes else "-", d.replica_id,
@@ -168,6 +170,11 @@ class Proxy:
             return last
         self.metrics.rejected.labels("503", "no_replica").inc()
         return unavailable("No replica is available to serve the request; retry later.", "no_replica").response()
+
+    def _last_resort(self, replica_id: str, rid: str) -> None:
+        """Count and log a request sent to a draining replica (no healthy one served its model)."""
+        self.metrics.draining_fallbacks.labels(replica_id).inc()
+        log.warning("request %s sent to draining replica %s: no healthy replica serves its model", rid, replica_id)
 
     async def _send(self, r: Replica, raw: bytes, stream: bool, path: str, rid: str
                     ) -> tuple[httpx.Response | None, str, Response | None]:
@@ -283,7 +290,7 @@ class Proxy:
     async def _continue(self, state: StreamState, tried: set[str], rid: str) -> AsyncIterator[str]:
         """Continue ``state``'s stream on replicas not tried yet; yields client lines (nothing if none could)."""
         while True:
-            cands = [c for c in self.replicas.routable() if c.replica_id not in tried]
+            cands, last_resort = self.replicas.candidates(state.body.get("model"), tried)
             if not cands or state.continuations >= self.max_attempts:
                 return
             body = state.continuation_body()
@@ -292,6 +299,8 @@ class Proxy:
                     yield line
                 return
             r = min(cands, key=lambda c: c.inflight)
+            if last_resort:
+                self._last_resort(r.replica_id, rid)
             tried.add(r.replica_id)
             state.continuations += 1
             self.metrics.retries.labels(r.replica_id, "failover").inc()

@@ -7,7 +7,10 @@ names) or vLLM (``vllm:*`` names, mapped in ``METRIC_NAMES``). States:
 - ``healthy``: routable.
 - ``unhealthy``: ``unhealthy_after`` probes failed in a row (or a request could not connect);
   put back after ``healthy_after`` good probes in a row.
-- ``draining``: gets no new requests; its in-flight requests finish; then it can be stopped.
+- ``draining``: gets no new requests while a healthy replica can take them; its in-flight requests
+  finish; then it can be stopped. When no healthy replica serves a request's model (the last healthy
+  one failed during a scale-down), a draining replica whose last probe succeeded takes it rather than
+  the client getting 503: :meth:`ReplicaSet.candidates`.
 
 ``inflight`` is the gateway's own count of requests sent to the replica and not finished; the
 replica's waiting queue and prefix-cache counters come from its last metrics scrape.
@@ -111,6 +114,22 @@ class ReplicaSet:
 
     def routable(self) -> list[Replica]:
         return [r for r in self.replicas.values() if r.routable]
+
+    def candidates(self, model: str | None = None, exclude: set[str] | frozenset[str] = frozenset()
+                   ) -> tuple[list[Replica], bool]:
+        """The replicas a request for ``model`` may go to, and whether they are a last resort.
+
+        Healthy replicas serving ``model`` (not in ``exclude``) when there are any. Otherwise the
+        draining ones that serve it and answered their last probe (``fail_streak == 0``): a drain
+        is for spare capacity, and a request it would turn away has nowhere else to go. Their
+        in-flight count then delays the drain, which ends once they finish. Changes nothing.
+        """
+        healthy = [r for r in self.replicas.values()
+                   if r.routable and r.replica_id not in exclude and r.serves(model)]
+        if healthy:
+            return healthy, False
+        return [r for r in self.replicas.values() if r.state == "draining" and r.fail_streak == 0
+                and r.replica_id not in exclude and r.serves(model)], True
 
     def counts(self) -> dict[str, int]:
         out = {s: 0 for s in ("starting", "healthy", "unhealthy", "draining")}
