@@ -440,7 +440,8 @@ def test_co_run_and_serving_measurements_on_a_tiny_model(tiny_llama) -> None:
     assert [c["copies"] for c in co] == [2, 4] and co[0]["steps"] >= 8 and co[1]["steps"] == 2 * co[0]["steps"]
     assert min(c["slowdown"] for c in co) >= 0 and co[0]["solo_after_over_before"] > 0
     got = measure_serving(str(tiny_llama), 1, num_requests=4, concurrency=2, max_tokens=8,
-                          max_prompt_tokens=60, log=lambda _: None, fit=Fit(a=0.001, b=1e-5, c=1e-4), cold_repeats=2)
+                          max_prompt_tokens=60, log=lambda _: None, fit=Fit(a=0.001, b=1e-5, c=1e-4), cold_repeats=2,
+                          finish_rounds=2)
     assert got["requests"] == 4 and 4 <= got["tokens"] <= 32
     # the direct run's decode-only steps, logged by the replica itself (rows decoding beside a prompt chunk
     # are not counted): at most one row per token after each request's first
@@ -448,8 +449,11 @@ def test_co_run_and_serving_measurements_on_a_tiny_model(tiny_llama) -> None:
     # /proc counts CPU in 10 ms ticks: a thread of this tiny run may show none, the three together do
     assert min(got["replica"], got["client"], got["gateway"]) >= 0
     assert sum(got["cpu_s"].values()) > 0 and got["cpu_s"]["replica"] == pytest.approx(got["replica"] * got["tokens"])
-    assert set(got["latency"]) == {"direct", "gateway", "first_request_extra", "first_step_extra", "step_gap"}
+    assert set(got["latency"]) == {"direct", "gateway", "first_request_extra", "first_step_extra", "step_gap",
+                                   "finish_stagger"}
     assert got["step_gaps"]["n"] >= 1 and got["latency"]["step_gap"] == got["step_gaps"]["mean_s"] >= 0
+    # two bursts of 2 first requests: at most one gap each
+    assert got["latency"]["finish_stagger"] == got["finish_staggers"]["mean_s"] >= 0 and got["finish_staggers"]["n"] <= 2
     assert len(got["cold_samples"]) == 2  # two fresh replicas' first requests; the latency is their median
     assert min(got["latency"].values()) >= 0
 

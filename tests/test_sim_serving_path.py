@@ -1,4 +1,5 @@
-"""The served path in the simulator: the engine thread's gap between steps, the request path's spread, and the
+"""The served path in the simulator: the engine thread's gap between steps, the request path's spread, the
+stagger of requests finishing in one step, and the
 logs a replica writes to measure them (``treadle sim calibrate --serving``)."""
 
 import asyncio
@@ -73,6 +74,38 @@ def test_step_gaps_are_the_time_between_steps_with_work() -> None:
     assert got["n"] == 3 and got["mean_s"] == pytest.approx(0.5) and got["median_s"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="decode rows"):
         step_gaps(steps[:1])
+
+
+def test_requests_finishing_in_one_step_end_a_stagger_apart_and_send_their_next_then() -> None:
+    """Closed loop of 3 clients, 1-s steps, 2-token requests, stagger 0.1 s: the first wave is prefilled in one
+    step (t 1) and finishes in the next (t 2); its ends are 2.0, 2.1, 2.2 and each client's next request is
+    sent at its end, so the second wave reaches the idle replica at 2.0 (one prompt: a step to 3.0) and at
+    2.1 and 2.2 (both in the step 3.0-4.0). Without a stagger the three end at 2.0 and share every step."""
+    served = CostModel({1: Fit(a=1.0)}, latency={"direct": 0.0, "finish_stagger": 0.1}).with_overhead((), "direct")
+    assert served.finish_stagger_s == 0.1 and CostModel({1: Fit(a=1.0)}, latency={"finish_stagger": 0.1}).with_overhead(()).finish_stagger_s == 0.0
+
+    def wave(cost: CostModel) -> list[SimRequest]:
+        reqs = [SimRequest(f"r{i}", lambda i=i: list(range(100 * i, 100 * i + 16)), 2) for i in range(6)]
+        run(reqs, cost, concurrency=3, fast_forward=False)
+        return reqs
+
+    got = wave(served)
+    assert [round(r.end_s, 9) for r in got[:3]] == [2.0, 2.1, 2.2]
+    assert [round(r.sent_s, 9) for r in got[3:]] == [2.0, 2.1, 2.2]
+    assert [r.first_token_s for r in got[3:]] == [3.0, 4.0, 4.0]
+    plain = wave(CostModel({1: Fit(a=1.0)}, latency={"direct": 0.0}).with_overhead((), "direct"))
+    assert {r.end_s for r in plain[:3]} == {2.0} and {r.first_token_s for r in plain[3:]} == {3.0}
+
+
+def test_finish_stagger_groups_client_ends_by_the_step_that_ended_before_them() -> None:
+    from treadle.sim.serving_overhead import finish_stagger
+
+    # steps end at 1, 2, 3; ends 1.001/1.005/1.011 follow the first (gaps 4 and 6 ms), 2.002 alone, 3.001/3.003 the
+    # third (2 ms); an end before any step counts in no group
+    got = finish_stagger([0.5, 1.005, 1.001, 1.011, 2.002, 3.003, 3.001], [3.0, 1.0, 2.0])
+    assert (got["n"], got["steps"]) == (3, 2)
+    assert got["mean_s"] == pytest.approx(0.004) and got["median_s"] == pytest.approx(0.004)
+    assert finish_stagger([1.5, 2.5], [1.0, 2.0]) == {"mean_s": 0.0, "median_s": 0.0, "n": 0, "steps": 0}
 
 
 def test_a_replicas_logs_carry_step_end_times_and_hand_overs(tiny_llama, tmp_path) -> None:

@@ -54,7 +54,10 @@ reaches its replica that much after it was routed. A fresh replica's cold start,
 (its first request's path outside the engine: first template rendering, first tokenizer call) plus
 ``first_step_extra`` (torch's first run of the model: allocations, kernel set-up), lengthens its first step:
 the requests behind the first one wait for both (one event loop, one engine thread), so neither can let
-them overtake it.
+them overtake it. Finish stagger (``latency["finish_stagger"]``): requests whose last token comes from the
+same step reach their clients one after another, this far apart (the replica's event loop ends each stream
+and the client takes each end, and sends a closed loop's next request, one at a time); the k-th of a step's
+finished requests ends ``k x finish_stagger`` after the step.
 
 Files are JSON (or YAML when PyYAML is installed) with keys ``name``, ``source``, ``cores``,
 ``fits`` (``{threads: {a, ..., h, knee}}``), ``engine`` (the scheduler settings a replica runs with),
@@ -78,7 +81,8 @@ SERVING_PARTS = (*CPU_PARTS, "step")  # and a served step's excess per decode ro
 LATENCY_PATHS = ("direct", "gateway")
 COLD_START_KEYS = ("first_request_extra", "first_step_extra")
 STEP_GAP_KEY = "step_gap"  # a served replica's engine thread between two steps with work (serving_overhead)
-LATENCY_KEYS = (*LATENCY_PATHS, *COLD_START_KEYS, STEP_GAP_KEY)
+FINISH_STAGGER_KEY = "finish_stagger"  # between the client-seen ends of requests finishing in one step
+LATENCY_KEYS = (*LATENCY_PATHS, *COLD_START_KEYS, STEP_GAP_KEY, FINISH_STAGGER_KEY)
 BUNDLED = Path(__file__).parent / "costs"
 
 
@@ -199,6 +203,7 @@ class CostModel:
     request_latency_s: float = 0.0  # a run's choice: each request reaches its replica's engine this much later
     latency_spread: tuple[float, ...] = ()  # the path's factor, request by request: equally likely values, mean 1
     step_gap_s: float = 0.0  # a run's choice: served steps are this much further apart (added to each step)
+    finish_stagger_s: float = 0.0  # a run's choice: the k-th request finishing in a step ends k x this later
     cold_start_s: float = 0.0  # a run's choice: a fresh replica's first step lasts this much longer
 
     def __post_init__(self) -> None:
@@ -217,7 +222,7 @@ class CostModel:
             raise ValueError(f"cost model: co_run_slowdown and oversubscribed_slowdown must be >= 0, got "
                              f"{self.co_run_slowdown}, {self.oversubscribed_slowdown}")
         if any(v < 0 for v in [*self.serving.values(), *self.latency.values(), self.request_latency_s,
-                                self.cold_start_s, self.step_gap_s]):
+                                self.cold_start_s, self.step_gap_s, self.finish_stagger_s]):
             raise ValueError(f"cost model: serving seconds must be >= 0, got {self.serving}, {self.latency}, "
                              f"{self.request_latency_s}, {self.cold_start_s}, {self.step_gap_s}")
         if self.latency_spread and (min(self.latency_spread) < 0
@@ -232,7 +237,8 @@ class CostModel:
         """This model with the serving overhead of ``parts`` added to each decode row and the request latency of
         ``path`` ("direct": client to replica, "gateway": through a gateway) before each request reaches the
         engine (times one of ``latency_spread``'s factors, drawn per request by the simulator), each served step
-        ``step_gap`` longer (the engine thread between steps), and a fresh replica's cold start
+        ``step_gap`` longer (the engine thread between steps), the ends of requests finishing in one step
+        ``finish_stagger`` apart, and a fresh replica's cold start
         (``first_request_extra + first_step_extra``) on its first step; what the file lacks is skipped (a file
         without serving figures stays as it is)."""
         from dataclasses import replace
@@ -242,6 +248,7 @@ class CostModel:
         return replace(self, overhead_parts=tuple(p for p in parts if p in self.serving),
                        request_latency_s=float(self.latency.get(path, 0.0)) if path else 0.0,
                        step_gap_s=float(self.latency.get(STEP_GAP_KEY, 0.0)) if path else 0.0,
+                       finish_stagger_s=float(self.latency.get(FINISH_STAGGER_KEY, 0.0)) if path else 0.0,
                        cold_start_s=sum(float(self.latency.get(k, 0.0)) for k in COLD_START_KEYS) if path else 0.0)
 
     @property

@@ -49,7 +49,15 @@ run. ``step`` = (sum over the served decode-only steps of measured - ``step_drif
 rows. From the same served steps (their logged end times), the **step gap** (``latency["step_gap"]``,
 ``step_gaps``): the mean time the served engine thread spends between two steps while it has work (outputs to
 the event loop, metrics, new requests, the GIL), which ``step()``'s own seconds leave out; the simulator adds it
-to each served step (``CostModel.with_overhead``). Until 2026-12-03's fourth session the reference was fixed
+to each served step (``CostModel.with_overhead``). Then the **finish stagger**
+(``latency["finish_stagger"]``, ``finish_stagger``): requests whose final token came from one step reach
+their clients one at a time (the replica's event loop ends each stream, the client takes each end and sends
+its next request), a few milliseconds apart. The workload above rarely finishes two requests in one step
+(its prompts are prefilled in separate chunks), so ``finish_rounds`` bursts of ``concurrency`` requests of
+exactly 16 output tokens, each client sending a second request as its first ends (``_finish_bursts``), give
+the sample; the simulator ends the k-th of them k staggers after the
+step, and a closed loop's next request is sent then. Without it, requests that finish together are sent
+again together and their prompts share every later step: a lockstep the real runs mostly escape. Until 2026-12-03's fourth session the reference was fixed
 decode scenarios whose rows shared a 256-token prefix, timed once after the run: it could not follow the drift and, with a fit that priced shared
 and distinct KV alike, it counted the fit's own error on a loaded replica's distinct contexts (17-28% at 16
 rows) as served excess (docs/SIMULATION.md). Validation adds ``step`` (in place of ``replica`` and ``client``)
@@ -59,7 +67,9 @@ to the ``bench serve`` runs, which are this setup.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import gzip
+import itertools
 import json
 import os
 import shutil
@@ -70,6 +80,7 @@ from pathlib import Path
 
 from treadle.sim.cost_model import (
     COLD_START_KEYS,
+    FINISH_STAGGER_KEY,
     STEP_GAP_KEY,
     Fit,
     StepShape,
@@ -160,6 +171,29 @@ def step_gaps(steps: list[tuple[StepShape, float, float]]) -> dict:
             "n": len(gaps)}
 
 
+def finish_stagger(ends: list[float], step_ends: list[float]) -> dict:
+    """How far apart the clients see the ends of requests that finished in the same step.
+
+    ``ends``: each request's end as its client saw it; ``step_ends``: the served steps' end times (one clock,
+    ``read_step_times``). Each end goes with the last step that ended at or before it: the step that produced
+    its final token, since a stream's way out is shorter than a step (an end delayed past the next step's end
+    goes with that step: large staggers are undercounted, never inflated). Within each step's ends, sorted,
+    the gaps between neighbours. Returns the gaps' ``mean_s`` (the cost file's ``finish_stagger``: the k-th
+    end of a step is k of them after the first), ``median_s``, ``n`` (gaps) and ``steps`` (steps that
+    finished two or more requests); all 0 when no step finished two."""
+    marks = sorted(step_ends)
+    by_step: dict[int, list[float]] = {}
+    for e in ends:
+        i = bisect.bisect_right(marks, e) - 1
+        if i >= 0:
+            by_step.setdefault(i, []).append(e)
+    gaps = sorted(b - a for g in by_step.values() if len(g) > 1 for a, b in itertools.pairwise(sorted(g)))
+    if not gaps:
+        return {"mean_s": 0.0, "median_s": 0.0, "n": 0, "steps": 0}
+    return {"mean_s": sum(gaps) / len(gaps), "median_s": gaps[len(gaps) // 2], "n": len(gaps),
+            "steps": sum(1 for g in by_step.values() if len(g) > 1)}
+
+
 def step_excess(served: list[tuple[StepShape, float]], alone: list[tuple[StepShape, float]], fit: Fit) -> dict:
     """``step`` (seconds per decode row) and ``step_drift`` from served and engine-alone steps (module
     docstring); only decode-only steps count. Raises ValueError when either has none."""
@@ -182,7 +216,7 @@ def thread_cpu_s(pid: int, tid: int) -> float:
 def measure_serving(model: str, threads: int, num_requests: int = 32, concurrency: int = 4, max_tokens: int = 64,
                     seed: int = 0, max_prompt_tokens: int = 512, latency_requests: int = 8, warm_repeats: int = 3,
                     log=print, fit: Fit | None = None,  # noqa: ANN001 - a print-like function
-                    cold_repeats: int = 3) -> dict:
+                    cold_repeats: int = 3, finish_rounds: int = 20) -> dict:
     """Run the workload above; returns ``{part: s per output token}`` plus ``tokens``, ``requests`` and the
     settings, and with ``fit`` (the fit for ``threads``) the served step excess (``step``, ``step_drift``).
     Raises RuntimeError when the replica does not become ready or a request fails."""
@@ -240,6 +274,7 @@ def measure_serving(model: str, threads: int, num_requests: int = 32, concurrenc
             timed = read_step_times(step_log, skip)
             served_steps = [(shape, sec) for shape, sec, _ in timed]
             alone_steps += closed_loop(alone, work, concurrency)
+            stagger = _finish_bursts(rep.url, served, step_log, finish_rounds, concurrency, seed, max_prompt_tokens)
     finally:
         srv.stop()
         asyncio.run(launcher.close())
@@ -260,8 +295,10 @@ def measure_serving(model: str, threads: int, num_requests: int = 32, concurrenc
         raise RuntimeError(f"serving overhead: {len(bad)} of {len(records)} requests failed: {bad[0].error}")
     excess = {}
     if fit is not None:
-        excess = {**step_excess(served_steps, alone_steps, fit), "step_gaps": step_gaps(timed)}
+        excess = {**step_excess(served_steps, alone_steps, fit), "step_gaps": step_gaps(timed),
+                  "finish_staggers": stagger}
         latency[STEP_GAP_KEY] = excess["step_gaps"]["mean_s"]
+        latency[FINISH_STAGGER_KEY] = stagger["mean_s"]
     tokens = sum(r.output_tokens for r in records[: len(work)])
     out = {p: (after[p] - before[p]) / tokens for p in PARTS}
     out.update(tokens=tokens, requests=len(work), threads=threads, concurrency=concurrency, max_tokens=max_tokens,
@@ -274,6 +311,31 @@ def measure_serving(model: str, threads: int, num_requests: int = 32, concurrenc
         + (f"; served step excess {excess['step'] * 1000:.3f} ms per decode row over {excess['step_steps']} "
            f"decode steps (the machine at {excess['step_drift']:.2f}x the fit)" if excess else ""))
     return out
+
+
+def _finish_bursts(url: str, served: str, step_log: Path, rounds: int, concurrency: int, seed: int,
+                   max_prompt_tokens: int) -> dict:
+    """The finish stagger (``finish_stagger``) of ``rounds`` bursts at the idle replica: each a closed loop of
+    ``concurrency`` clients with two requests each (ShareGPT prompts, exactly 16 output tokens), the first
+    ``concurrency`` sent together, so that they are prefilled in the same step or two and finish together,
+    and each client sends its next request as its first ends (what a loaded closed loop does). Only the first
+    requests' ends are grouped, by the replica's logged steps."""
+    from dataclasses import replace
+
+    from treadle.bench.arrivals import Arrival
+    from treadle.bench.loadgen import run_load
+    from treadle.bench.workloads import make_workload
+
+    ends: list[float] = []
+    skip = len(step_log.read_text().splitlines())
+    for k in range(rounds):
+        work = [replace(w, ignore_eos=True) for w in make_workload("sharegpt", 2 * concurrency, seed + 10 + k, 16,
+                                                                   max_prompt_tokens=max_prompt_tokens)]
+        records = asyncio.run(run_load(url, served, work, arrival=Arrival(concurrency=concurrency)))
+        firsts = sorted((r for r in records if r.ok and r.e2e_s is not None), key=lambda r: r.sent_clock)
+        # a closed loop's record counts from its send (origin = start): its client-side end is send + e2e
+        ends += [r.sent_clock + r.e2e_s for r in firsts[:concurrency]]  # type: ignore[operator]
+    return finish_stagger(ends, [end for _, _, end in read_step_times(step_log, skip)])
 
 
 def closed_loop(engine, work: list, concurrency: int) -> list[tuple[StepShape, float]]:  # noqa: ANN001

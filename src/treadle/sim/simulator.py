@@ -12,7 +12,10 @@ before arrivals, in the order they were made, before deliveries, before step sta
   the cost model's ``latency_spread`` factors, drawn with ``seed``): the request joins the replica's scheduler.
 - *step end* of a replica (time from the cost model, stretched by core sharing): tokens are folded back;
   a first token sets TTFT; a finished request lowers in-flight, and the policy gets ``on_result`` with the
-  cached tokens the replica reported (as the gateway does from ``usage``). Then the replica's next step.
+  cached tokens the replica reported (as the gateway does from ``usage``). The k-th request finishing in
+  the step (k = 0, 1, ..., in the scheduler's order) ends ``k x cost.finish_stagger_s`` later for its client,
+  and a closed loop sends the client's next request then (streams end one at a time, measured by
+  ``calibrate --serving``). Then the replica's next step.
 - *tick* every ``interval_s`` (the gateway's health interval): each replica's waiting/running is scraped
   (what ``ReplicaLoad.waiting`` holds between scrapes), replicas whose start-up has elapsed turn healthy,
   and with autoscaling the fleet controller's sample goes to the real ``Autoscaler.observe``; it launches
@@ -183,16 +186,17 @@ class Simulation:
             self._next_turn[chain[0].id] = chain[1:]
             self._push(now, ARRIVAL, chain[0])
 
-    def _client_done(self, sim: SimRequest, ok: bool) -> None:
+    def _client_done(self, sim: SimRequest, ok: bool, lag: float = 0.0) -> None:
+        """A closed loop's client got its answer ``lag`` after now: its next request is sent then."""
         if not self.fleet.concurrency:
             return
         rest = self._next_turn.pop(sim.id, [])
         if rest and ok:
             self._next_turn[rest[0].id] = rest[1:]
-            self._push(self.now, ARRIVAL, rest[0])
+            self._push(self.now + lag, ARRIVAL, rest[0])
         else:
             self._pending -= len(rest)  # a failed turn ends its session (as the load generator does)
-            self._next_chain(self.now)
+            self._next_chain(self.now + lag)
 
     # -- gateway ---------------------------------------------------------------------------------------
     def _arrive(self, sim: SimRequest) -> None:
@@ -238,16 +242,16 @@ class Simulation:
             live = self.live[rid]
             live.sim.first_token_s = self.now
             self.ttft_log.append((self.now, self.now - live.origin))
-        for req in res.finished:
+        for k, req in enumerate(res.finished):
             live = self.live.pop(req.request_id)
-            sim = live.sim
-            sim.end_s, sim.output_tokens, sim.cached_tokens = self.now, req.num_output_tokens, req.num_cached_tokens
+            sim, lag = live.sim, k * self.cost.finish_stagger_s
+            sim.end_s, sim.output_tokens, sim.cached_tokens = self.now + lag, req.num_output_tokens, req.num_cached_tokens
             sim.make_prompt = _dropped  # free the prompt's memory
             self.done.append(sim)
             self._pending -= 1
             rep.view.inflight -= 1
             self.policy.on_result(live.route, live.decision, req.num_cached_tokens)
-            self._client_done(sim, True)
+            self._client_done(sim, True, lag)
         if rep.view.state == "draining" and rep.view.inflight == 0:
             self._remove(rep)
             return
