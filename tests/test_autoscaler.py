@@ -24,6 +24,8 @@ def test_config_rejects_bad_values() -> None:
         AutoscalerConfig(downscale_hysteresis=1.0)
     with pytest.raises(ValueError, match="target_load_per_replica"):
         AutoscalerConfig(target_load_per_replica=0)
+    with pytest.raises(ValueError, match="downscale_breach_share"):
+        AutoscalerConfig(downscale_breach_share=1.5)
 
 
 def test_scale_up_waits_for_the_upscale_delay() -> None:
@@ -89,3 +91,22 @@ def test_autoscaler_replays_a_burst_and_restarts_its_window_after_a_change() -> 
     assert counts == [1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 1, 1, 1]
     with pytest.raises(ValueError, match="back in time"):
         a.observe(MetricSample(0.0, 1, 0), 1)
+
+
+def test_a_scale_down_tolerates_the_breach_share_of_its_window() -> None:
+    """21 samples over 20 s, TTFT SLO 1 s: 2 breaching samples (9.5%) allow the scale-down at the default share
+    0.1, 3 (14%) block it; share 0 blocks on any breach, share 1 ignores breaches for scale-down. The
+    defaults: a 300-s scale-down delay."""
+    assert AutoscalerConfig().downscale_delay_s == 300.0 and AutoscalerConfig().downscale_breach_share == 0.1
+    cfg = AutoscalerConfig(max_replicas=4, target_load_per_replica=4, upscale_delay_s=100, downscale_delay_s=20,
+                           downscale_hysteresis=0.5, trend_window_s=0, ttft_slo_s=1.0)
+
+    def window(breaches: int) -> list[MetricSample]:
+        return hist([0] * 21, replicas=3, ttft=[2.0] * breaches + [0.5] * (21 - breaches))
+
+    assert decide(window(2), 3, cfg).replicas == 1
+    assert decide(window(3), 3, cfg).reason == "hold"
+    strict = AutoscalerConfig(**{**cfg.__dict__, "downscale_breach_share": 0.0})
+    assert decide(window(1), 3, strict).reason == "hold" and decide(window(0), 3, strict).replicas == 1
+    lax = AutoscalerConfig(**{**cfg.__dict__, "downscale_breach_share": 1.0})
+    assert decide(window(21), 3, lax).replicas == 1

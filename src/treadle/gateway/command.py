@@ -59,7 +59,9 @@ def add_autoscale_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-replicas", type=int, default=None, help="default: --launch")
     p.add_argument("--target-load", type=float, default=4.0, help="requests in flight one replica should carry")
     p.add_argument("--upscale-delay", type=float, default=5.0)
-    p.add_argument("--downscale-delay", type=float, default=30.0)
+    p.add_argument("--downscale-delay", type=float, default=300.0, help="seconds of low load before a scale-down")
+    p.add_argument("--downscale-breach-share", type=float, default=0.1, help="with --ttft-slo: the share of "
+                   "those seconds whose TTFT may exceed it and still allow a scale-down")
     p.add_argument("--ttft-slo", type=float, default=None, help="seconds; p90 TTFT above it asks for a replica more")
 
 
@@ -69,7 +71,8 @@ def autoscaler_config(args: argparse.Namespace, max_replicas: int):  # noqa: ANN
 
     return AutoscalerConfig(min_replicas=args.min_replicas, max_replicas=max_replicas,
                             target_load_per_replica=args.target_load, upscale_delay_s=args.upscale_delay,
-                            downscale_delay_s=args.downscale_delay, ttft_slo_s=args.ttft_slo)
+                            downscale_delay_s=args.downscale_delay, ttft_slo_s=args.ttft_slo,
+                            downscale_breach_share=args.downscale_breach_share)
 
 
 def build(args: argparse.Namespace):  # noqa: ANN201 - (Gateway, FleetController | None)
