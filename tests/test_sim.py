@@ -584,7 +584,7 @@ def test_a_primed_replica_starts_with_the_cache_its_history_left() -> None:
 def test_served_step_excess_is_exact_and_the_engine_reports_its_steps(tiny_llama, tmp_path) -> None:
     from treadle.config import EngineConfig
     from treadle.engine.llm_engine import LLMEngine
-    from treadle.sim.serving_overhead import StepLog, read_steps, step_excess
+    from treadle.sim.served_steps import StepLog, read_steps, step_excess
 
     fit = Fit(a=0.004, b=0.001, c=0.002, d=1e-6)
     shapes = [StepShape(decode_rows=r, decode_context=100 * r) for r in (1, 4, 16)]

@@ -65,7 +65,7 @@ def test_the_path_spread_draws_each_requests_latency_from_its_factors() -> None:
 
 
 def test_step_gaps_are_the_time_between_steps_with_work() -> None:
-    from treadle.sim.serving_overhead import step_gaps
+    from treadle.sim.served_steps import step_gaps
 
     d, p = StepShape(decode_rows=2), StepShape(prefill_tokens=30, prefill_chunks=1)
     # (shape, seconds, end): gaps 0.5, 1.0 before decode steps; the prompt-only step after idle time is left out
@@ -98,7 +98,7 @@ def test_requests_finishing_in_one_step_end_a_stagger_apart_and_send_their_next_
 
 
 def test_finish_stagger_groups_client_ends_by_the_step_that_ended_before_them() -> None:
-    from treadle.sim.serving_overhead import finish_stagger
+    from treadle.sim.served_steps import finish_stagger
 
     # steps end at 1, 2, 3; ends 1.001/1.005/1.011 follow the first (gaps 4 and 6 ms), 2.002 alone, 3.001/3.003 the
     # third (2 ms); an end before any step counts in no group
@@ -111,7 +111,7 @@ def test_finish_stagger_groups_client_ends_by_the_step_that_ended_before_them() 
 def test_a_replicas_logs_carry_step_end_times_and_hand_overs(tiny_llama, tmp_path) -> None:
     from treadle.config import EngineConfig
     from treadle.engine.async_engine import AsyncEngine
-    from treadle.sim.serving_overhead import EnqueueLog, StepLog, read_step_times, read_steps
+    from treadle.sim.served_steps import EnqueueLog, StepLog, read_step_times, read_steps
 
     engine = AsyncEngine(EngineConfig(model=str(tiny_llama), num_kv_blocks=64, threads=1))
     steps_path, handed_path = tmp_path / "steps.jsonl", tmp_path / "enqueued.jsonl"

@@ -22,7 +22,8 @@ import urllib.request
 from collections import Counter
 
 from treadle.bench.http_throughput import stop_server
-from treadle.sim.serving_overhead import read_steps, start_logged_server
+from treadle.sim.served_steps import read_steps
+from treadle.sim.serving_overhead import start_logged_server
 
 WORDS = "river stone cloud maple lantern harbor violet meadow engine copper".split()
 

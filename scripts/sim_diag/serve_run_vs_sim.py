@@ -27,7 +27,7 @@ from treadle.gateway.policies import make_policy
 from treadle.sim import validate
 from treadle.sim.cost_model import load_cost_model, shape_of
 from treadle.sim.replica import SimReplica
-from treadle.sim.serving_overhead import read_steps
+from treadle.sim.served_steps import read_steps
 
 
 def serial_arrivals() -> None:

@@ -16,7 +16,8 @@ import numpy as np
 
 from treadle.bench.http_throughput import stop_server
 from treadle.sim.cost_model import load_cost_model
-from treadle.sim.serving_overhead import read_steps, start_logged_server
+from treadle.sim.served_steps import read_steps
+from treadle.sim.serving_overhead import start_logged_server
 
 T = str(Path(sys.executable).parent / "treadle")
 

@@ -28,7 +28,8 @@ import treadle.bench.loadgen as loadgen
 from treadle.bench.arrivals import Arrival
 from treadle.bench.http_throughput import stop_server
 from treadle.sim import validate
-from treadle.sim.serving_overhead import read_step_times, start_logged_server
+from treadle.sim.served_steps import read_step_times
+from treadle.sim.serving_overhead import start_logged_server
 
 
 def q(xs: list[float]) -> str:

@@ -35,7 +35,8 @@ from treadle.config import EngineConfig
 from treadle.engine.llm_engine import LLMEngine
 from treadle.server.command import served_name
 from treadle.sim.cost_model import load_cost_model
-from treadle.sim.serving_overhead import closed_loop, read_steps, start_logged_server
+from treadle.sim.served_steps import read_steps
+from treadle.sim.serving_overhead import closed_loop, start_logged_server
 
 LEVELS = (1, 4, 16)
 MAX_TOKENS, MAX_PROMPT = 64, 512

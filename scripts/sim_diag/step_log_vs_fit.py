@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from treadle.sim.cost_model import Fit, StepShape, load_cost_model
-from treadle.sim.serving_overhead import read_steps
+from treadle.sim.served_steps import read_steps
 
 KINDS = (
     ("decode-only, 1 row", lambda s: s.prefill_tokens == 0 and s.decode_rows == 1),

@@ -72,11 +72,11 @@ def run(args: argparse.Namespace) -> int:
     def on_ready(engine) -> None:  # noqa: ANN001
         e = engine.engine
         if os.environ.get(STEP_LOG_ENV):  # treadle sim calibrate --serving: every step's shape and time
-            from treadle.sim.serving_overhead import StepLog
+            from treadle.sim.served_steps import StepLog
 
             e.step_observer = StepLog(os.environ[STEP_LOG_ENV], e.config.block_size)
         if os.environ.get(ENQUEUE_LOG_ENV):  # diagnostics (scripts/sim_diag): when each request reaches the engine
-            from treadle.sim.serving_overhead import EnqueueLog
+            from treadle.sim.served_steps import EnqueueLog
 
             engine.enqueue_observer = EnqueueLog(os.environ[ENQUEUE_LOG_ENV])
         source = "bundled default, converted cache" if args.model in ("default", e.model_name) else "local folder"
