@@ -1,15 +1,8 @@
 #!/bin/bash
 # #19: the autoscaler runs with the new defaults (scale-down delay 300 s, breach share 0.1; 2026-12-05), and fixed
 # fleets of the --ttft-slo runs' means and peaks.
-set -x
-cd /work/main
-T=.venv/bin/treadle
-O=docs/results/sim/rerun-2026-12-05
-C="--cost cpu-smollm2 --threads 1 --length-scale 0.25 --policy least_loaded --slo ttft_ms=2000,tpot_ms=100 --startup 11.4"
+source "$(dirname "$0")/common.sh"
 A="--autoscale --min-replicas 1 --max-replicas 32"
-DAY="--synthetic-day 24 --synthetic-hour-s 600"
-sizes() { .venv/bin/python -c "
-import json, math; r = json.load(open('$1'))['runs'][0]; print(f\"{math.ceil(r['mean_replicas'])},{r['max_replicas']}\")"; }
 date -u
 $T sim --trace azure-conv $C $A --ttft-slo 2 --replicas 1 --out $O/cpu-auto-hour-new-defaults.json &
 $T sim --trace azure-conv $C $A --replicas 1 --out $O/cpu-auto-hour-new-defaults-no-ttft-slo.json

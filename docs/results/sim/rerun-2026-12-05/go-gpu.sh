@@ -1,9 +1,6 @@
 #!/bin/bash
 # #19 at-scale re-run with the current simulator (commit in each file's meta), 2026-12-05; two streams in parallel.
-set -x
-cd /work/main
-T=.venv/bin/treadle
-O=docs/results/sim/rerun-2026-12-05
+source "$(dirname "$0")/common.sh"
 S="--slo ttft_ms=2000,tpot_ms=100"
 G="--cost gpu-h100-llama3-8b"
 syn=/tmp/sim22/azure-conv-tiled-6h-SYNTHETIC.csv
