@@ -95,6 +95,8 @@ def test_requests_finishing_in_one_step_end_a_stagger_apart_and_send_their_next_
     assert [r.first_token_s for r in got[3:]] == [3.0, 4.0, 4.0]
     plain = wave(CostModel({1: Fit(a=1.0)}, latency={"direct": 0.0}).with_overhead((), "direct"))
     assert {r.end_s for r in plain[:3]} == {2.0} and {r.first_token_s for r in plain[3:]} == {3.0}
+    with pytest.raises(ValueError, match="finish_stagger"):
+        CostModel({1: Fit(a=1.0)}, latency={"finish_stagger": -0.001})
 
 
 def test_finish_stagger_groups_client_ends_by_the_step_that_ended_before_them() -> None:

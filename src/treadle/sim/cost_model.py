@@ -223,8 +223,10 @@ class CostModel:
                              f"{self.co_run_slowdown}, {self.oversubscribed_slowdown}")
         if any(v < 0 for v in [*self.serving.values(), *self.latency.values(), self.request_latency_s,
                                 self.cold_start_s, self.step_gap_s, self.finish_stagger_s]):
-            raise ValueError(f"cost model: serving seconds must be >= 0, got {self.serving}, {self.latency}, "
-                             f"{self.request_latency_s}, {self.cold_start_s}, {self.step_gap_s}")
+            raise ValueError(f"cost model: serving seconds must be >= 0, got serving {self.serving}, latency "
+                             f"{self.latency}, request_latency_s {self.request_latency_s}, cold_start_s "
+                             f"{self.cold_start_s}, step_gap_s {self.step_gap_s}, finish_stagger_s "
+                             f"{self.finish_stagger_s}")
         if self.latency_spread and (min(self.latency_spread) < 0
                                     or abs(sum(self.latency_spread) / len(self.latency_spread) - 1.0) > 0.01):
             raise ValueError(f"cost model: latency_spread must be factors >= 0 with mean 1, got {self.latency_spread}")
