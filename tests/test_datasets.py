@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from sqlalchemy import select
 
 from feedback_support import record, write
@@ -71,8 +72,6 @@ def test_near_duplicates_ignore_a_shared_prompt_template() -> None:
     assert keep == [True] * 10 + [False] and (exact, near) == (0, 1)  # only the reworded "cancel my order"
     keep, _, near = keep_mask(texts, 0.8, _bag_of_words, template_share=2.0)  # whole texts: the template wins
     assert near == 10
-    import pytest
-
     with pytest.raises(ValueError, match="template_share must be > 0"):
         BuildOptions(template_share=0.0)
 

@@ -82,8 +82,9 @@ def test_burst_scales_up_and_down_and_a_killed_replica_costs_no_request(tiny_lla
         while not stop.is_set():
             healthy = [r for r in gw.replicas.replicas.values() if r.state == "healthy"]
             counts.append((time.monotonic() - t0, ctl.desired, len(healthy)))
-            # kill only in a steady fleet of >= 2: while the controller drains one for a scale-down, killing the
-            # other leaves no replica at all, and then a request has nowhere to go
+            # kill only in a steady fleet of >= 2: while the controller drains one for a scale-down, the gateway's
+            # last resort is that draining replica, and once its drain ends and it stops, killing the other would
+            # leave no replica until the replacement is ready
             steady = ctl.desired >= 2 and gw.replicas.counts()["draining"] == 0
             if not killed and len(healthy) >= 2 and steady and loading.is_set():
                 victim = max(healthy, key=lambda r: r.inflight)  # the busiest: it has streams and a queue
